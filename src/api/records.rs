@@ -1,0 +1,436 @@
+//! `lodestone.v1.RecordService`: translates requests into domain calls and
+//! results back into messages. No rule of the domain is decided here.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::page::{decode_token, encode_token, page_size};
+use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
+use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
+use crate::domain::write::{Incoming, Origin};
+use crate::domain::{Error, Violation};
+use crate::network::{LicenseDecision, Network};
+use crate::pb::{self, record_service_server::RecordService, DateReader};
+use crate::store::{ListPage, ListQuery};
+
+/// Records per `ExportRecordsResponse` message.
+const EXPORT_CHUNK: usize = 500;
+
+pub struct RecordApi {
+    network: Arc<Network>,
+    shutdown: CancellationToken,
+}
+
+impl RecordApi {
+    pub fn new(network: Arc<Network>, shutdown: CancellationToken) -> Self {
+        RecordApi { network, shutdown }
+    }
+}
+
+/// Decodes `records[offset..]` of a request into domain records, collecting
+/// what cannot be decoded.
+fn decode_records(
+    records: Vec<pb::Record>,
+    offset: usize,
+    incoming: &mut Vec<Incoming>,
+    malformed: &mut Vec<Violation>,
+) {
+    incoming.reserve(records.len());
+    for (i, record) in records.into_iter().enumerate() {
+        let index = offset + i;
+        if let Some(record) = pb::record_from_pb(record, &format!("records[{index}]"), malformed) {
+            incoming.push(Incoming {
+                origin: Origin::Records(index),
+                record,
+            });
+        }
+    }
+}
+
+/// Checks an id argument (a Get's `id`, a filter) and reports it at `field`.
+fn check_id(field: &str, value: &str, violations: &mut Vec<Violation>) {
+    if let Some(problem) = identifier_problem(value) {
+        violations.push(Violation::new(field, problem));
+    }
+}
+
+/// Checks an optional filter id: empty means "any".
+fn check_filter_id(field: &str, value: &str, violations: &mut Vec<Violation>) {
+    if !value.is_empty() {
+        check_id(field, value, violations);
+    }
+}
+
+fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { violations })
+    }
+}
+
+fn get_key(kind: Kind, id: String) -> Result<RecordKey, Error> {
+    let mut violations = Vec::new();
+    check_id("id", &id, &mut violations);
+    refuse_if_any(violations)?;
+    Ok(RecordKey::new(kind, id))
+}
+
+fn status_filter(field: &str, number: i32, violations: &mut Vec<Violation>) -> LicenseStatus {
+    let status = LicenseStatus::from_number(number);
+    if number != 0 && status == LicenseStatus::Unspecified {
+        violations.push(Violation::new(
+            field,
+            format!("{number} is not a LicenseStatus"),
+        ));
+    }
+    status
+}
+
+/// Serves one page of `query` for a List request.
+async fn list_page(
+    network: &Network,
+    query: ListQuery,
+    page_size_requested: i32,
+    page_token: &str,
+) -> Result<(ListPage, String), Error> {
+    let size = page_size(page_size_requested)?;
+    let listing = format!("{query:?}");
+    let cursor = decode_token(page_token, &listing)?;
+    let page = network.list(query, cursor.after, size).await?;
+    let next = match (page.more, page.records.last()) {
+        (true, Some(last)) => encode_token(&listing, last.id(), 0),
+        _ => String::new(),
+    };
+    Ok((page, next))
+}
+
+fn total(page: &ListPage) -> i32 {
+    i32::try_from(page.total).unwrap_or(i32::MAX)
+}
+
+macro_rules! records_of {
+    ($page:expr, $variant:ident, $to_pb:path) => {
+        $page
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                Record::$variant(x) => Some($to_pb(x)),
+                _ => None,
+            })
+            .collect()
+    };
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<pb::ExportRecordsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RecordService for RecordApi {
+    async fn upsert_records(
+        &self,
+        request: Request<pb::UpsertRecordsRequest>,
+    ) -> Result<Response<pb::UpsertRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let count = request.records.len();
+        if count > MAX_RECORDS_PER_REQUEST {
+            return Err(Error::TooManyRecords {
+                count,
+                limit: MAX_RECORDS_PER_REQUEST,
+            }
+            .into());
+        }
+        let (mut incoming, mut malformed) = (Vec::new(), Vec::new());
+        decode_records(request.records, 0, &mut incoming, &mut malformed);
+        let outcome = self
+            .network
+            .upsert(incoming, malformed, true, request.validate_only)
+            .await?;
+        Ok(Response::new(pb::UpsertRecordsResponse {
+            upserted_count: count as u32,
+            revision: outcome.revision,
+        }))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<pb::DeleteRecordsRequest>,
+    ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
+        let refs = request.into_inner().refs;
+        let mut violations = Vec::new();
+        let mut keys = Vec::with_capacity(refs.len());
+        for (i, reference) in refs.into_iter().enumerate() {
+            match pb::record_ref_to_key(reference) {
+                Some(key) => {
+                    check_id(&format!("refs[{i}].{}", key.kind), &key.id, &mut violations);
+                    keys.push(key);
+                }
+                None => violations.push(Violation::new(
+                    format!("refs[{i}]"),
+                    "must name one of material, supplier, component, line or license",
+                )),
+            }
+        }
+        refuse_if_any(violations)?;
+        // The plan refuses the request unless every distinct record exists,
+        // so on success exactly these were deleted.
+        let distinct = keys.iter().collect::<HashSet<_>>().len();
+        let outcome = self.network.delete(keys).await?;
+        Ok(Response::new(pb::DeleteRecordsResponse {
+            deleted_count: distinct as u32,
+            revision: outcome.revision,
+        }))
+    }
+
+    async fn import_records(
+        &self,
+        request: Request<Streaming<pb::ImportRecordsRequest>>,
+    ) -> Result<Response<pb::ImportRecordsResponse>, Status> {
+        let mut stream = request.into_inner();
+        let (mut incoming, mut malformed) = (Vec::new(), Vec::new());
+        let mut received = 0usize;
+        while let Some(message) = stream.next().await {
+            let records = message?.records;
+            let offset = received;
+            received += records.len();
+            decode_records(records, offset, &mut incoming, &mut malformed);
+        }
+        tracing::info!(records = received, "import received; validating");
+        let outcome = self
+            .network
+            .upsert(incoming, malformed, false, false)
+            .await?;
+        Ok(Response::new(pb::ImportRecordsResponse {
+            upserted_count: received as u64,
+            revision: outcome.revision,
+        }))
+    }
+
+    type ExportRecordsStream = ExportStream;
+
+    async fn export_records(
+        &self,
+        _request: Request<pb::ExportRecordsRequest>,
+    ) -> Result<Response<Self::ExportRecordsStream>, Status> {
+        let snapshot = self.network.snapshot().await?;
+        let (tx, rx) = mpsc::channel(4);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let revision = snapshot.revision;
+            for chunk in snapshot.records.chunks(EXPORT_CHUNK) {
+                let message = pb::ExportRecordsResponse {
+                    records: chunk.iter().map(pb::record_to_pb).collect(),
+                    revision,
+                };
+                tokio::select! {
+                    sent = tx.send(Ok(message)) => if sent.is_err() { return },
+                    () = shutdown.cancelled() => {
+                        let _ = tx.send(Err(Error::ShuttingDown.into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_material(
+        &self,
+        request: Request<pb::GetMaterialRequest>,
+    ) -> Result<Response<pb::Material>, Status> {
+        let key = get_key(Kind::Material, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::Material(m) => Ok(Response::new(pb::material_to_pb(&m))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
+    async fn get_supplier(
+        &self,
+        request: Request<pb::GetSupplierRequest>,
+    ) -> Result<Response<pb::Supplier>, Status> {
+        let key = get_key(Kind::Supplier, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::Supplier(s) => Ok(Response::new(pb::supplier_to_pb(&s))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
+    async fn get_component(
+        &self,
+        request: Request<pb::GetComponentRequest>,
+    ) -> Result<Response<pb::Component>, Status> {
+        let key = get_key(Kind::Component, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::Component(c) => Ok(Response::new(pb::component_to_pb(&c))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
+    async fn get_production_line(
+        &self,
+        request: Request<pb::GetProductionLineRequest>,
+    ) -> Result<Response<pb::ProductionLine>, Status> {
+        let key = get_key(Kind::Line, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::Line(l) => Ok(Response::new(pb::line_to_pb(&l))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
+    async fn get_license(
+        &self,
+        request: Request<pb::GetLicenseRequest>,
+    ) -> Result<Response<pb::License>, Status> {
+        let key = get_key(Kind::License, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::License(l) => Ok(Response::new(pb::license_to_pb(&l))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
+    async fn list_materials(
+        &self,
+        request: Request<pb::ListMaterialsRequest>,
+    ) -> Result<Response<pb::ListMaterialsResponse>, Status> {
+        let r = request.into_inner();
+        let (page, next_page_token) = list_page(
+            &self.network,
+            ListQuery::Materials,
+            r.page_size,
+            &r.page_token,
+        )
+        .await?;
+        Ok(Response::new(pb::ListMaterialsResponse {
+            materials: records_of!(page, Material, pb::material_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn list_suppliers(
+        &self,
+        request: Request<pb::ListSuppliersRequest>,
+    ) -> Result<Response<pb::ListSuppliersResponse>, Status> {
+        let r = request.into_inner();
+        if !r.country.is_empty() && !is_country_code(&r.country) {
+            return Err(Error::invalid_argument(
+                "country",
+                format!("{:?} is not an ISO 3166-1 alpha-2 country code", r.country),
+            )
+            .into());
+        }
+        let query = ListQuery::Suppliers { country: r.country };
+        let (page, next_page_token) =
+            list_page(&self.network, query, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListSuppliersResponse {
+            suppliers: records_of!(page, Supplier, pb::supplier_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn list_components(
+        &self,
+        request: Request<pb::ListComponentsRequest>,
+    ) -> Result<Response<pb::ListComponentsResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        check_filter_id("supplier_id", &r.supplier_id, &mut violations);
+        check_filter_id("material", &r.material, &mut violations);
+        refuse_if_any(violations)?;
+        let query = ListQuery::Components {
+            supplier_id: r.supplier_id,
+            material: r.material,
+        };
+        let (page, next_page_token) =
+            list_page(&self.network, query, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListComponentsResponse {
+            components: records_of!(page, Component, pb::component_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn list_production_lines(
+        &self,
+        request: Request<pb::ListProductionLinesRequest>,
+    ) -> Result<Response<pb::ListProductionLinesResponse>, Status> {
+        let r = request.into_inner();
+        let query = ListQuery::Lines { plant: r.plant };
+        let (page, next_page_token) =
+            list_page(&self.network, query, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListProductionLinesResponse {
+            lines: records_of!(page, Line, pb::line_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn list_licenses(
+        &self,
+        request: Request<pb::ListLicensesRequest>,
+    ) -> Result<Response<pb::ListLicensesResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        check_filter_id("supplier_id", &r.supplier_id, &mut violations);
+        check_filter_id("material", &r.material, &mut violations);
+        let status = status_filter("status", r.status, &mut violations);
+        refuse_if_any(violations)?;
+        let query = ListQuery::Licenses {
+            supplier_id: r.supplier_id,
+            material: r.material,
+            status,
+        };
+        let (page, next_page_token) =
+            list_page(&self.network, query, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListLicensesResponse {
+            licenses: records_of!(page, License, pb::license_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn update_license_status(
+        &self,
+        request: Request<pb::UpdateLicenseStatusRequest>,
+    ) -> Result<Response<pb::License>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        check_id("id", &r.id, &mut violations);
+        let status = status_filter("status", r.status, &mut violations);
+        let mut dates = DateReader {
+            path: String::new(),
+            violations: &mut violations,
+        };
+        let decision = LicenseDecision {
+            decided_on: dates.read("decided_on", &r.decided_on),
+            valid_from: dates.read("valid_from", &r.valid_from),
+            valid_until: dates.read("valid_until", &r.valid_until),
+            status: (status != LicenseStatus::Unspecified).then_some(status),
+            quantity_kg: (r.quantity_kg != 0.0).then_some(r.quantity_kg),
+            revision: r.revision,
+            id: r.id,
+        };
+        // A malformed id or status says nothing about the stored licence: refuse now.
+        if violations
+            .iter()
+            .any(|v| v.field == "id" || v.field == "status")
+        {
+            return Err(Error::InvalidArgument { violations }.into());
+        }
+        let license = self.network.decide_license(decision, violations).await?;
+        Ok(Response::new(pb::license_to_pb(&license)))
+    }
+}

@@ -1,0 +1,601 @@
+//! Turns a write request into the exact set of record changes to commit, or
+//! refuses it whole.
+//!
+//! Planning reads the current state through [`Lookup`] and never writes: the
+//! caller holds the single writer path while it plans and commits, so what was
+//! read is still true when the plan is applied.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{Error, InvalidReason, Violation};
+use super::record::{Kind, Record, RecordKey};
+use super::validate::{check_record, field_path, identifier_problem};
+
+/// Read access to the state a write is planned against.
+pub trait Lookup {
+    fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error>;
+
+    fn contains(&self, key: &RecordKey) -> Result<bool, Error> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Every record that refers to `key`, in key order.
+    fn referrers(&self, key: &RecordKey) -> Result<Vec<RecordKey>, Error>;
+}
+
+/// Where a record sits in its request, so that errors name its fields by the
+/// paths the client sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `records[i].<kind>` of an upsert or import.
+    Records(usize),
+    /// The request's own top-level fields (`UpdateLicenseStatus`).
+    Root,
+}
+
+/// A record as it arrived in a write request.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub origin: Origin,
+    pub record: Record,
+}
+
+impl Incoming {
+    pub fn path(&self) -> String {
+        match self.origin {
+            Origin::Records(i) => format!("records[{i}].{}", self.record.kind().name()),
+            Origin::Root => String::new(),
+        }
+    }
+}
+
+/// One record changing: created (`old` is `None`), replaced, or deleted
+/// (`new` is `None`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub old: Option<Record>,
+    pub new: Option<Record>,
+}
+
+impl Change {
+    pub fn key(&self) -> RecordKey {
+        self.new
+            .as_ref()
+            .or(self.old.as_ref())
+            .map(Record::key)
+            .expect("a change has an old or a new record")
+    }
+}
+
+/// Plans creating or replacing `incoming`. `malformed` holds violations the
+/// caller already found while decoding the request (an unparsable date, say);
+/// they count as malformed fields. With `check_revisions`, a non-zero record
+/// revision must equal the stored one.
+///
+/// Returns only the records whose content changes; an empty plan means the
+/// request changes nothing.
+pub fn plan_upsert(
+    lookup: &dyn Lookup,
+    incoming: Vec<Incoming>,
+    malformed: Vec<Violation>,
+    check_revisions: bool,
+) -> Result<Vec<Change>, Error> {
+    let mut field_violations = malformed;
+    for item in &incoming {
+        check_record(&item.record, &item.path(), &mut field_violations);
+    }
+
+    // One record per key: a second copy would make "the" new state ambiguous.
+    let mut by_key: HashMap<RecordKey, usize> = HashMap::with_capacity(incoming.len());
+    for (i, item) in incoming.iter().enumerate() {
+        if item.record.id().is_empty() {
+            continue;
+        }
+        if let Some(&first) = by_key.get(&item.record.key()) {
+            field_violations.push(Violation::new(
+                field_path(&item.path(), item.record.kind().id_field()),
+                format!(
+                    "{} {:?} appears more than once in the request (first at {})",
+                    item.record.kind(),
+                    item.record.id(),
+                    incoming[first].path()
+                ),
+            ));
+        } else {
+            by_key.insert(item.record.key(), i);
+        }
+    }
+
+    let reference_violations = check_references(lookup, &incoming, &by_key)?;
+    if !field_violations.is_empty() || !reference_violations.is_empty() {
+        let reason = if field_violations.is_empty() {
+            InvalidReason::UnknownReference
+        } else {
+            InvalidReason::InvalidRecord
+        };
+        let mut violations = field_violations;
+        violations.extend(reference_violations);
+        return Err(invalid(reason, violations, Vec::new()));
+    }
+
+    check_cycles(lookup, &incoming, &by_key)?;
+
+    let mut changes = Vec::new();
+    for item in incoming {
+        let key = item.record.key();
+        let old = lookup.get(&key)?;
+        let expected = item.record.revision();
+        if check_revisions && expected != 0 {
+            let actual = old.as_ref().map(Record::revision);
+            if actual != Some(expected) {
+                return Err(Error::RevisionMismatch {
+                    key,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        match &old {
+            Some(old) if old.same_content(&item.record) => {}
+            _ => changes.push(Change {
+                old,
+                new: Some(item.record),
+            }),
+        }
+    }
+    Ok(changes)
+}
+
+/// Plans deleting `keys` (with their positions in the request). Every record
+/// must exist, and no record outside the request may still refer to one.
+pub fn plan_delete(lookup: &dyn Lookup, keys: &[RecordKey]) -> Result<Vec<Change>, Error> {
+    let mut seen = HashSet::new();
+    let mut changes = Vec::new();
+    let mut missing = Vec::new();
+    for key in keys {
+        if !seen.insert(key) {
+            continue;
+        }
+        match lookup.get(key)? {
+            Some(old) => changes.push(Change {
+                old: Some(old),
+                new: None,
+            }),
+            None => missing.push(key.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::NotFound { missing });
+    }
+    for key in keys {
+        let remaining: Vec<RecordKey> = lookup
+            .referrers(key)?
+            .into_iter()
+            .filter(|r| !seen.contains(r))
+            .collect();
+        if !remaining.is_empty() {
+            return Err(Error::StillReferenced {
+                target: key.clone(),
+                referrers: remaining,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+fn invalid(reason: InvalidReason, violations: Vec<Violation>, cycle: Vec<String>) -> Error {
+    let summary = match reason {
+        InvalidReason::InvalidRecord => format!(
+            "the request was refused: {} field violation(s); nothing was stored",
+            violations.len()
+        ),
+        InvalidReason::UnknownReference => format!(
+            "the request was refused: {} reference(s) name no record; nothing was stored",
+            violations.len()
+        ),
+        InvalidReason::CycleDetected => format!(
+            "the request was refused: the component inputs would form a cycle {}; nothing was stored",
+            cycle.join(" -> ")
+        ),
+    };
+    Error::Invalid {
+        reason,
+        summary,
+        violations,
+        cycle,
+    }
+}
+
+/// Every reference must name a record that exists once the request is
+/// applied: in the request itself or already stored.
+fn check_references(
+    lookup: &dyn Lookup,
+    incoming: &[Incoming],
+    by_key: &HashMap<RecordKey, usize>,
+) -> Result<Vec<Violation>, Error> {
+    let mut known: HashMap<RecordKey, bool> = HashMap::new();
+    let mut violations = Vec::new();
+    for item in incoming {
+        for reference in item.record.references() {
+            // A malformed id is already reported as such.
+            if identifier_problem(&reference.target.id).is_some() {
+                continue;
+            }
+            let exists = match known.get(&reference.target) {
+                Some(&exists) => exists,
+                None => {
+                    let exists = by_key.contains_key(&reference.target)
+                        || lookup.contains(&reference.target)?;
+                    known.insert(reference.target.clone(), exists);
+                    exists
+                }
+            };
+            if !exists {
+                violations.push(Violation::new(
+                    field_path(&item.path(), &reference.field),
+                    format!(
+                        "no {} {:?} exists, in the store or in this request",
+                        reference.target.kind, reference.target.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(violations)
+}
+
+/// The component input graph must stay acyclic. Any new cycle passes through
+/// a component of the request, so a depth-first search from each of them, over
+/// the request's components and the stored ones, finds it.
+fn check_cycles(
+    lookup: &dyn Lookup,
+    incoming: &[Incoming],
+    by_key: &HashMap<RecordKey, usize>,
+) -> Result<(), Error> {
+    let mut inputs_of: HashMap<String, Vec<String>> = HashMap::new();
+    let mut roots = Vec::new();
+    for item in incoming {
+        if let Record::Component(c) = &item.record {
+            inputs_of.insert(
+                c.id.clone(),
+                c.inputs.iter().map(|i| i.component_id.clone()).collect(),
+            );
+            roots.push(c.id.clone());
+        }
+    }
+    if roots.is_empty() {
+        return Ok(());
+    }
+    roots.sort();
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        OnPath,
+        Done,
+    }
+    let mut state: HashMap<String, State> = HashMap::new();
+    for root in roots {
+        if state.contains_key(&root) {
+            continue;
+        }
+        // The current path, each node with the index of its next input.
+        let mut path: Vec<(String, usize)> = vec![(root.clone(), 0)];
+        state.insert(root, State::OnPath);
+        while let Some((node, next)) = path.last_mut() {
+            if !inputs_of.contains_key(node.as_str()) {
+                let stored = match lookup.get(&RecordKey::new(Kind::Component, node.clone()))? {
+                    Some(Record::Component(c)) => {
+                        c.inputs.into_iter().map(|i| i.component_id).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                inputs_of.insert(node.clone(), stored);
+            }
+            let inputs = &inputs_of[node.as_str()];
+            if *next == inputs.len() {
+                state.insert(node.clone(), State::Done);
+                path.pop();
+                continue;
+            }
+            let child = inputs[*next].clone();
+            *next += 1;
+            match state.get(&child) {
+                Some(State::Done) => {}
+                Some(State::OnPath) => {
+                    let start = path
+                        .iter()
+                        .position(|(n, _)| *n == child)
+                        .expect("a node on the path is in the path");
+                    let cycle: Vec<String> = path[start..].iter().map(|(n, _)| n.clone()).collect();
+                    return Err(cycle_error(cycle, incoming, by_key));
+                }
+                None => {
+                    state.insert(child.clone(), State::OnPath);
+                    path.push((child, 0));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Describes a cycle (its nodes in edge order, without repeating the first),
+/// starting at its smallest id, and points at the input field of a request
+/// component that closes it.
+fn cycle_error(
+    mut cycle: Vec<String>,
+    incoming: &[Incoming],
+    by_key: &HashMap<RecordKey, usize>,
+) -> Error {
+    let smallest = (0..cycle.len())
+        .min_by(|&a, &b| cycle[a].cmp(&cycle[b]))
+        .unwrap_or(0);
+    cycle.rotate_left(smallest);
+    let mut violations = Vec::new();
+    for (i, node) in cycle.iter().enumerate() {
+        let next = &cycle[(i + 1) % cycle.len()];
+        let Some(&at) = by_key.get(&RecordKey::new(Kind::Component, node.clone())) else {
+            continue;
+        };
+        if let Record::Component(c) = &incoming[at].record {
+            if let Some(j) = c
+                .inputs
+                .iter()
+                .position(|input| input.component_id == *next)
+            {
+                let mut shown = cycle.clone();
+                shown.push(cycle[0].clone());
+                violations.push(Violation::new(
+                    field_path(&incoming[at].path(), &format!("inputs[{j}].component_id")),
+                    format!("closes the input cycle {}", shown.join(" -> ")),
+                ));
+                break;
+            }
+        }
+    }
+    let first = cycle[0].clone();
+    cycle.push(first);
+    invalid(InvalidReason::CycleDetected, violations, cycle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::record::{Component, ComponentInput, License, LicenseStatus, Supplier};
+    use std::collections::BTreeMap;
+
+    /// The state a plan reads, as a plain map.
+    #[derive(Default)]
+    struct Memory(BTreeMap<RecordKey, Record>);
+
+    impl Lookup for Memory {
+        fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn referrers(&self, key: &RecordKey) -> Result<Vec<RecordKey>, Error> {
+            Ok(self
+                .0
+                .values()
+                .filter(|r| r.references().iter().any(|x| x.target == *key))
+                .map(Record::key)
+                .collect())
+        }
+    }
+
+    impl Memory {
+        fn with(records: Vec<Record>) -> Self {
+            Memory(records.into_iter().map(|r| (r.key(), r)).collect())
+        }
+    }
+
+    fn component(id: &str, inputs: &[&str]) -> Record {
+        Record::Component(Component {
+            id: id.into(),
+            inputs: inputs
+                .iter()
+                .map(|i| ComponentInput {
+                    component_id: (*i).into(),
+                    quantity: 1.0,
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn incoming(records: Vec<Record>) -> Vec<Incoming> {
+        records
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| Incoming {
+                origin: Origin::Records(i),
+                record,
+            })
+            .collect()
+    }
+
+    fn supplier(id: &str) -> Record {
+        Record::Supplier(Supplier {
+            id: id.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_cycle_through_stored_components_is_found_and_named() {
+        let store = Memory::with(vec![component("B", &["C"]), component("C", &[])]);
+        let err = plan_upsert(
+            &store,
+            incoming(vec![component("A", &["B"]), component("C", &["A"])]),
+            vec![],
+            true,
+        )
+        .unwrap_err();
+        let Error::Invalid {
+            reason,
+            cycle,
+            violations,
+            ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(reason, InvalidReason::CycleDetected);
+        assert_eq!(cycle, vec!["A", "B", "C", "A"]);
+        assert_eq!(
+            violations[0].field,
+            "records[0].component.inputs[0].component_id"
+        );
+    }
+
+    #[test]
+    fn a_long_cycle_does_not_overflow_the_stack() {
+        let n = 100_000;
+        let records: Vec<Record> = (0..n)
+            .map(|i| {
+                let id = format!("C{i:06}");
+                let next = format!("C{:06}", (i + 1) % n);
+                component(&id, &[next.as_str()])
+            })
+            .collect();
+        let err = plan_upsert(&Memory::default(), incoming(records), vec![], true).unwrap_err();
+        let Error::Invalid { cycle, .. } = err else {
+            panic!()
+        };
+        assert_eq!(cycle.len(), n + 1);
+    }
+
+    #[test]
+    fn a_diamond_is_not_a_cycle() {
+        let records = vec![
+            component("TOP", &["L", "R"]),
+            component("L", &["BOTTOM"]),
+            component("R", &["BOTTOM"]),
+            component("BOTTOM", &[]),
+        ];
+        let plan = plan_upsert(&Memory::default(), incoming(records), vec![], true).unwrap();
+        assert_eq!(plan.len(), 4);
+    }
+
+    #[test]
+    fn unknown_references_are_listed_with_their_paths() {
+        let err = plan_upsert(
+            &Memory::default(),
+            incoming(vec![
+                component("A", &["NOPE"]),
+                component("B", &["A", "ALSO-NOPE"]),
+            ]),
+            vec![],
+            true,
+        )
+        .unwrap_err();
+        let Error::Invalid {
+            reason, violations, ..
+        } = err
+        else {
+            panic!()
+        };
+        assert_eq!(reason, InvalidReason::UnknownReference);
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "records[0].component.inputs[0].component_id",
+                "records[1].component.inputs[1].component_id"
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_fields_outrank_unknown_references() {
+        let mut bad = component("A", &["NOPE"]);
+        if let Record::Component(c) = &mut bad {
+            c.on_hand_units = -1.0;
+        }
+        let err = plan_upsert(&Memory::default(), incoming(vec![bad]), vec![], true).unwrap_err();
+        let Error::Invalid {
+            reason, violations, ..
+        } = err
+        else {
+            panic!()
+        };
+        assert_eq!(reason, InvalidReason::InvalidRecord);
+        assert_eq!(
+            violations.len(),
+            2,
+            "both the field and the reference are reported"
+        );
+    }
+
+    #[test]
+    fn the_same_record_twice_is_refused() {
+        let err = plan_upsert(
+            &Memory::default(),
+            incoming(vec![supplier("S"), supplier("S")]),
+            vec![],
+            true,
+        )
+        .unwrap_err();
+        let Error::Invalid { violations, .. } = err else {
+            panic!()
+        };
+        assert_eq!(violations[0].field, "records[1].supplier.id");
+    }
+
+    #[test]
+    fn unchanged_records_plan_nothing_and_revisions_are_preconditions() {
+        let mut stored = supplier("S");
+        stored.set_revision(7);
+        let store = Memory::with(vec![stored]);
+        assert!(
+            plan_upsert(&store, incoming(vec![supplier("S")]), vec![], true)
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut stale = supplier("S");
+        stale.set_revision(6);
+        let err = plan_upsert(&store, incoming(vec![stale.clone()]), vec![], true).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::RevisionMismatch {
+                expected: 6,
+                actual: Some(7),
+                ..
+            }
+        ));
+        // An import ignores revisions.
+        assert!(plan_upsert(&store, incoming(vec![stale]), vec![], false).is_ok());
+
+        let mut absent = supplier("T");
+        absent.set_revision(1);
+        let err = plan_upsert(&store, incoming(vec![absent]), vec![], true).unwrap_err();
+        assert!(matches!(err, Error::RevisionMismatch { actual: None, .. }));
+    }
+
+    #[test]
+    fn delete_refuses_missing_and_still_referenced_records() {
+        let licence = Record::License(License {
+            id: "L1".into(),
+            supplier_id: "S".into(),
+            material: "DY".into(),
+            status: LicenseStatus::Pending,
+            quantity_kg: 1.0,
+            ..Default::default()
+        });
+        let store = Memory::with(vec![supplier("S"), licence]);
+        let s = RecordKey::new(Kind::Supplier, "S");
+        let l = RecordKey::new(Kind::License, "L1");
+        let missing = RecordKey::new(Kind::Supplier, "X");
+
+        let err = plan_delete(&store, &[s.clone(), missing.clone()]).unwrap_err();
+        assert!(matches!(err, Error::NotFound { missing: ref m } if *m == vec![missing]));
+
+        let err = plan_delete(&store, &[s.clone()]).unwrap_err();
+        assert!(
+            matches!(err, Error::StillReferenced { ref referrers, .. } if *referrers == vec![l.clone()])
+        );
+
+        // Deleting the referrer in the same request is fine.
+        assert_eq!(plan_delete(&store, &[s.clone(), l, s]).unwrap().len(), 2);
+    }
+}

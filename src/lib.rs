@@ -1,0 +1,30 @@
+//! # Lodestone
+//!
+//! A gRPC service that tells automakers and their suppliers which production
+//! lines will stop, when, and why, as export licences for rare earths are
+//! granted, delayed or refused.
+//!
+//! # Layout
+//!
+//! Data flows one way: `api` → `network` → `domain` and `store`.
+//!
+//! - [`domain`]: the records, the rules they keep, and how a write request
+//!   becomes a set of changes. Plain Rust, testable alone.
+//! - [`store`]: the [`store::Store`] interface and its sled implementation:
+//!   one tree per record kind, secondary indexes, the licence change log.
+//! - [`network`]: the single writer path (plan, commit, flush, acknowledge)
+//!   and the reads beside it.
+//! - [`api`]: the tonic services, which only translate between protobuf and
+//!   the domain, and the one mapping of domain errors to gRPC statuses.
+//! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
+//!   translation to and from domain records.
+//! - [`startup`]: configuration, wiring, health, reflection, shutdown.
+//! - [`telemetry`]: structured logs.
+
+pub mod api;
+pub mod domain;
+pub mod network;
+pub mod pb;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

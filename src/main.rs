@@ -1,0 +1,53 @@
+use clap::{Parser, Subcommand};
+
+use lodestone::startup::{shutdown_signal, Application, ServeConfig};
+use lodestone::telemetry::{self, LogFormat};
+
+/// Which production lines stop, when and why, as rare-earth export licences
+/// are granted, delayed or refused.
+#[derive(Parser)]
+#[command(name = "lodestone", version)]
+struct Cli {
+    /// Log format: human-readable lines or JSON lines. The level comes from
+    /// LODESTONE_LOG (e.g. "info", "lodestone=debug").
+    #[arg(
+        long,
+        env = "LODESTONE_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API (RecordService, RiskService, health, reflection).
+    Serve(ServeConfig),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(config) => serve(config).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the whole chain of causes.
+            tracing::error!("{error:#}");
+            eprintln!("lodestone: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}

@@ -1,0 +1,219 @@
+//! The supply network as the service keeps it: the single writer path over
+//! the store, and the reads beside it.
+//!
+//! Every write goes through [`Network::write`]: it takes the writer lock, plans
+//! against the current state (so that what the plan read stays true), commits,
+//! lets the lock go, and only then waits for the flush that makes the commit
+//! durable. Writers that flush at the same time share one flush, which is what
+//! makes many small durable writes cheap. A write is never acknowledged before
+//! its flush returns.
+
+use std::sync::Arc;
+
+use tokio::sync::{watch, Mutex};
+
+use crate::domain::date::Date;
+use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
+use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Origin};
+use crate::domain::{Error, Kind, Violation};
+use crate::store::{Committed, ListPage, ListQuery, Snapshot, Store};
+
+/// What a write did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteOutcome {
+    /// The store revision after the write (unchanged when nothing changed).
+    pub revision: u64,
+    /// What was committed; `None` when nothing changed or nothing was to be stored.
+    pub committed: Option<Committed>,
+}
+
+/// A decision on a licence: every `None` keeps the stored value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LicenseDecision {
+    pub id: String,
+    pub status: Option<LicenseStatus>,
+    pub decided_on: Option<Date>,
+    pub quantity_kg: Option<f64>,
+    pub valid_from: Option<Date>,
+    pub valid_until: Option<Date>,
+    /// When non-zero, the licence's current revision.
+    pub revision: u64,
+}
+
+impl LicenseDecision {
+    fn apply(&self, mut license: License) -> License {
+        license.status = self.status.unwrap_or(license.status);
+        license.decided_on = self.decided_on.or(license.decided_on);
+        license.quantity_kg = self.quantity_kg.unwrap_or(license.quantity_kg);
+        license.valid_from = self.valid_from.or(license.valid_from);
+        license.valid_until = self.valid_until.or(license.valid_until);
+        license.revision = self.revision;
+        license
+    }
+}
+
+pub struct Network {
+    store: Arc<dyn Store>,
+    /// The single writer path: held from planning to commit.
+    writer: Arc<Mutex<()>>,
+    /// The newest licence log sequence known to be on disk. Raised after each
+    /// flush; streams wait on it so that they never send what a crash could
+    /// take back.
+    durable_head: watch::Sender<u64>,
+}
+
+impl Network {
+    pub fn new(store: Arc<dyn Store>) -> Network {
+        let head = store.log_bounds().head;
+        Network {
+            store,
+            writer: Arc::new(Mutex::new(())),
+            durable_head: watch::channel(head).0,
+        }
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Follows the newest durable licence log sequence.
+    pub fn durable_head(&self) -> watch::Receiver<u64> {
+        self.durable_head.subscribe()
+    }
+
+    /// Creates or replaces records. With `check_revisions`, non-zero record
+    /// revisions are preconditions; with `dry_run`, nothing is stored.
+    pub async fn upsert(
+        &self,
+        incoming: Vec<Incoming>,
+        malformed: Vec<Violation>,
+        check_revisions: bool,
+        dry_run: bool,
+    ) -> Result<WriteOutcome, Error> {
+        let (outcome, ()) = self
+            .write(dry_run, move |store| {
+                Ok((
+                    plan_upsert(store, incoming, malformed, check_revisions)?,
+                    (),
+                ))
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Deletes records, all or none.
+    pub async fn delete(&self, keys: Vec<RecordKey>) -> Result<WriteOutcome, Error> {
+        let (outcome, ()) = self
+            .write(false, move |store| Ok((plan_delete(store, &keys)?, ())))
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Records a decision on a licence and returns the licence as stored.
+    pub async fn decide_license(
+        &self,
+        decision: LicenseDecision,
+        malformed: Vec<Violation>,
+    ) -> Result<License, Error> {
+        let (outcome, current) = self
+            .write(false, move |store| {
+                let key = RecordKey::new(Kind::License, decision.id.clone());
+                let Some(Record::License(current)) = store.get(&key)? else {
+                    return Err(Error::NotFound { missing: vec![key] });
+                };
+                let updated = decision.apply(current.clone());
+                let plan = plan_upsert(
+                    store,
+                    vec![Incoming {
+                        origin: Origin::Root,
+                        record: Record::License(updated),
+                    }],
+                    malformed,
+                    true,
+                )?;
+                Ok((plan, current))
+            })
+            .await?;
+        let changed = outcome
+            .committed
+            .and_then(|c| c.license_changes.into_iter().next())
+            .map(|c| c.license);
+        Ok(changed.unwrap_or(current))
+    }
+
+    /// The single writer path. `plan` runs under the writer lock on a blocking
+    /// thread and returns the changes to commit (and anything the caller wants
+    /// back from what it read).
+    async fn write<T, F>(&self, dry_run: bool, plan: F) -> Result<(WriteOutcome, T), Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<(Vec<Change>, T), Error> + Send + 'static,
+    {
+        let guard = self.writer.clone().lock_owned().await;
+        let store = self.store.clone();
+        let (committed, value) = tokio::task::spawn_blocking(move || {
+            let _writer = guard;
+            let (changes, value) = plan(&*store)?;
+            if dry_run || changes.is_empty() {
+                return Ok((None, value));
+            }
+            Ok::<_, Error>((Some(store.commit(changes)?), value))
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))??;
+
+        let revision = match &committed {
+            Some(c) => {
+                self.store.flush().await?;
+                if let Some(last) = c.license_changes.last() {
+                    self.durable_head.send_if_modified(|head| {
+                        let raised = last.sequence > *head;
+                        *head = (*head).max(last.sequence);
+                        raised
+                    });
+                }
+                c.revision
+            }
+            None => self.store.revision(),
+        };
+        Ok((
+            WriteOutcome {
+                revision,
+                committed,
+            },
+            value,
+        ))
+    }
+
+    pub fn get(&self, key: &RecordKey) -> Result<Record, Error> {
+        self.store
+            .get(key)?
+            .ok_or_else(|| Error::not_found(key.kind, key.id.clone()))
+    }
+
+    pub async fn list(
+        &self,
+        query: ListQuery,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ListPage, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.list(&query, after.as_deref(), limit))
+            .await
+            .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
+    }
+
+    /// Every record at one revision.
+    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.snapshot())
+            .await
+            .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
+    }
+
+    /// Makes everything committed durable (used at shutdown).
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.store.flush().await
+    }
+}

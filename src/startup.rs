@@ -1,0 +1,230 @@
+//! Wiring: configuration, the listener, the store, the services, health,
+//! reflection, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::api::{RecordApi, RiskApi};
+use crate::network::Network;
+use crate::pb::record_service_server::RecordServiceServer;
+use crate::pb::risk_service_server::RiskServiceServer;
+use crate::pb::FILE_DESCRIPTOR_SET;
+use crate::store::{SledConfig, SledStore};
+
+/// Everything `lodestone serve` needs to know.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ServeConfig {
+    /// Address to serve gRPC on (port 0 picks a free port).
+    #[arg(long, env = "LODESTONE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Directory of the database; created when missing.
+    #[arg(long, env = "LODESTONE_DATA_DIR", default_value = "./lodestone-data")]
+    pub data_dir: PathBuf,
+
+    /// Memory for the store's page cache, in MiB.
+    #[arg(long, env = "LODESTONE_CACHE_MB", default_value_t = 256)]
+    pub cache_mb: u64,
+
+    /// How often the store syncs to disk in the background, in milliseconds
+    /// (acknowledged writes are on disk whatever this is).
+    #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", default_value_t = 500)]
+    pub sync_every_ms: u64,
+
+    /// Seconds that in-flight calls get to finish after SIGTERM or SIGINT.
+    #[arg(long, env = "LODESTONE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl ServeConfig {
+    /// The configuration with every default, serving `data_dir` on `listen`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        ServeConfig {
+            listen,
+            data_dir,
+            cache_mb: 256,
+            sync_every_ms: 500,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// A built service: bound to its port, store open, not serving yet.
+pub struct Application {
+    listener: TcpListener,
+    network: Arc<Network>,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl Application {
+    /// Opens the store and binds the listener, so that `port()` is known
+    /// before the service runs.
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let store_config = SledConfig {
+            path: config.data_dir.clone(),
+            cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+            flush_every_ms: config.sync_every_ms,
+        };
+        let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config))
+            .await
+            .context("the store opening task failed")?
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Application {
+            listener,
+            network: Arc::new(Network::new(Arc::new(store))),
+            shutdown: CancellationToken::new(),
+            grace: Duration::from_secs(config.shutdown_grace_seconds),
+        })
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_default()
+    }
+
+    /// Cancelling this token shuts the service down, as a signal would.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until `stop` completes (or the shutdown token is cancelled),
+    /// then shuts down gracefully: health turns NOT_SERVING, streams end with
+    /// UNAVAILABLE, in-flight calls finish within the grace period, and the
+    /// store is flushed.
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service (v1)")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("cannot build the reflection service (v1alpha)")?;
+
+        let address = self.listener.local_addr()?;
+        let shutdown = self.shutdown.clone();
+        let server = Server::builder()
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(|request: &tonic::codegen::http::Request<_>| {
+                        tracing::info_span!("rpc", method = %request.uri().path())
+                    })
+                    .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                    .on_failure(DefaultOnFailure::new().level(Level::INFO)),
+            )
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(RecordServiceServer::new(RecordApi::new(
+                self.network.clone(),
+                shutdown.clone(),
+            )))
+            .add_service(RiskServiceServer::new(RiskApi::new(self.network.clone())))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.listener),
+                shutdown.clone().cancelled_owned(),
+            );
+        tracing::info!(%address, "serving lodestone.v1");
+
+        let watcher = {
+            let shutdown = shutdown.clone();
+            let health = health.clone();
+            async move {
+                tokio::select! {
+                    () = stop => {},
+                    () = shutdown.cancelled() => {},
+                }
+                tracing::info!("shutting down");
+                set_health(&health, ServingStatus::NotServing).await;
+                shutdown.cancel();
+            }
+        };
+        let grace = self.grace;
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.context("the gRPC server failed")?,
+            ((), ()) = async { tokio::join!(watcher, deadline) } => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "calls still open after the grace period were cut off");
+            }
+        }
+        self.network
+            .flush()
+            .await
+            .context("the final flush failed")?;
+        tracing::info!("stopped; the store is flushed");
+        Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(
+            <RecordServiceServer<RecordApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+    health
+        .set_service_status(
+            <RiskServiceServer<RiskApi> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,87 @@
+//! Values on disk: one version byte, then the record's protobuf encoding.
+//! The version byte lets a later release migrate values it no longer writes.
+
+use prost::Message;
+use std::time::SystemTime;
+
+use crate::domain::changelog::{ChangeKind, LicenseChange};
+use crate::domain::record::{LicenseStatus, Record};
+use crate::domain::Error;
+use crate::pb;
+
+/// The only value layout so far.
+const VERSION_1: u8 = 1;
+
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    encode(&pb::record_to_pb(record))
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
+    let message: pb::Record = decode(bytes)?;
+    let mut violations = Vec::new();
+    let record = pb::record_from_pb(message, "", &mut violations);
+    match record {
+        Some(record) if violations.is_empty() => Ok(record),
+        _ => Err(Error::Storage(format!(
+            "a stored record does not decode: {violations:?}"
+        ))),
+    }
+}
+
+pub fn encode_change(change: &LicenseChange) -> Vec<u8> {
+    encode(&pb::license_change_to_pb(change))
+}
+
+pub fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
+    let message: pb::LicenseUpdate = decode(bytes)?;
+    let mut violations = Vec::new();
+    let license = pb::license_from_pb(message.license.unwrap_or_default(), &mut violations);
+    let kind = match pb::ChangeKind::try_from(message.kind) {
+        Ok(pb::ChangeKind::Created) => ChangeKind::Created,
+        Ok(pb::ChangeKind::Updated) => ChangeKind::Updated,
+        Ok(pb::ChangeKind::Deleted) => ChangeKind::Deleted,
+        _ => {
+            return Err(Error::Storage(format!(
+                "a stored licence change has kind {}",
+                message.kind
+            )))
+        }
+    };
+    if !violations.is_empty() {
+        return Err(Error::Storage(format!(
+            "a stored licence change does not decode: {violations:?}"
+        )));
+    }
+    let recorded_at = message
+        .recorded_at
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(LicenseChange {
+        sequence: message.sequence,
+        revision: message.revision,
+        kind,
+        license,
+        previous_status: LicenseStatus::from_number(message.previous_status),
+        recorded_at,
+    })
+}
+
+fn encode(message: &impl Message) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + message.encoded_len());
+    bytes.push(VERSION_1);
+    message
+        .encode(&mut bytes)
+        .expect("a Vec grows to fit any message");
+    bytes
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
+    match bytes.split_first() {
+        Some((&VERSION_1, body)) => M::decode(body)
+            .map_err(|e| Error::Storage(format!("a stored value does not decode: {e}"))),
+        Some((version, _)) => Err(Error::Storage(format!(
+            "a stored value has layout version {version}, which this release does not know"
+        ))),
+        None => Err(Error::Storage("a stored value is empty".into())),
+    }
+}

@@ -1,0 +1,154 @@
+//! Where records live: the [`Store`] interface, and its sled implementation.
+//!
+//! The store applies plans; it never decides whether a write is allowed (that
+//! is the domain's job, under the single writer path of [`crate::network`]).
+//! It must never acknowledge a write it has not made durable: callers commit,
+//! then `flush`, then answer.
+
+mod codec;
+mod keys;
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::domain::changelog::LicenseChange;
+use crate::domain::record::{Kind, LicenseStatus, Record};
+use crate::domain::write::{Change, Lookup};
+use crate::domain::Error;
+
+pub use sled_store::{SledConfig, SledStore};
+
+/// What a list request selects. Empty strings and `Unspecified` mean "any".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListQuery {
+    Materials,
+    Suppliers {
+        country: String,
+    },
+    Components {
+        supplier_id: String,
+        material: String,
+    },
+    Lines {
+        plant: String,
+    },
+    Licenses {
+        supplier_id: String,
+        material: String,
+        status: LicenseStatus,
+    },
+}
+
+impl ListQuery {
+    pub fn kind(&self) -> Kind {
+        match self {
+            ListQuery::Materials => Kind::Material,
+            ListQuery::Suppliers { .. } => Kind::Supplier,
+            ListQuery::Components { .. } => Kind::Component,
+            ListQuery::Lines { .. } => Kind::Line,
+            ListQuery::Licenses { .. } => Kind::License,
+        }
+    }
+
+    /// Whether `record` passes every filter of the query.
+    pub fn matches(&self, record: &Record) -> bool {
+        let any = |filter: &str, value: &str| filter.is_empty() || filter == value;
+        match (self, record) {
+            (ListQuery::Materials, Record::Material(_)) => true,
+            (ListQuery::Suppliers { country }, Record::Supplier(s)) => any(country, &s.country),
+            (
+                ListQuery::Components {
+                    supplier_id,
+                    material,
+                },
+                Record::Component(c),
+            ) => {
+                (supplier_id.is_empty() || c.sources.iter().any(|s| s.supplier_id == *supplier_id))
+                    && (material.is_empty() || c.materials.iter().any(|m| m.material == *material))
+            }
+            (ListQuery::Lines { plant }, Record::Line(l)) => any(plant, &l.plant),
+            (
+                ListQuery::Licenses {
+                    supplier_id,
+                    material,
+                    status,
+                },
+                Record::License(l),
+            ) => {
+                any(supplier_id, &l.supplier_id)
+                    && any(material, &l.material)
+                    && (*status == LicenseStatus::Unspecified || *status == l.status)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One page of a list, read at one revision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListPage {
+    pub records: Vec<Record>,
+    /// Matches over all pages.
+    pub total: u64,
+    /// Whether records follow the last one of this page.
+    pub more: bool,
+    pub revision: u64,
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed {
+    /// The store revision after the commit.
+    pub revision: u64,
+    /// The licence log entries the commit appended, in order.
+    pub license_changes: Vec<LicenseChange>,
+}
+
+/// Every record at one revision, in export order (materials, suppliers,
+/// components, lines, licences; each kind by id).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub records: Vec<Record>,
+}
+
+/// The oldest and newest sequence the licence log holds; `oldest` is
+/// `head + 1` when it is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogBounds {
+    pub oldest: u64,
+    pub head: u64,
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The storage engine behind the service. Reads may run concurrently with
+/// each other and with a commit; a caller serialises commits itself.
+pub trait Store: Lookup + Send + Sync + 'static {
+    /// The current store revision (0 for an empty store).
+    fn revision(&self) -> u64;
+
+    /// One page of `query`, starting after the id `after`.
+    fn list(&self, query: &ListQuery, after: Option<&str>, limit: usize)
+        -> Result<ListPage, Error>;
+
+    /// Applies `changes` atomically at the next revision: the records, their
+    /// index entries, the revision and a licence log entry for each licence
+    /// change. Does not make them durable: see [`Store::flush`].
+    fn commit(&self, changes: Vec<Change>) -> Result<Committed, Error>;
+
+    /// Makes every commit so far durable. Concurrent calls share the work.
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Every record at one revision.
+    fn snapshot(&self) -> Result<Snapshot, Error>;
+
+    fn log_bounds(&self) -> LogBounds;
+
+    /// Up to `limit` licence log entries with a sequence above `after`.
+    fn read_log(&self, after: u64, limit: usize) -> Result<Vec<LicenseChange>, Error>;
+
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> Result<u64, Error>;
+}
