@@ -10,6 +10,7 @@ mod generated {
 }
 
 mod convert;
+pub mod json;
 
 pub use convert::*;
 pub use generated::*;

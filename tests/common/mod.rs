@@ -1,0 +1,189 @@
+//! Shared by the integration tests: a real server on port 0 over a fresh
+//! sled directory, and connected clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lodestone::pb::record_service_client::RecordServiceClient;
+use lodestone::pb::risk_service_client::RiskServiceClient;
+use lodestone::pb::{self, json};
+use lodestone::startup::{Application, ServeConfig};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// A running server and clients connected to it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub channel: Channel,
+    pub records: RecordServiceClient<Channel>,
+    pub risk: RiskServiceClient<Channel>,
+    /// The data directory; kept alive as long as any app that uses it.
+    pub dir: Arc<TempDir>,
+    shutdown: CancellationToken,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a server over a fresh temporary directory.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_in(Arc::new(
+        tempfile::tempdir().expect("a temporary directory"),
+    ))
+    .await
+}
+
+/// Starts a server over `dir` (e.g. again after `stop`, to test restarts).
+pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
+    let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_path(dir.path()));
+    let app = Application::build(config)
+        .await
+        .expect("the service builds");
+    let address: SocketAddr = format!("127.0.0.1:{}", app.port()).parse().unwrap();
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .expect("the client connects");
+    TestApp {
+        address,
+        records: RecordServiceClient::new(channel.clone()),
+        risk: RiskServiceClient::new(channel.clone()),
+        channel,
+        dir,
+        shutdown,
+        server,
+    }
+}
+
+pub fn data_path(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+impl TestApp {
+    /// Shuts the server down gracefully and waits until it has stopped.
+    pub async fn stop(self) -> Arc<TempDir> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.server)
+            .await
+            .expect("the server stops within a minute")
+            .expect("the server task does not panic")
+            .expect("the server stops cleanly");
+        self.dir
+    }
+
+    pub async fn upsert(
+        &self,
+        records: Vec<pb::Record>,
+    ) -> Result<pb::UpsertRecordsResponse, Status> {
+        self.records
+            .clone()
+            .upsert_records(pb::UpsertRecordsRequest {
+                records,
+                validate_only: false,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Loads the worked example network.
+    pub async fn load_seed(&self) -> pb::UpsertRecordsResponse {
+        self.upsert(seed_network().records)
+            .await
+            .expect("the seed network loads")
+    }
+
+    pub async fn all_licenses(&self) -> Vec<pb::License> {
+        self.records
+            .clone()
+            .list_licenses(pb::ListLicensesRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .licenses
+    }
+
+    /// Every record, through ExportRecords.
+    pub async fn export(&self) -> (u64, Vec<pb::Record>) {
+        let mut stream = self
+            .records
+            .clone()
+            .export_records(pb::ExportRecordsRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let mut records = Vec::new();
+        let mut revision = None;
+        while let Some(message) = stream.message().await.unwrap() {
+            assert!(
+                revision.is_none_or(|r| r == message.revision),
+                "one revision per export"
+            );
+            revision = Some(message.revision);
+            records.extend(message.records);
+        }
+        (revision.unwrap_or(0), records)
+    }
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The worked example's network (`tests/fixtures/seed-network.json`).
+pub fn seed_network() -> pb::UpsertRecordsRequest {
+    json::from_json(
+        "lodestone.v1.UpsertRecordsRequest",
+        &fixture("seed-network.json"),
+    )
+    .expect("the seed network parses")
+}
+
+/// Parses one record written in protobuf JSON.
+pub fn record(json: &str) -> pb::Record {
+    json::from_json("lodestone.v1.Record", json).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+/// Asserts a status's code and `ErrorInfo` reason, and returns its field
+/// violations as (field, description) pairs.
+pub fn expect_error(status: &Status, code: Code, reason: &str) -> Vec<(String, String)> {
+    assert_eq!(status.code(), code, "{status:?}");
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "lodestone");
+    details
+        .bad_request()
+        .map(|b| {
+            b.field_violations
+                .iter()
+                .map(|v| (v.field.clone(), v.description.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `ErrorInfo` metadata of a status.
+pub fn metadata(status: &Status) -> std::collections::HashMap<String, String> {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.metadata.clone())
+        .unwrap_or_default()
+}
