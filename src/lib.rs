@@ -19,9 +19,11 @@
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
 //! - [`startup`]: configuration, wiring, health, reflection, shutdown.
+//! - [`demo`]: the demonstration network of `serve --demo`.
 //! - [`telemetry`]: structured logs.
 
 pub mod api;
+pub mod demo;
 pub mod domain;
 pub mod network;
 pub mod pb;

@@ -44,6 +44,10 @@ pub struct ServeConfig {
     #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", default_value_t = 500)]
     pub sync_every_ms: u64,
 
+    /// Load the built-in demonstration network when the store is empty.
+    #[arg(long, env = "LODESTONE_DEMO")]
+    pub demo: bool,
+
     /// Seconds that in-flight calls get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "LODESTONE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -58,6 +62,7 @@ impl ServeConfig {
             cache_mb: 256,
             sync_every_ms: 500,
             shutdown_grace_seconds: 10,
+            demo: false,
         }
     }
 }
@@ -86,9 +91,13 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let network = Arc::new(Network::new(Arc::new(store)));
+        if config.demo && crate::demo::load_if_empty(&network).await? {
+            tracing::info!("loaded the demonstration network");
+        }
         Ok(Application {
             listener,
-            network: Arc::new(Network::new(Arc::new(store))),
+            network,
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
@@ -121,11 +130,13 @@ impl Application {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("cannot build the reflection service (v1)")?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .context("cannot build the reflection service (v1alpha)")?;
 

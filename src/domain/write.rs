@@ -183,20 +183,28 @@ pub fn plan_delete(lookup: &dyn Lookup, keys: &[RecordKey]) -> Result<Vec<Change
     Ok(changes)
 }
 
+/// How many violations an error message spells out; all of them are in the
+/// error's details.
+const VIOLATIONS_IN_MESSAGE: usize = 5;
+
 fn invalid(reason: InvalidReason, violations: Vec<Violation>, cycle: Vec<String>) -> Error {
+    let mut listed: Vec<String> = violations
+        .iter()
+        .take(VIOLATIONS_IN_MESSAGE)
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect();
+    if violations.len() > VIOLATIONS_IN_MESSAGE {
+        listed.push(format!(
+            "and {} more",
+            violations.len() - VIOLATIONS_IN_MESSAGE
+        ));
+    }
     let summary = match reason {
-        InvalidReason::InvalidRecord => format!(
-            "the request was refused: {} field violation(s); nothing was stored",
-            violations.len()
-        ),
-        InvalidReason::UnknownReference => format!(
-            "the request was refused: {} reference(s) name no record; nothing was stored",
-            violations.len()
-        ),
         InvalidReason::CycleDetected => format!(
-            "the request was refused: the component inputs would form a cycle {}; nothing was stored",
+            "refused, nothing stored: the component inputs would form the cycle {}",
             cycle.join(" -> ")
         ),
+        _ => format!("refused, nothing stored: {}", listed.join("; ")),
     };
     Error::Invalid {
         reason,
@@ -590,7 +598,7 @@ mod tests {
         let err = plan_delete(&store, &[s.clone(), missing.clone()]).unwrap_err();
         assert!(matches!(err, Error::NotFound { missing: ref m } if *m == vec![missing]));
 
-        let err = plan_delete(&store, &[s.clone()]).unwrap_err();
+        let err = plan_delete(&store, std::slice::from_ref(&s)).unwrap_err();
         assert!(
             matches!(err, Error::StillReferenced { ref referrers, .. } if *referrers == vec![l.clone()])
         );

@@ -1,0 +1,48 @@
+//! The demonstration network `lodestone serve --demo` loads into an empty
+//! store: a European carmaker in the 2025 rare-earth licensing crisis, with EV,
+//! hybrid and combustion lines at two plants, magnet makers in China and Japan,
+//! and licences approved, pending and rejected.
+
+use crate::domain::write::{Incoming, Origin};
+use crate::domain::Error;
+use crate::network::Network;
+use crate::pb::{self, json};
+
+/// The network, as an `UpsertRecordsRequest` in protobuf JSON.
+const NETWORK_JSON: &str = include_str!("../demo/network.json");
+
+/// The demonstration records.
+pub fn records() -> Vec<pb::Record> {
+    json::from_json::<pb::UpsertRecordsRequest>("lodestone.v1.UpsertRecordsRequest", NETWORK_JSON)
+        .expect("the built-in demonstration network parses")
+        .records
+}
+
+/// Loads the demonstration network when the store holds no record yet.
+/// Returns whether it was loaded.
+pub async fn load_if_empty(network: &Network) -> Result<bool, Error> {
+    if network.store().revision() != 0 {
+        return Ok(false);
+    }
+    let mut malformed = Vec::new();
+    let incoming = records()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            pb::record_from_pb(r, &format!("records[{i}]"), &mut malformed).map(|record| Incoming {
+                origin: Origin::Records(i),
+                record,
+            })
+        })
+        .collect();
+    network.upsert(incoming, malformed, false, false).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_network_parses() {
+        assert!(super::records().len() > 20);
+    }
+}
