@@ -1,5 +1,10 @@
 use clap::{Parser, Subcommand};
 
+// sled allocates on every write; glibc malloc serialises its threads on arena
+// locks under that load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use lodestone::startup::{shutdown_signal, Application, ServeConfig};
 use lodestone::telemetry::{self, LogFormat};
 

@@ -154,11 +154,22 @@ impl Network {
         let store = self.store.clone();
         let (committed, value) = tokio::task::spawn_blocking(move || {
             let _writer = guard;
+            let started = std::time::Instant::now();
             let (changes, value) = plan(&*store)?;
+            let planned = started.elapsed();
             if dry_run || changes.is_empty() {
                 return Ok((None, value));
             }
-            Ok::<_, Error>((Some(store.commit(changes)?), value))
+            let count = changes.len();
+            let committed = store.commit(changes)?;
+            tracing::debug!(
+                changes = count,
+                plan_ms = planned.as_millis() as u64,
+                commit_ms = (started.elapsed() - planned).as_millis() as u64,
+                revision = committed.revision,
+                "committed"
+            );
+            Ok::<_, Error>((Some(committed), value))
         })
         .await
         .map_err(|e| Error::Storage(format!("the write task failed: {e}")))??;
