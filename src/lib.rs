@@ -14,6 +14,9 @@
 //!   one tree per record kind, secondary indexes, the licence change log.
 //! - [`network`]: the single writer path (plan, commit, flush, acknowledge)
 //!   and the reads beside it.
+//! - [`view`]: an in-memory copy-on-write view of every record at one
+//!   revision, updated by the writer path; consistent snapshots for exports
+//!   and the risk engine.
 //! - [`api`]: the tonic services, which only translate between protobuf and
 //!   the domain, and the one mapping of domain errors to gRPC statuses.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
@@ -30,3 +33,4 @@ pub mod pb;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod view;

@@ -16,7 +16,8 @@ use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Origin};
 use crate::domain::{Error, Kind, Violation};
-use crate::store::{Committed, ListPage, ListQuery, Snapshot, Store};
+use crate::store::{Committed, ListPage, ListQuery, Store};
+use crate::view::View;
 
 /// What a write did.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +57,8 @@ pub struct Network {
     store: Arc<dyn Store>,
     /// The single writer path: held from planning to commit.
     writer: Arc<Mutex<()>>,
+    /// Every record at the current revision; replaced after each commit.
+    view: Arc<parking_lot::RwLock<Arc<View>>>,
     /// The newest licence log sequence known to be on disk. Raised after each
     /// flush; streams wait on it so that they never send what a crash could
     /// take back.
@@ -63,13 +66,28 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(store: Arc<dyn Store>) -> Network {
+    /// Wraps an open store, reading every record into the view (blocking).
+    pub fn new(store: Arc<dyn Store>) -> Result<Network, Error> {
+        let started = std::time::Instant::now();
+        let snapshot = store.snapshot()?;
+        let view = View::new(snapshot.revision, snapshot.records);
+        tracing::info!(
+            records = view.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "records loaded into memory"
+        );
         let head = store.log_bounds().head;
-        Network {
+        Ok(Network {
+            view: Arc::new(parking_lot::RwLock::new(Arc::new(view))),
             store,
             writer: Arc::new(Mutex::new(())),
             durable_head: watch::channel(head).0,
-        }
+        })
+    }
+
+    /// Every record at the current revision, as one consistent snapshot.
+    pub fn view(&self) -> Arc<View> {
+        self.view.read().clone()
     }
 
     /// The store, for reads.
@@ -152,6 +170,7 @@ impl Network {
     {
         let guard = self.writer.clone().lock_owned().await;
         let store = self.store.clone();
+        let view = self.view.clone();
         let (committed, value) = tokio::task::spawn_blocking(move || {
             let _writer = guard;
             let started = std::time::Instant::now();
@@ -161,7 +180,10 @@ impl Network {
                 return Ok((None, value));
             }
             let count = changes.len();
-            let committed = store.commit(changes)?;
+            let mut committed = store.commit(changes)?;
+            let mut next = View::clone(&view.read());
+            next.apply(committed.revision, std::mem::take(&mut committed.changes));
+            *view.write() = Arc::new(next);
             tracing::debug!(
                 changes = count,
                 plan_ms = planned.as_millis() as u64,
@@ -211,14 +233,6 @@ impl Network {
     ) -> Result<ListPage, Error> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.list(&query, after.as_deref(), limit))
-            .await
-            .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
-    }
-
-    /// Every record at one revision.
-    pub async fn snapshot(&self) -> Result<Snapshot, Error> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.snapshot())
             .await
             .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
     }

@@ -84,14 +84,17 @@ impl Application {
             cache_capacity_bytes: config.cache_mb * 1024 * 1024,
             flush_every_ms: config.sync_every_ms,
         };
-        let store = tokio::task::spawn_blocking(move || SledStore::open(&store_config))
-            .await
-            .context("the store opening task failed")?
-            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let network = tokio::task::spawn_blocking(move || {
+            let store = SledStore::open(&store_config)?;
+            Network::new(Arc::new(store))
+        })
+        .await
+        .context("the store opening task failed")?
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let network = Arc::new(Network::new(Arc::new(store)));
+        let network = Arc::new(network);
         if config.demo && crate::demo::load_if_empty(&network).await? {
             tracing::info!("loaded the demonstration network");
         }

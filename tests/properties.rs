@@ -212,7 +212,7 @@ fn with_network<T>(f: impl FnOnce(Arc<Network>) -> T) -> T {
         flush_every_ms: 500,
     })
     .unwrap();
-    f(Arc::new(Network::new(Arc::new(store))))
+    f(Arc::new(Network::new(Arc::new(store)).unwrap()))
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -231,9 +231,13 @@ proptest! {
         with_network(|network| block_on(async {
             let outcome = network.upsert(incoming(records.clone()), vec![], true, false).await.unwrap();
             prop_assert_eq!(outcome.revision, 1);
-            let snapshot = network.snapshot().await.unwrap();
-            prop_assert!(snapshot.records.iter().all(|r| r.revision() == 1));
-            prop_assert_eq!(sorted(snapshot.records), sorted(records.clone()));
+            let view = network.view();
+            let stored: Vec<Record> = view.records().collect();
+            prop_assert!(stored.iter().all(|r| r.revision() == 1));
+            prop_assert_eq!(sorted(stored), sorted(records.clone()));
+            // The view and the store agree.
+            let on_disk = network.store().snapshot().unwrap();
+            prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
             let again = network.upsert(incoming(records), vec![], true, false).await.unwrap();
             prop_assert_eq!(again.revision, 1);
@@ -246,14 +250,15 @@ proptest! {
     fn invalid_batches_are_refused_whole(base in network(), change in network(), how in breakage()) {
         with_network(|network| block_on(async {
             network.upsert(incoming(base.clone()), vec![], true, false).await.unwrap();
-            let before = network.snapshot().await.unwrap();
+            let before = network.view();
             let mut broken = change;
             break_batch(&mut broken, &how);
             let refused = network.upsert(incoming(broken), vec![], true, false).await;
             prop_assert!(refused.is_err(), "{:?} was accepted", how);
-            let after = network.snapshot().await.unwrap();
+            let after = network.view();
             prop_assert_eq!(after.revision, before.revision);
-            prop_assert_eq!(after.records, before.records);
+            prop_assert_eq!(after.records().collect::<Vec<_>>(), before.records().collect::<Vec<_>>());
+            prop_assert_eq!(network.store().snapshot().unwrap().records, before.records().collect::<Vec<_>>());
             prop_assert_eq!(network.store().log_bounds().head, before_log_head(&base));
             Ok(())
         }))?;

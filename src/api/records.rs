@@ -218,14 +218,20 @@ impl RecordService for RecordApi {
         &self,
         _request: Request<pb::ExportRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
-        let snapshot = self.network.snapshot().await?;
+        // The view is one consistent snapshot, however many writes follow.
+        let view = self.network.view();
         let (tx, rx) = mpsc::channel(4);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let revision = snapshot.revision;
-            for chunk in snapshot.records.chunks(EXPORT_CHUNK) {
+            let revision = view.revision;
+            let mut records = view.records().peekable();
+            while records.peek().is_some() {
                 let message = pb::ExportRecordsResponse {
-                    records: chunk.iter().map(pb::record_to_pb).collect(),
+                    records: records
+                        .by_ref()
+                        .take(EXPORT_CHUNK)
+                        .map(|r| pb::record_to_pb(&r))
+                        .collect(),
                     revision,
                 };
                 tokio::select! {

@@ -89,6 +89,13 @@ impl From<Error> for Status {
                 }
                 status(Code::NotFound, message, "NOT_FOUND", metadata, None)
             }
+            Error::NoSuchPlant { plant } => status(
+                Code::NotFound,
+                message,
+                "NOT_FOUND",
+                vec![("plant", plant)],
+                None,
+            ),
             Error::StillReferenced { target, referrers } => status(
                 Code::FailedPrecondition,
                 message,

@@ -48,6 +48,8 @@ pub enum Error {
     TooManyRecords { count: usize, limit: usize },
     #[error("{} not found", describe_keys(.missing))]
     NotFound { missing: Vec<RecordKey> },
+    #[error("no production line is at plant {plant:?}")]
+    NoSuchPlant { plant: String },
     #[error("cannot delete {target}: still referenced by {}", describe_keys(.referrers))]
     StillReferenced {
         target: RecordKey,

@@ -6,6 +6,7 @@ pub mod changelog;
 pub mod date;
 pub mod error;
 pub mod record;
+pub mod risk;
 pub mod validate;
 pub mod write;
 

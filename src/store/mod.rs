@@ -103,6 +103,8 @@ pub struct Committed {
     pub revision: u64,
     /// The licence log entries the commit appended, in order.
     pub license_changes: Vec<LicenseChange>,
+    /// The changes as committed, new records stamped with the revision.
+    pub changes: Vec<Change>,
 }
 
 /// Every record at one revision, in export order (materials, suppliers,

@@ -1,0 +1,264 @@
+//! What an evaluation reports: per line and per pool, for a scope, in the
+//! model's orders.
+
+use std::cmp::Ordering;
+
+use super::date_of;
+use super::simulate::{Evaluation, LineOutcome};
+use super::structure::Structure;
+use super::{day_number, Date};
+use crate::domain::record::Kind;
+use crate::domain::Error;
+
+/// What an exposure reports on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Network,
+    Supplier(String),
+    Component(String),
+    Line(String),
+    Plant(String),
+    Material(String),
+}
+
+/// When and why one line stops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineRisk {
+    pub line_id: String,
+    pub plant: String,
+    pub days_to_stop: Option<u32>,
+    pub stop_date: Option<Date>,
+    pub output_fraction: f64,
+    pub units_lost: f64,
+    pub bottleneck_component_id: String,
+    pub root_cause_path: Vec<String>,
+    /// (supplier id, material code)
+    pub blocking_pools: Vec<(String, String)>,
+    pub blocking_license_ids: Vec<String>,
+}
+
+impl LineRisk {
+    pub fn at_risk(&self) -> bool {
+        self.days_to_stop.is_some()
+    }
+}
+
+/// How long one pool covers its requirement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoolCoverage {
+    pub supplier_id: String,
+    pub material: String,
+    pub required_kg_per_day: f64,
+    pub approved_remaining_kg: f64,
+    pub pending_kg: f64,
+    pub covered_days: u32,
+    pub first_uncovered_date: Option<Date>,
+}
+
+/// The exposure of one scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exposure {
+    pub as_of: Date,
+    pub horizon_days: u32,
+    pub lines_in_scope: usize,
+    pub lines_at_risk: usize,
+    pub units_per_day: f64,
+    pub units_at_risk: f64,
+    pub earliest_stop_date: Option<Date>,
+    pub lines: Vec<LineRisk>,
+    pub pools: Vec<PoolCoverage>,
+}
+
+/// The order of at-risk lines: soonest stop first, then the larger loss
+/// (rounded to 3 decimals, so that summation order cannot reorder equal
+/// losses), then id.
+fn at_risk_order(a: &LineRisk, b: &LineRisk) -> Ordering {
+    let rounded = |x: f64| (x * 1000.0).round();
+    a.days_to_stop
+        .cmp(&b.days_to_stop)
+        .then_with(|| rounded(b.units_lost).total_cmp(&rounded(a.units_lost)))
+        .then_with(|| a.line_id.cmp(&b.line_id))
+}
+
+fn line_risk(structure: &Structure, evaluation: &Evaluation, l: usize) -> LineRisk {
+    let line = &structure.lines[l];
+    let outcome: &LineOutcome = &evaluation.lines[l];
+    let id = |c: u32| structure.components[c as usize].id.clone();
+    LineRisk {
+        line_id: line.id.clone(),
+        plant: line.plant.clone(),
+        days_to_stop: outcome.days_to_stop,
+        stop_date: outcome
+            .days_to_stop
+            .map(|d| date_of(day_number(evaluation.as_of) + d as i32)),
+        output_fraction: outcome.output_fraction,
+        units_lost: outcome.units_lost,
+        bottleneck_component_id: outcome.bottleneck.map(id).unwrap_or_default(),
+        root_cause_path: outcome.root_cause_path.iter().map(|&c| id(c)).collect(),
+        blocking_pools: outcome
+            .blocking_pools
+            .iter()
+            .map(|&p| {
+                let pool = &structure.pools[p as usize];
+                (pool.supplier_id.clone(), pool.material.clone())
+            })
+            .collect(),
+        blocking_license_ids: outcome.blocking_licenses.clone(),
+    }
+}
+
+fn pool_coverage(structure: &Structure, evaluation: &Evaluation, p: usize) -> PoolCoverage {
+    let pool = &structure.pools[p];
+    let outcome = &evaluation.pools[p];
+    PoolCoverage {
+        supplier_id: pool.supplier_id.clone(),
+        material: pool.material.clone(),
+        required_kg_per_day: pool.required_kg_per_day,
+        approved_remaining_kg: outcome.approved_remaining_kg,
+        pending_kg: outcome.pending_kg,
+        covered_days: outcome.covered_days,
+        first_uncovered_date: (outcome.covered_days < evaluation.horizon_days)
+            .then(|| date_of(day_number(evaluation.as_of) + outcome.covered_days as i32)),
+    }
+}
+
+/// The lines at risk, restricted to `plant` when given, in the at-risk order.
+pub fn at_risk_lines(
+    structure: &Structure,
+    evaluation: &Evaluation,
+    plant: Option<&str>,
+) -> Vec<LineRisk> {
+    let mut lines: Vec<LineRisk> = (0..structure.lines.len())
+        .filter(|&l| evaluation.lines[l].days_to_stop.is_some())
+        .filter(|&l| plant.is_none_or(|p| structure.lines[l].plant == p))
+        .map(|l| line_risk(structure, evaluation, l))
+        .collect();
+    lines.sort_by(at_risk_order);
+    lines
+}
+
+/// The exposure of `scope`. A scope naming nothing is `NotFound`.
+pub fn exposure(
+    structure: &Structure,
+    evaluation: &Evaluation,
+    scope: &Scope,
+) -> Result<Exposure, Error> {
+    let (line_ids, pool_ids) = select(structure, scope)?;
+    let mut lines: Vec<LineRisk> = line_ids
+        .iter()
+        .map(|&l| line_risk(structure, evaluation, l as usize))
+        .collect();
+    lines.sort_by(|a, b| match (a.at_risk(), b.at_risk()) {
+        (true, true) => at_risk_order(a, b),
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => a.line_id.cmp(&b.line_id),
+    });
+    let mut pools: Vec<PoolCoverage> = pool_ids
+        .iter()
+        .map(|&p| pool_coverage(structure, evaluation, p as usize))
+        .collect();
+    pools.sort_by(|a, b| {
+        a.covered_days
+            .cmp(&b.covered_days)
+            .then_with(|| a.supplier_id.cmp(&b.supplier_id))
+            .then_with(|| a.material.cmp(&b.material))
+    });
+    let at_risk: Vec<&LineRisk> = lines.iter().filter(|l| l.at_risk()).collect();
+    Ok(Exposure {
+        as_of: evaluation.as_of,
+        horizon_days: evaluation.horizon_days,
+        lines_in_scope: lines.len(),
+        lines_at_risk: at_risk.len(),
+        units_per_day: line_ids
+            .iter()
+            .map(|&l| structure.lines[l as usize].units_per_day)
+            .sum(),
+        units_at_risk: lines.iter().map(|l| l.units_lost).sum(),
+        earliest_stop_date: at_risk.iter().filter_map(|l| l.stop_date).min(),
+        lines,
+        pools,
+    })
+}
+
+/// The lines (by index) and pools (by index) a scope selects.
+fn select(structure: &Structure, scope: &Scope) -> Result<(Vec<u32>, Vec<u32>), Error> {
+    let all_lines = || (0..structure.lines.len() as u32).collect::<Vec<u32>>();
+    let comps = |l: u32| structure.reachable(structure.lines[l as usize].bom.iter().copied());
+    let pools_of = |components: &[u32]| {
+        let mut pools: Vec<u32> = components
+            .iter()
+            .flat_map(|&c| structure.components[c as usize].pools.iter().copied())
+            .collect();
+        pools.sort_unstable();
+        pools.dedup();
+        pools
+    };
+    let lines_where = |keep: &dyn Fn(u32) -> bool| -> Vec<u32> {
+        all_lines()
+            .into_iter()
+            .filter(|&l| comps(l).into_iter().any(keep))
+            .collect()
+    };
+    let not_found = |kind: Kind, id: &str| Error::not_found(kind, id);
+    Ok(match scope {
+        Scope::Network => (all_lines(), (0..structure.pools.len() as u32).collect()),
+        Scope::Supplier(s) => {
+            if !structure.suppliers.contains(s) {
+                return Err(not_found(Kind::Supplier, s));
+            }
+            let lines = lines_where(&|c| structure.components[c as usize].suppliers.contains(s));
+            let pools = (0..structure.pools.len() as u32)
+                .filter(|&p| structure.pools[p as usize].supplier_id == *s)
+                .collect();
+            (lines, pools)
+        }
+        Scope::Component(id) => {
+            let &c = structure
+                .component_index
+                .get(id)
+                .ok_or_else(|| not_found(Kind::Component, id))?;
+            let lines = lines_where(&|x| x == c);
+            (lines, pools_of(&structure.reachable([c])))
+        }
+        Scope::Line(id) => {
+            let &l = structure
+                .line_index
+                .get(id)
+                .ok_or_else(|| not_found(Kind::Line, id))?;
+            (vec![l], pools_of(&comps(l)))
+        }
+        Scope::Plant(plant) => {
+            let lines: Vec<u32> = all_lines()
+                .into_iter()
+                .filter(|&l| structure.lines[l as usize].plant == *plant)
+                .collect();
+            if lines.is_empty() {
+                return Err(Error::NoSuchPlant {
+                    plant: plant.clone(),
+                });
+            }
+            let components: Vec<u32> = structure.reachable(
+                lines
+                    .iter()
+                    .flat_map(|&l| structure.lines[l as usize].bom.iter().copied()),
+            );
+            (lines, pools_of(&components))
+        }
+        Scope::Material(m) => {
+            if !structure.materials.contains(m) {
+                return Err(not_found(Kind::Material, m));
+            }
+            let lines = lines_where(&|c| {
+                structure.components[c as usize]
+                    .materials
+                    .iter()
+                    .any(|(material, grams)| material == m && *grams > 0.0)
+            });
+            let pools = (0..structure.pools.len() as u32)
+                .filter(|&p| structure.pools[p as usize].material == *m)
+                .collect();
+            (lines, pools)
+        }
+    })
+}

@@ -1,0 +1,321 @@
+//! The parts of the model that depend only on the network's shape: the
+//! components in topological order, their daily demand, and the licence
+//! pools with their daily requirements. None of it depends on licences, dates
+//! or scenarios, so one `Structure` serves every query until a material,
+//! supplier, component or line changes.
+//!
+//! Components, lines and pools are numbered in identifier order, so that a
+//! smaller index is a smaller id: "ties go to the smallest id" is "ties go to
+//! the smallest index" throughout the simulation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::day_number;
+use crate::domain::record::{Component, Material, ProductionLine, Supplier};
+
+/// One supplier's part of a component, with the pools it needs.
+#[derive(Clone, Debug)]
+pub struct SourceNode {
+    /// The share divided by the sum of the component's shares.
+    pub share: f64,
+    /// The pools (this supplier, m) for the materials of the component that
+    /// this supplier needs a licence for, in pool order.
+    pub pools: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ComponentNode {
+    pub id: String,
+    /// By supplier id. Empty: made in-house.
+    pub sources: Vec<SourceNode>,
+    /// Input components, by index (= by id).
+    pub inputs: Vec<u32>,
+    /// Materials with their grams per unit (for the material scope).
+    pub materials: Vec<(String, f64)>,
+    /// Supplier ids of the sources (for the supplier scope).
+    pub suppliers: Vec<String>,
+    /// Every pool of the component, in pool order.
+    pub pools: Vec<u32>,
+    pub on_hand_units: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct LineNode {
+    pub id: String,
+    pub plant: String,
+    pub units_per_day: f64,
+    /// BOM components, by index (= by id).
+    pub bom: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolNode {
+    pub supplier_id: String,
+    pub material: String,
+    /// R(s, m): kilograms per day the network needs from this pool.
+    pub required_kg_per_day: f64,
+    /// First controlled day number; `i32::MIN` when controlled every day.
+    pub controlled_from: i32,
+}
+
+/// The network's shape, ready for simulation.
+#[derive(Clone, Debug, Default)]
+pub struct Structure {
+    pub components: Vec<ComponentNode>,
+    pub lines: Vec<LineNode>,
+    pub pools: Vec<PoolNode>,
+    /// Component indices, every input before the components that use it.
+    pub topological: Vec<u32>,
+    /// D(c): gross daily demand of each component.
+    pub demand: Vec<f64>,
+    pub component_index: HashMap<String, u32>,
+    pub line_index: HashMap<String, u32>,
+    /// (supplier id, material code) → pool index.
+    pub pool_index: HashMap<(String, String), u32>,
+    pub suppliers: HashSet<String>,
+    pub materials: HashSet<String>,
+}
+
+impl Structure {
+    pub fn build<'a>(
+        materials: impl IntoIterator<Item = &'a Material>,
+        suppliers: impl IntoIterator<Item = &'a Supplier>,
+        components: impl IntoIterator<Item = &'a Component>,
+        lines: impl IntoIterator<Item = &'a ProductionLine>,
+    ) -> Structure {
+        let materials: HashMap<&str, &Material> = materials
+            .into_iter()
+            .map(|m| (m.code.as_str(), m))
+            .collect();
+        let countries: HashMap<&str, &str> = suppliers
+            .into_iter()
+            .map(|s| (s.id.as_str(), s.country.as_str()))
+            .collect();
+        let mut components: Vec<&Component> = components.into_iter().collect();
+        components.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut lines: Vec<&ProductionLine> = lines.into_iter().collect();
+        lines.sort_by(|a, b| a.id.cmp(&b.id));
+
+        let component_index: HashMap<String, u32> = components
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i as u32))
+            .collect();
+        let index_of = |id: &str| component_index.get(id).copied();
+
+        // Inputs with their quantities, by index.
+        let inputs: Vec<Vec<(u32, f64)>> = components
+            .iter()
+            .map(|c| {
+                let mut v: Vec<(u32, f64)> = c
+                    .inputs
+                    .iter()
+                    .filter_map(|i| index_of(&i.component_id).map(|x| (x, i.quantity)))
+                    .collect();
+                v.sort_by_key(|(x, _)| *x);
+                v
+            })
+            .collect();
+        let topological = topological_order(&inputs);
+
+        let line_nodes: Vec<LineNode> = lines
+            .iter()
+            .map(|l| {
+                let mut bom: Vec<u32> = l
+                    .bom
+                    .iter()
+                    .filter_map(|b| index_of(&b.component_id))
+                    .collect();
+                bom.sort_unstable();
+                LineNode {
+                    id: l.id.clone(),
+                    plant: l.plant.clone(),
+                    units_per_day: l.units_per_day,
+                    bom,
+                }
+            })
+            .collect();
+
+        // Demand flows from lines down through the BOMs, users before inputs.
+        let mut demand = vec![0.0; components.len()];
+        for line in &lines {
+            for item in &line.bom {
+                if let Some(c) = index_of(&item.component_id) {
+                    demand[c as usize] += line.units_per_day * item.quantity;
+                }
+            }
+        }
+        for &c in topological.iter().rev() {
+            let d = demand[c as usize];
+            for &(input, quantity) in &inputs[c as usize] {
+                demand[input as usize] += d * quantity;
+            }
+        }
+
+        // Pools: a source in the country that controls a material the
+        // component contains needs a licence for it.
+        let mut pool_requirements: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut shares: Vec<Vec<(&str, f64)>> = Vec::with_capacity(components.len());
+        for (c, component) in components.iter().enumerate() {
+            let total: f64 = component.sources.iter().map(|s| s.share).sum();
+            let mut normalised: Vec<(&str, f64)> = component
+                .sources
+                .iter()
+                .map(|s| (s.supplier_id.as_str(), s.share / total))
+                .collect();
+            normalised.sort_by(|a, b| a.0.cmp(b.0));
+            for &(supplier, share) in &normalised {
+                for content in &component.materials {
+                    if needs_licence(&materials, &countries, supplier, &content.material)
+                        && content.grams_per_unit > 0.0
+                    {
+                        *pool_requirements
+                            .entry((supplier.to_string(), content.material.clone()))
+                            .or_default() += share * demand[c] * content.grams_per_unit / 1000.0;
+                    }
+                }
+            }
+            shares.push(normalised);
+        }
+        let pools: Vec<PoolNode> = pool_requirements
+            .into_iter()
+            .map(|((supplier_id, material), required)| PoolNode {
+                controlled_from: materials
+                    .get(material.as_str())
+                    .and_then(|m| m.controlled_from)
+                    .map_or(i32::MIN, day_number),
+                supplier_id,
+                material,
+                required_kg_per_day: required,
+            })
+            .collect();
+        let pool_index: HashMap<(String, String), u32> = pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.supplier_id.clone(), p.material.clone()), i as u32))
+            .collect();
+
+        let component_nodes: Vec<ComponentNode> = components
+            .iter()
+            .zip(shares)
+            .zip(inputs)
+            .map(|((component, shares), inputs)| {
+                let sources: Vec<SourceNode> = shares
+                    .iter()
+                    .map(|&(supplier, share)| {
+                        let mut pools: Vec<u32> = component
+                            .materials
+                            .iter()
+                            .filter(|m| m.grams_per_unit > 0.0)
+                            .filter_map(|m| {
+                                pool_index
+                                    .get(&(supplier.to_string(), m.material.clone()))
+                                    .copied()
+                            })
+                            .collect();
+                        pools.sort_unstable();
+                        pools.dedup();
+                        SourceNode { share, pools }
+                    })
+                    .collect();
+                let mut all_pools: Vec<u32> =
+                    sources.iter().flat_map(|s| s.pools.clone()).collect();
+                all_pools.sort_unstable();
+                all_pools.dedup();
+                ComponentNode {
+                    id: component.id.clone(),
+                    suppliers: shares.iter().map(|(s, _)| s.to_string()).collect(),
+                    sources,
+                    inputs: inputs.into_iter().map(|(i, _)| i).collect(),
+                    materials: component
+                        .materials
+                        .iter()
+                        .map(|m| (m.material.clone(), m.grams_per_unit))
+                        .collect(),
+                    pools: all_pools,
+                    on_hand_units: component.on_hand_units,
+                }
+            })
+            .collect();
+
+        Structure {
+            line_index: line_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.id.clone(), i as u32))
+                .collect(),
+            components: component_nodes,
+            lines: line_nodes,
+            pools,
+            topological,
+            demand,
+            component_index,
+            pool_index,
+            suppliers: countries.keys().map(|s| s.to_string()).collect(),
+            materials: materials.keys().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    /// Every component reachable from `start` through inputs, `start`
+    /// included, in index order.
+    pub fn reachable(&self, start: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        let mut seen = vec![false; self.components.len()];
+        let mut stack: Vec<u32> = start.into_iter().collect();
+        let mut out = Vec::new();
+        while let Some(c) = stack.pop() {
+            if std::mem::replace(&mut seen[c as usize], true) {
+                continue;
+            }
+            out.push(c);
+            stack.extend(self.components[c as usize].inputs.iter().copied());
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+/// Whether `supplier` needs a licence to ship `material`: the material is
+/// export-controlled by the supplier's country.
+fn needs_licence(
+    materials: &HashMap<&str, &Material>,
+    countries: &HashMap<&str, &str>,
+    supplier: &str,
+    material: &str,
+) -> bool {
+    match (materials.get(material), countries.get(supplier)) {
+        (Some(m), Some(country)) => !m.controlled_by.is_empty() && m.controlled_by == *country,
+        _ => false,
+    }
+}
+
+/// Component indices with every input before the components that use it
+/// (an iterative depth-first post-order, so deep chains cannot overflow the
+/// stack). Validation keeps the graph acyclic; were it not, a component on a
+/// cycle would still appear exactly once.
+fn topological_order(inputs: &[Vec<(u32, f64)>]) -> Vec<u32> {
+    let n = inputs.len();
+    let mut state = vec![0u8; n]; // 0 new, 1 on the path, 2 done
+    let mut order = Vec::with_capacity(n);
+    for root in 0..n {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = 1;
+        while let Some((node, next)) = path.last_mut() {
+            let node = *node;
+            if let Some(&(child, _)) = inputs[node].get(*next) {
+                *next += 1;
+                if state[child as usize] == 0 {
+                    state[child as usize] = 1;
+                    path.push((child as usize, 0));
+                }
+            } else {
+                state[node] = 2;
+                order.push(node as u32);
+                path.pop();
+            }
+        }
+    }
+    order
+}
