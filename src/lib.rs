@@ -17,6 +17,8 @@
 //! - [`view`]: an in-memory copy-on-write view of every record at one
 //!   revision, updated by the writer path; consistent snapshots for exports
 //!   and the risk engine.
+//! - [`engine`]: the risk engine: the model evaluated on a view, with the
+//!   network's structure and recent answers cached.
 //! - [`api`]: the tonic services, which only translate between protobuf and
 //!   the domain, and the one mapping of domain errors to gRPC statuses.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
@@ -28,6 +30,7 @@
 pub mod api;
 pub mod demo;
 pub mod domain;
+pub mod engine;
 pub mod network;
 pub mod pb;
 pub mod startup;

@@ -18,6 +18,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{RecordApi, RiskApi};
+use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
 use crate::network::Network;
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
@@ -161,7 +162,10 @@ impl Application {
                 self.network.clone(),
                 shutdown.clone(),
             )))
-            .add_service(RiskServiceServer::new(RiskApi::new(self.network.clone())))
+            .add_service(RiskServiceServer::new(RiskApi::new(
+                self.network.clone(),
+                Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
+            )))
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.listener),
                 shutdown.clone().cancelled_owned(),

@@ -1,20 +1,212 @@
-//! `lodestone.v1.RiskService`.
+//! `lodestone.v1.RiskService`: translates risk questions into queries of the
+//! engine and answers back into messages.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::page::{decode_token, encode_token, page_size};
+use crate::domain::date::{format_optional_date, Date};
+use crate::domain::record::LicenseStatus;
+use crate::domain::risk::report::{self, Exposure, LineRisk, PoolCoverage, Scope};
+use crate::domain::risk::{
+    check_overrides, LicenseOverride, PendingAssumption, Scenario, DEFAULT_HORIZON_DAYS, MAX_DAYS,
+};
+use crate::domain::validate::identifier_problem;
+use crate::domain::{Error, Violation};
+use crate::engine::{Answer, Query, RiskEngine};
 use crate::network::Network;
-use crate::pb::{self, risk_service_server::RiskService};
+use crate::pb::{self, risk_service_server::RiskService, DateReader};
+use crate::view::View;
 
 pub struct RiskApi {
-    #[allow(dead_code)]
     network: Arc<Network>,
+    engine: Arc<RiskEngine>,
 }
 
 impl RiskApi {
-    pub fn new(network: Arc<Network>) -> Self {
-        RiskApi { network }
+    pub fn new(network: Arc<Network>, engine: Arc<RiskEngine>) -> Self {
+        RiskApi { network, engine }
+    }
+
+    /// The engine's answer on `view`, computed on a blocking thread.
+    async fn answer(&self, view: Arc<View>, query: Query) -> Result<Answer, Error> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.answer(&view, &query))
+            .await
+            .map_err(|e| Error::Storage(format!("the evaluation task failed: {e}")))
+    }
+}
+
+/// Reads the parameters every risk question shares, reporting what is wrong.
+fn decode_query(
+    as_of: &str,
+    horizon_days: i32,
+    scenario: Option<pb::Scenario>,
+    view: &View,
+    violations: &mut Vec<Violation>,
+) -> Query {
+    let mut dates = DateReader {
+        path: String::new(),
+        violations,
+    };
+    let as_of: Date = dates
+        .read("as_of", as_of)
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let horizon_days = match horizon_days {
+        0 => DEFAULT_HORIZON_DAYS,
+        h if (1..=MAX_DAYS as i32).contains(&h) => h as u32,
+        h => {
+            violations.push(Violation::new(
+                "horizon_days",
+                format!("must be 1 to {MAX_DAYS} days (0 means {DEFAULT_HORIZON_DAYS}), not {h}"),
+            ));
+            DEFAULT_HORIZON_DAYS
+        }
+    };
+    let scenario = scenario.unwrap_or_default();
+    let pending = match pb::PendingAssumption::try_from(scenario.pending) {
+        Ok(pb::PendingAssumption::ApprovedAsExpected) => PendingAssumption::ApprovedAsExpected,
+        Ok(_) => PendingAssumption::Denied,
+        Err(_) => {
+            violations.push(Violation::new(
+                "scenario.pending",
+                format!("{} is not a PendingAssumption", scenario.pending),
+            ));
+            PendingAssumption::Denied
+        }
+    };
+    let delay = scenario.decision_delay_days;
+    if !(0..=MAX_DAYS as i32).contains(&delay) {
+        violations.push(Violation::new(
+            "scenario.decision_delay_days",
+            format!("must be 0 to {MAX_DAYS} days, not {delay}"),
+        ));
+    }
+    let mut overrides = Vec::with_capacity(scenario.overrides.len());
+    for (i, o) in scenario.overrides.into_iter().enumerate() {
+        let path = format!("scenario.overrides[{i}]");
+        if let Some(problem) = identifier_problem(&o.license_id) {
+            violations.push(Violation::new(format!("{path}.license_id"), problem));
+        }
+        let status = LicenseStatus::from_number(o.status);
+        if status == LicenseStatus::Unspecified {
+            violations.push(Violation::new(
+                format!("{path}.status"),
+                "must be LICENSE_STATUS_PENDING, LICENSE_STATUS_APPROVED, LICENSE_STATUS_REJECTED or LICENSE_STATUS_REVOKED",
+            ));
+        }
+        let effective_on = DateReader {
+            path: path.clone(),
+            violations,
+        }
+        .read("effective_on", &o.effective_on);
+        overrides.push(LicenseOverride {
+            license_id: o.license_id,
+            status,
+            effective_on,
+        });
+    }
+    let scenario = Scenario {
+        pending,
+        decision_delay_days: delay.clamp(0, MAX_DAYS as i32) as u32,
+        overrides,
+    };
+    check_overrides(
+        &scenario,
+        |id| identifier_problem(id).is_some() || view.licenses.contains_key(id),
+        violations,
+    );
+    Query {
+        as_of,
+        horizon_days,
+        scenario,
+    }
+}
+
+fn scope_from(
+    scope: Option<pb::get_exposure_request::Scope>,
+    violations: &mut Vec<Violation>,
+) -> Scope {
+    use pb::get_exposure_request::Scope as S;
+    let (field, scope) = match scope {
+        None => return Scope::Network,
+        Some(S::SupplierId(id)) => ("supplier_id", Scope::Supplier(id)),
+        Some(S::ComponentId(id)) => ("component_id", Scope::Component(id)),
+        Some(S::LineId(id)) => ("line_id", Scope::Line(id)),
+        Some(S::Material(code)) => ("material", Scope::Material(code)),
+        Some(S::Plant(plant)) => {
+            if plant.is_empty() {
+                violations.push(Violation::new("plant", "must name a plant"));
+            }
+            return Scope::Plant(plant);
+        }
+    };
+    if let Scope::Supplier(id) | Scope::Component(id) | Scope::Line(id) | Scope::Material(id) =
+        &scope
+    {
+        if let Some(problem) = identifier_problem(id) {
+            violations.push(Violation::new(field, problem));
+        }
+    }
+    scope
+}
+
+fn line_to_pb(line: LineRisk) -> pb::LineRisk {
+    pb::LineRisk {
+        at_risk: line.at_risk(),
+        days_to_stop: line.days_to_stop.map(|d| d as i32),
+        stop_date: format_optional_date(line.stop_date),
+        line_id: line.line_id,
+        plant: line.plant,
+        output_fraction: line.output_fraction,
+        units_lost: line.units_lost,
+        bottleneck_component_id: line.bottleneck_component_id,
+        root_cause_path: line.root_cause_path,
+        blocking_pools: line
+            .blocking_pools
+            .into_iter()
+            .map(|(supplier_id, material)| pb::PoolRef {
+                supplier_id,
+                material,
+            })
+            .collect(),
+        blocking_license_ids: line.blocking_license_ids,
+    }
+}
+
+fn pool_to_pb(pool: PoolCoverage) -> pb::PoolCoverage {
+    pb::PoolCoverage {
+        supplier_id: pool.supplier_id,
+        material: pool.material,
+        required_kg_per_day: pool.required_kg_per_day,
+        approved_remaining_kg: pool.approved_remaining_kg,
+        pending_kg: pool.pending_kg,
+        covered_days: pool.covered_days as i32,
+        first_uncovered_date: format_optional_date(pool.first_uncovered_date),
+    }
+}
+
+fn exposure_to_pb(exposure: Exposure, revision: u64) -> pb::Exposure {
+    pb::Exposure {
+        as_of: crate::domain::date::format_date(exposure.as_of),
+        horizon_days: exposure.horizon_days as i32,
+        revision,
+        lines_in_scope: exposure.lines_in_scope as i32,
+        lines_at_risk: exposure.lines_at_risk as i32,
+        units_per_day: exposure.units_per_day,
+        units_at_risk: exposure.units_at_risk,
+        earliest_stop_date: format_optional_date(exposure.earliest_stop_date),
+        lines: exposure.lines.into_iter().map(line_to_pb).collect(),
+        pools: exposure.pools.into_iter().map(pool_to_pb).collect(),
+    }
+}
+
+fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { violations })
     }
 }
 
@@ -26,18 +218,67 @@ type UpdateStream = std::pin::Pin<
 impl RiskService for RiskApi {
     async fn get_exposure(
         &self,
-        _request: Request<pb::GetExposureRequest>,
+        request: Request<pb::GetExposureRequest>,
     ) -> Result<Response<pb::Exposure>, Status> {
-        Err(Status::unimplemented("GetExposure is not available yet"))
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let scope = scope_from(r.scope, &mut violations);
+        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        refuse_if_any(violations)?;
+        let answer = self.answer(view, query).await?;
+        let exposure = report::exposure(&answer.structure, &answer.evaluation, &scope)?;
+        Ok(Response::new(exposure_to_pb(exposure, answer.revision)))
     }
 
     async fn list_at_risk_lines(
         &self,
-        _request: Request<pb::ListAtRiskLinesRequest>,
+        request: Request<pb::ListAtRiskLinesRequest>,
     ) -> Result<Response<pb::ListAtRiskLinesResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListAtRiskLines is not available yet",
-        ))
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        refuse_if_any(violations)?;
+        let size = page_size(r.page_size)?;
+        let listing = format!("at-risk {:?} plant={:?}", query, r.plant);
+        let cursor = decode_token(&r.page_token, &listing)?;
+        let offset = match &cursor.after {
+            Some(after) => after.parse::<usize>().map_err(|_| {
+                Error::invalid_argument("page_token", "is not a page token this service issued")
+            })?,
+            None => 0,
+        };
+        // Every page of a listing comes from the revision its first page read.
+        let answer = match cursor.after {
+            Some(_) if cursor.revision != view.revision => self
+                .engine
+                .cached(cursor.revision, &query)
+                .ok_or(Error::PageTokenExpired {
+                    revision: cursor.revision,
+                })?,
+            _ => self.answer(view, query).await?,
+        };
+        let plant = (!r.plant.is_empty()).then_some(r.plant.as_str());
+        let lines = report::at_risk_lines(&answer.structure, &answer.evaluation, plant);
+        let total = lines.len();
+        let end = (offset + size).min(total);
+        let next_page_token = if end < total {
+            encode_token(&listing, &end.to_string(), answer.revision)
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAtRiskLinesResponse {
+            lines: lines
+                .into_iter()
+                .skip(offset)
+                .take(size)
+                .map(line_to_pb)
+                .collect(),
+            next_page_token,
+            total_size: total as i32,
+            revision: answer.revision,
+        }))
     }
 
     type StreamLicenseUpdatesStream = UpdateStream;

@@ -126,6 +126,13 @@ impl From<Error> for Status {
                 ],
                 None,
             ),
+            Error::PageTokenExpired { revision } => status(
+                Code::FailedPrecondition,
+                message,
+                "PAGE_TOKEN_EXPIRED",
+                vec![("revision", revision.to_string())],
+                None,
+            ),
             Error::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");
                 status(

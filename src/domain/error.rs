@@ -64,6 +64,8 @@ pub enum Error {
         expected: u64,
         actual: Option<u64>,
     },
+    #[error("the page token is for revision {revision}, whose answers are no longer held; start the listing over")]
+    PageTokenExpired { revision: u64 },
     #[error("the store failed: {0}")]
     Storage(String),
     #[error("the store is shutting down")]

@@ -67,3 +67,27 @@ pub fn day_number(date: Date) -> i32 {
 pub fn date_of(day: i32) -> Date {
     Date::from_num_days_from_ce_opt(day).unwrap_or(Date::MAX)
 }
+
+/// Appends a violation for every override that names no licence (by
+/// `exists`) or names one a second time. Field paths are under `scenario`.
+pub fn check_overrides(
+    scenario: &Scenario,
+    exists: impl Fn(&str) -> bool,
+    violations: &mut Vec<super::Violation>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, o) in scenario.overrides.iter().enumerate() {
+        let field = format!("scenario.overrides[{i}].license_id");
+        if !seen.insert(o.license_id.as_str()) {
+            violations.push(super::Violation::new(
+                field,
+                format!("licence {:?} is overridden more than once", o.license_id),
+            ));
+        } else if !exists(&o.license_id) {
+            violations.push(super::Violation::new(
+                field,
+                format!("no licence {:?} exists", o.license_id),
+            ));
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! RiskService through the real gRPC stack: the worked example of the risk
+//! model, answer by answer, and the contract around it.
+
+mod common;
+
+use common::{expect_error, fixture, metadata, spawn_app};
+use lodestone::pb::{self, json};
+use serde_json::Value;
+use tonic::Code;
+
+fn close(actual: f64, expected: f64, what: &str) {
+    let scale = expected.abs().max(1e-12);
+    assert!(
+        ((actual - expected) / scale).abs() <= 1e-6 || (actual - expected).abs() <= 1e-9,
+        "{what}: {actual} is not {expected} within a relative 1e-6"
+    );
+}
+
+fn check_lines(actual: &[pb::LineRisk], expected: &[pb::LineRisk], case: &str) {
+    let ids = |lines: &[pb::LineRisk]| lines.iter().map(|l| l.line_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(actual), ids(expected), "{case}: lines and their order");
+    for (a, e) in actual.iter().zip(expected) {
+        let what = format!("{case}: line {}", e.line_id);
+        assert_eq!(a.plant, e.plant, "{what}");
+        assert_eq!(a.at_risk, e.at_risk, "{what}");
+        assert_eq!(a.days_to_stop, e.days_to_stop, "{what}");
+        assert_eq!(a.stop_date, e.stop_date, "{what}");
+        close(
+            a.output_fraction,
+            e.output_fraction,
+            &format!("{what} output_fraction"),
+        );
+        close(a.units_lost, e.units_lost, &format!("{what} units_lost"));
+        assert_eq!(
+            a.bottleneck_component_id, e.bottleneck_component_id,
+            "{what}"
+        );
+        assert_eq!(a.root_cause_path, e.root_cause_path, "{what}");
+        assert_eq!(a.blocking_pools, e.blocking_pools, "{what}");
+        assert_eq!(a.blocking_license_ids, e.blocking_license_ids, "{what}");
+    }
+}
+
+fn check_exposure(actual: &pb::Exposure, expected: &pb::Exposure, case: &str) {
+    assert_eq!(actual.as_of, expected.as_of, "{case}");
+    assert_eq!(actual.horizon_days, expected.horizon_days, "{case}");
+    assert_eq!(actual.lines_in_scope, expected.lines_in_scope, "{case}");
+    assert_eq!(actual.lines_at_risk, expected.lines_at_risk, "{case}");
+    close(
+        actual.units_per_day,
+        expected.units_per_day,
+        &format!("{case}: units_per_day"),
+    );
+    close(
+        actual.units_at_risk,
+        expected.units_at_risk,
+        &format!("{case}: units_at_risk"),
+    );
+    assert_eq!(
+        actual.earliest_stop_date, expected.earliest_stop_date,
+        "{case}"
+    );
+    check_lines(&actual.lines, &expected.lines, case);
+    let keys = |pools: &[pb::PoolCoverage]| {
+        pools
+            .iter()
+            .map(|p| (p.supplier_id.clone(), p.material.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(&actual.pools),
+        keys(&expected.pools),
+        "{case}: pools and their order"
+    );
+    for (a, e) in actual.pools.iter().zip(&expected.pools) {
+        let what = format!("{case}: pool {}/{}", e.supplier_id, e.material);
+        close(
+            a.required_kg_per_day,
+            e.required_kg_per_day,
+            &format!("{what} required_kg_per_day"),
+        );
+        close(
+            a.approved_remaining_kg,
+            e.approved_remaining_kg,
+            &format!("{what} approved_remaining_kg"),
+        );
+        close(a.pending_kg, e.pending_kg, &format!("{what} pending_kg"));
+        assert_eq!(a.covered_days, e.covered_days, "{what}");
+        assert_eq!(a.first_uncovered_date, e.first_uncovered_date, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn the_worked_example_gives_every_expected_answer() {
+    let app = spawn_app().await;
+    let loaded = app.load_seed().await;
+    let expected: Value = serde_json::from_str(&fixture("seed-network.expected.json")).unwrap();
+    let cases = expected["cases"].as_array().unwrap();
+    assert!(
+        cases.len() >= 10,
+        "the fixture holds the whole worked example"
+    );
+    let mut risk = app.risk.clone();
+    for (i, case) in cases.iter().enumerate() {
+        let rpc = case["rpc"].as_str().unwrap();
+        let name = format!("case {i} ({rpc} {})", case["request"]);
+        let request = case["request"].to_string();
+        let response = case["response"].to_string();
+        match rpc {
+            "ListAtRiskLines" => {
+                let request: pb::ListAtRiskLinesRequest =
+                    json::from_json("lodestone.v1.ListAtRiskLinesRequest", &request).unwrap();
+                let expected: pb::ListAtRiskLinesResponse =
+                    json::from_json("lodestone.v1.ListAtRiskLinesResponse", &response).unwrap();
+                let actual = risk.list_at_risk_lines(request).await.unwrap().into_inner();
+                assert_eq!(actual.total_size, expected.total_size, "{name}");
+                assert_eq!(actual.revision, loaded.revision, "{name}");
+                assert!(actual.next_page_token.is_empty(), "{name}");
+                check_lines(&actual.lines, &expected.lines, &name);
+            }
+            "GetExposure" => {
+                let request: pb::GetExposureRequest =
+                    json::from_json("lodestone.v1.GetExposureRequest", &request).unwrap();
+                let expected: pb::Exposure =
+                    json::from_json("lodestone.v1.Exposure", &response).unwrap();
+                let actual = risk.get_exposure(request).await.unwrap().into_inner();
+                assert_eq!(actual.revision, loaded.revision, "{name}");
+                check_exposure(&actual, &expected, &name);
+            }
+            other => panic!("the fixture names an unknown rpc {other}"),
+        }
+    }
+}
+
+fn list_request(page_size: i32, page_token: String) -> pb::ListAtRiskLinesRequest {
+    pb::ListAtRiskLinesRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 90,
+        page_size,
+        page_token,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn every_page_of_a_listing_comes_from_the_revision_its_first_page_read() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let first = risk
+        .list_at_risk_lines(list_request(2, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.lines.len(), 2);
+    assert_eq!(first.total_size, 3);
+    assert_eq!(first.lines[0].line_id, "ZW-EV1");
+
+    // A decision that stops WOB-ICE1 much later lands between the pages.
+    app.records
+        .clone()
+        .update_license_status(pb::UpdateLicenseStatusRequest {
+            id: "LIC-BTM-DY-1".into(),
+            status: pb::LicenseStatus::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = risk
+        .list_at_risk_lines(list_request(2, first.next_page_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second.revision, first.revision,
+        "the token pins the revision"
+    );
+    assert_eq!(second.lines.len(), 1);
+    assert_eq!(second.lines[0].line_id, "WOB-ICE1");
+    assert_eq!(
+        second.lines[0].days_to_stop,
+        Some(17),
+        "as of the first page's revision"
+    );
+    assert!(second.next_page_token.is_empty());
+
+    // A fresh listing sees the decision.
+    let fresh = risk
+        .list_at_risk_lines(list_request(50, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fresh.revision > first.revision);
+    let ice = fresh
+        .lines
+        .iter()
+        .find(|l| l.line_id == "WOB-ICE1")
+        .unwrap();
+    assert_ne!(ice.days_to_stop, Some(17));
+
+    // Other filters, garbage, and a negative size are refused.
+    let mut other = list_request(2, first.next_page_token.clone());
+    other.plant = "ZWICKAU".into();
+    let status = risk.list_at_risk_lines(other).await.unwrap_err();
+    assert_eq!(
+        expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")[0].0,
+        "page_token"
+    );
+    let status = risk
+        .list_at_risk_lines(list_request(2, "nope".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")[0].0,
+        "page_token"
+    );
+    let status = risk
+        .list_at_risk_lines(list_request(-5, String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")[0].0,
+        "page_size"
+    );
+}
+
+#[tokio::test]
+async fn a_token_whose_answer_is_no_longer_held_has_expired() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let first = risk
+        .list_at_risk_lines(list_request(1, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    // Push the listing's answer out of the engine's bounded cache: many
+    // writes, each answered once.
+    for i in 0..40 {
+        app.records
+            .clone()
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: "LIC-NBM-DY-1".into(),
+                quantity_kg: 400.0 + f64::from(i + 1),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        risk.list_at_risk_lines(list_request(1, String::new()))
+            .await
+            .unwrap();
+    }
+    let status = risk
+        .list_at_risk_lines(list_request(1, first.next_page_token))
+        .await
+        .unwrap_err();
+    expect_error(&status, Code::FailedPrecondition, "PAGE_TOKEN_EXPIRED");
+    assert_eq!(metadata(&status)["revision"], first.revision.to_string());
+}
+
+#[tokio::test]
+async fn bad_questions_get_clear_answers() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    use pb::get_exposure_request::Scope;
+
+    for (scope, field) in [
+        (Scope::SupplierId("NOPE".into()), "supplier"),
+        (Scope::ComponentId("NOPE".into()), "component"),
+        (Scope::LineId("NOPE".into()), "line"),
+        (Scope::Material("NOPE".into()), "material"),
+        (Scope::Plant("NOWHERE".into()), "plant"),
+    ] {
+        let status = risk
+            .get_exposure(pb::GetExposureRequest {
+                scope: Some(scope),
+                as_of: "2025-06-02".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        expect_error(&status, Code::NotFound, "NOT_FOUND");
+        assert!(
+            status.message().contains(field) || status.message().contains("NOWHERE"),
+            "{}",
+            status.message()
+        );
+    }
+
+    let status = risk
+        .get_exposure(pb::GetExposureRequest {
+            as_of: "2025-13-01".into(),
+            horizon_days: 731,
+            scenario: Some(pb::Scenario {
+                pending: 7,
+                decision_delay_days: -1,
+                overrides: vec![
+                    pb::LicenseOverride {
+                        license_id: "LIC-NBM-TB-1".into(),
+                        status: 2,
+                        effective_on: String::new(),
+                    },
+                    pb::LicenseOverride {
+                        license_id: "LIC-NBM-TB-1".into(),
+                        status: 2,
+                        effective_on: String::new(),
+                    },
+                    pb::LicenseOverride {
+                        license_id: "NO-SUCH".into(),
+                        status: 0,
+                        effective_on: "soon".into(),
+                    },
+                ],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")
+        .into_iter()
+        .map(|v| v.0)
+        .collect();
+    for expected in [
+        "as_of",
+        "horizon_days",
+        "scenario.pending",
+        "scenario.decision_delay_days",
+        "scenario.overrides[1].license_id",
+        "scenario.overrides[2].license_id",
+        "scenario.overrides[2].status",
+        "scenario.overrides[2].effective_on",
+    ] {
+        assert!(
+            fields.iter().any(|f| f == expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_as_of_means_today_and_an_empty_network_is_not_at_risk() {
+    let app = spawn_app().await;
+    let exposure = app
+        .risk
+        .clone()
+        .get_exposure(pb::GetExposureRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        exposure.as_of,
+        chrono::Utc::now()
+            .date_naive()
+            .format("%Y-%m-%d")
+            .to_string()
+    );
+    assert_eq!(exposure.horizon_days, 90);
+    assert_eq!((exposure.lines_in_scope, exposure.lines_at_risk), (0, 0));
+    assert!(exposure.earliest_stop_date.is_empty());
+}
