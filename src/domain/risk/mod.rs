@@ -14,6 +14,9 @@ pub mod report;
 pub mod simulate;
 pub mod structure;
 
+#[cfg(test)]
+mod tests;
+
 use super::date::Date;
 use super::record::LicenseStatus;
 
