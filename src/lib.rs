@@ -24,6 +24,7 @@
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
 //! - [`startup`]: configuration, wiring, health, reflection, shutdown.
+//! - [`generate`]: synthetic networks of any size, for benchmarks and tests.
 //! - [`demo`]: the demonstration network of `serve --demo`.
 //! - [`telemetry`]: structured logs.
 
@@ -31,6 +32,7 @@ pub mod api;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod generate;
 pub mod network;
 pub mod pb;
 pub mod startup;

@@ -138,15 +138,15 @@ pub fn evaluate<'a>(
         ids.sort();
     }
 
+    let flat = &structure.flat;
     let n = structure.components.len();
     let mut covered = vec![true; pool_count];
-    let mut inventory: Vec<f64> = structure
-        .components
-        .iter()
-        .map(|c| c.on_hand_units)
-        .collect();
+    // By position (see `Flat`); a component that is never exposed keeps
+    // everything it needs, so it keeps avail = cap = 1 and is never visited.
+    let mut inventory = flat.on_hand_units.clone();
     let mut avail = vec![1.0f64; n];
     let mut cap = vec![1.0f64; n];
+    let exposed: Vec<usize> = (0..n).filter(|&k| flat.exposed[k]).collect();
     let mut lines = vec![
         LineOutcome {
             output_fraction: 1.0,
@@ -190,47 +190,42 @@ pub fn evaluate<'a>(
             }
         }
 
-        // Step 2: components, inputs first.
-        for &c in &structure.topological {
-            let c = c as usize;
-            let node = &structure.components[c];
-            cap[c] = if node.sources.is_empty() {
+        // Step 2: components, inputs first (positions are in that order).
+        for &k in &exposed {
+            let sources = flat.source_start[k] as usize..flat.source_start[k + 1] as usize;
+            cap[k] = if sources.is_empty() {
                 1.0
             } else {
-                node.sources
-                    .iter()
-                    .map(|s| {
-                        if s.pools.iter().all(|&p| covered[p as usize]) {
-                            s.share
-                        } else {
-                            0.0
-                        }
-                    })
-                    .sum()
+                let mut sum = 0.0;
+                for s in sources {
+                    let pools = &flat.source_pools
+                        [flat.pool_start[s] as usize..flat.pool_start[s + 1] as usize];
+                    if pools.iter().all(|&p| covered[p as usize]) {
+                        sum += flat.source_share[s];
+                    }
+                }
+                sum
             };
-            let demand = structure.demand[c];
+            let demand = flat.demand[k];
             if demand == 0.0 {
-                avail[c] = 1.0;
+                avail[k] = 1.0;
                 continue;
             }
-            let inputs = node
-                .inputs
+            let inputs = flat.inputs
+                [flat.input_start[k] as usize..flat.input_start[k + 1] as usize]
                 .iter()
                 .map(|&i| avail[i as usize])
                 .fold(1.0, f64::min);
-            let supply = cap[c] * inputs * demand;
-            let draw = (demand - supply).min(inventory[c]);
-            inventory[c] -= draw;
-            avail[c] = (supply + draw) / demand;
+            let supply = cap[k] * inputs * demand;
+            let draw = (demand - supply).min(inventory[k]);
+            inventory[k] -= draw;
+            avail[k] = (supply + draw) / demand;
         }
 
         // Step 3: lines.
         for (l, line) in structure.lines.iter().enumerate() {
-            let out = line
-                .bom
-                .iter()
-                .map(|&c| avail[c as usize])
-                .fold(1.0, f64::min);
+            let bom = &flat.bom[flat.bom_start[l] as usize..flat.bom_start[l + 1] as usize];
+            let out = bom.iter().map(|&k| avail[k as usize]).fold(1.0, f64::min);
             if out >= 1.0 - EPS {
                 continue;
             }
@@ -239,15 +234,12 @@ pub fn evaluate<'a>(
             if outcome.days_to_stop.is_none() {
                 outcome.days_to_stop = Some(t as u32);
                 outcome.output_fraction = out;
-                explain_stop(
-                    structure,
-                    outcome,
-                    line.bom.as_slice(),
-                    &avail,
-                    &cap,
-                    &covered,
-                    &pool_licenses,
-                );
+                let state = DayState {
+                    avail: &avail,
+                    cap: &cap,
+                    covered: &covered,
+                };
+                explain_stop(structure, outcome, &line.bom, &state, &pool_licenses);
             }
         }
     }
@@ -260,16 +252,34 @@ pub fn evaluate<'a>(
     }
 }
 
-/// The component of `candidates` with the smallest `avail`; ties go to the
-/// smallest index (= smallest id), since candidates are in index order.
-fn least_available(candidates: &[u32], avail: &[f64]) -> Option<u32> {
-    let mut best: Option<u32> = None;
-    for &c in candidates {
-        if best.is_none_or(|b| avail[c as usize] < avail[b as usize]) {
-            best = Some(c);
-        }
+/// The state of one simulated day; `avail` and `cap` by position.
+struct DayState<'a> {
+    avail: &'a [f64],
+    cap: &'a [f64],
+    covered: &'a [bool],
+}
+
+impl DayState<'_> {
+    fn avail(&self, structure: &Structure, c: u32) -> f64 {
+        self.avail[structure.flat.position[c as usize] as usize]
     }
-    best
+
+    fn cap(&self, structure: &Structure, c: u32) -> f64 {
+        self.cap[structure.flat.position[c as usize] as usize]
+    }
+
+    /// The component of `candidates` (indices, in index order) with the
+    /// smallest `avail`; ties go to the smallest index, which is the
+    /// smallest id.
+    fn least_available(&self, structure: &Structure, candidates: &[u32]) -> Option<u32> {
+        let mut best: Option<u32> = None;
+        for &c in candidates {
+            if best.is_none_or(|b| self.avail(structure, c) < self.avail(structure, b)) {
+                best = Some(c);
+            }
+        }
+        best
+    }
 }
 
 /// Fills in why a line stops, from the state of its stop day.
@@ -277,12 +287,10 @@ fn explain_stop(
     structure: &Structure,
     outcome: &mut LineOutcome,
     bom: &[u32],
-    avail: &[f64],
-    cap: &[f64],
-    covered: &[bool],
+    day: &DayState<'_>,
     pool_licenses: &[Vec<String>],
 ) {
-    let Some(bottleneck) = least_available(bom, avail) else {
+    let Some(bottleneck) = day.least_available(structure, bom) else {
         return;
     };
     outcome.bottleneck = Some(bottleneck);
@@ -291,10 +299,10 @@ fn explain_stop(
     // The input graph is acyclic, so a path is never longer than the network.
     while outcome.root_cause_path.len() <= structure.components.len() {
         let node = &structure.components[current as usize];
-        if cap[current as usize] < 1.0 - EPS || node.inputs.is_empty() {
+        if day.cap(structure, current) < 1.0 - EPS || node.inputs.is_empty() {
             break;
         }
-        match least_available(&node.inputs, avail) {
+        match day.least_available(structure, &node.inputs) {
             Some(next) => {
                 current = next;
                 outcome.root_cause_path.push(current);
@@ -306,7 +314,7 @@ fn explain_stop(
         .pools
         .iter()
         .copied()
-        .filter(|&p| !covered[p as usize])
+        .filter(|&p| !day.covered[p as usize])
         .collect();
     let mut licenses: Vec<String> = outcome
         .blocking_pools

@@ -74,6 +74,85 @@ pub struct Structure {
     pub pool_index: HashMap<(String, String), u32>,
     pub suppliers: HashSet<String>,
     pub materials: HashSet<String>,
+    /// The same graph laid out flat for the simulation's inner loop.
+    pub flat: Flat,
+}
+
+/// The component graph laid out for the simulation's inner loop, which
+/// visits every component every day: positions follow the topological order
+/// (so the loop walks memory front to back and every input sits at an
+/// earlier position), and lists are compressed sparse rows.
+#[derive(Clone, Debug, Default)]
+pub struct Flat {
+    /// The component at each position.
+    pub component: Vec<u32>,
+    /// The position of each component.
+    pub position: Vec<u32>,
+    /// Whether the component at a position can ever fall short: it has a
+    /// pool, or an input that can. The others always have everything.
+    pub exposed: Vec<bool>,
+    pub demand: Vec<f64>,
+    pub on_hand_units: Vec<f64>,
+    /// Sources at position k: `source_share[source_start[k]..source_start[k + 1]]`.
+    pub source_start: Vec<u32>,
+    pub source_share: Vec<f64>,
+    /// Pools of source s: `source_pools[pool_start[s]..pool_start[s + 1]]`.
+    pub pool_start: Vec<u32>,
+    pub source_pools: Vec<u32>,
+    /// Input positions at position k: `inputs[input_start[k]..input_start[k + 1]]`.
+    pub input_start: Vec<u32>,
+    pub inputs: Vec<u32>,
+    /// BOM positions of line l: `bom[bom_start[l]..bom_start[l + 1]]`.
+    pub bom_start: Vec<u32>,
+    pub bom: Vec<u32>,
+}
+
+impl Flat {
+    fn new(
+        components: &[ComponentNode],
+        lines: &[LineNode],
+        order: &[u32],
+        demand: &[f64],
+    ) -> Flat {
+        let mut position = vec![0u32; components.len()];
+        for (k, &c) in order.iter().enumerate() {
+            position[c as usize] = k as u32;
+        }
+        let mut flat = Flat {
+            component: order.to_vec(),
+            ..Flat::default()
+        };
+        for &c in order {
+            let node = &components[c as usize];
+            flat.source_start.push(flat.source_share.len() as u32);
+            for source in &node.sources {
+                flat.source_share.push(source.share);
+                flat.pool_start.push(flat.source_pools.len() as u32);
+                flat.source_pools.extend_from_slice(&source.pools);
+            }
+            flat.input_start.push(flat.inputs.len() as u32);
+            flat.inputs
+                .extend(node.inputs.iter().map(|&i| position[i as usize]));
+            let exposed = !node.pools.is_empty()
+                || node
+                    .inputs
+                    .iter()
+                    .any(|&i| flat.exposed[position[i as usize] as usize]);
+            flat.exposed.push(exposed);
+            flat.demand.push(demand[c as usize]);
+            flat.on_hand_units.push(node.on_hand_units);
+        }
+        flat.source_start.push(flat.source_share.len() as u32);
+        flat.pool_start.push(flat.source_pools.len() as u32);
+        flat.input_start.push(flat.inputs.len() as u32);
+        for l in lines {
+            flat.bom_start.push(flat.bom.len() as u32);
+            flat.bom.extend(l.bom.iter().map(|&c| position[c as usize]));
+        }
+        flat.bom_start.push(flat.bom.len() as u32);
+        flat.position = position;
+        flat
+    }
 }
 
 impl Structure {
@@ -239,6 +318,7 @@ impl Structure {
             .collect();
 
         Structure {
+            flat: Flat::new(&component_nodes, &line_nodes, &topological, &demand),
             line_index: line_nodes
                 .iter()
                 .enumerate()
