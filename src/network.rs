@@ -53,6 +53,21 @@ impl LicenseDecision {
     }
 }
 
+/// How much of the licence log to keep; `None` keeps everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep only the newest this many events.
+    pub max_events: Option<u64>,
+    /// Keep only events younger than this.
+    pub max_age: Option<std::time::Duration>,
+}
+
+impl Retention {
+    pub fn is_set(&self) -> bool {
+        self.max_events.is_some() || self.max_age.is_some()
+    }
+}
+
 pub struct Network {
     store: Arc<dyn Store>,
     /// The single writer path: held from planning to commit.
@@ -235,6 +250,42 @@ impl Network {
         tokio::task::spawn_blocking(move || store.list(&query, after.as_deref(), limit))
             .await
             .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
+    }
+
+    /// Removes the oldest licence log events that `retention` lets go, and
+    /// only those, so that what is kept stays contiguous. Returns how many.
+    pub async fn apply_retention(&self, retention: Retention) -> Result<u64, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let bounds = store.log_bounds();
+            let mut through = 0;
+            if let Some(keep) = retention.max_events {
+                through = bounds.head.saturating_sub(keep);
+            }
+            if let Some(age) = retention.max_age {
+                let cutoff = std::time::SystemTime::now() - age;
+                let mut after = bounds.oldest.saturating_sub(1);
+                'scan: loop {
+                    let batch = store.read_log(after, 1024)?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for change in batch {
+                        if change.recorded_at >= cutoff {
+                            break 'scan;
+                        }
+                        after = change.sequence;
+                    }
+                }
+                through = through.max(after);
+            }
+            if through < bounds.oldest {
+                return Ok(0);
+            }
+            store.compact_log(through)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("the compaction task failed: {e}")))?
     }
 
     /// Makes everything committed durable (used at shutdown).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -17,9 +18,9 @@ use tonic_health::ServingStatus;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::api::{RecordApi, RiskApi};
+use crate::api::{RecordApi, RiskApi, StreamGauges};
 use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
-use crate::network::Network;
+use crate::network::{Network, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
@@ -45,6 +46,14 @@ pub struct ServeConfig {
     #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", default_value_t = 500)]
     pub sync_every_ms: u64,
 
+    /// Keep only the newest N licence log events (0 keeps them all).
+    #[arg(long, env = "LODESTONE_LOG_RETAIN_EVENTS", default_value_t = 0)]
+    pub log_retain_events: u64,
+
+    /// Keep only licence log events younger than D days (0 keeps them all).
+    #[arg(long, env = "LODESTONE_LOG_RETAIN_DAYS", default_value_t = 0)]
+    pub log_retain_days: u64,
+
     /// Load the built-in demonstration network when the store is empty.
     #[arg(long, env = "LODESTONE_DEMO")]
     pub demo: bool,
@@ -63,6 +72,8 @@ impl ServeConfig {
             cache_mb: 256,
             sync_every_ms: 500,
             shutdown_grace_seconds: 10,
+            log_retain_events: 0,
+            log_retain_days: 0,
             demo: false,
         }
     }
@@ -72,6 +83,8 @@ impl ServeConfig {
 pub struct Application {
     listener: TcpListener,
     network: Arc<Network>,
+    streams: Arc<StreamGauges>,
+    retention: Retention,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -102,6 +115,12 @@ impl Application {
         Ok(Application {
             listener,
             network,
+            streams: Arc::new(StreamGauges::default()),
+            retention: Retention {
+                max_events: (config.log_retain_events > 0).then_some(config.log_retain_events),
+                max_age: (config.log_retain_days > 0)
+                    .then(|| Duration::from_secs(config.log_retain_days * 24 * 3600)),
+            },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
         })
@@ -113,6 +132,16 @@ impl Application {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or_default()
+    }
+
+    /// Gauges over the open licence update streams.
+    pub fn stream_gauges(&self) -> Arc<StreamGauges> {
+        self.streams.clone()
+    }
+
+    /// The network the service serves (for in-process tools and tests).
+    pub fn network(&self) -> Arc<Network> {
+        self.network.clone()
     }
 
     /// Cancelling this token shuts the service down, as a signal would.
@@ -165,12 +194,28 @@ impl Application {
             .add_service(RiskServiceServer::new(RiskApi::new(
                 self.network.clone(),
                 Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
+                shutdown.clone(),
+                self.streams.clone(),
             )))
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.listener),
+                // Small messages (a heartbeat, a licence) must not wait for
+                // Nagle's algorithm and the peer's delayed ACK: 40 ms each.
+                TcpListenerStream::new(self.listener).map(|stream| {
+                    if let Ok(stream) = &stream {
+                        let _ = stream.set_nodelay(true);
+                    }
+                    stream
+                }),
                 shutdown.clone().cancelled_owned(),
             );
         tracing::info!(%address, "serving lodestone.v1");
+        if self.retention.is_set() {
+            tokio::spawn(keep_retention(
+                self.network.clone(),
+                self.retention,
+                shutdown.clone(),
+            ));
+        }
 
         let watcher = {
             let shutdown = shutdown.clone();
@@ -203,6 +248,22 @@ impl Application {
             .context("the final flush failed")?;
         tracing::info!("stopped; the store is flushed");
         Ok(())
+    }
+}
+
+/// Applies the licence log retention now and every minute until shutdown.
+async fn keep_retention(network: Arc<Network>, retention: Retention, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match network.apply_retention(retention).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "licence log compacted"),
+            Err(error) => tracing::warn!(%error, "licence log compaction failed"),
+        }
     }
 }
 

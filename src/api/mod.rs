@@ -5,7 +5,9 @@ mod page;
 mod records;
 mod risk;
 mod status;
+mod stream;
 
 pub use records::RecordApi;
 pub use risk::RiskApi;
 pub use status::ERROR_DOMAIN;
+pub use stream::{StreamGauges, QUEUE as STREAM_QUEUE};

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::page::{decode_token, encode_token, page_size};
+use super::stream::{subscribe, StreamGauges, UpdateStream};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
 use crate::domain::risk::report::{self, Exposure, LineRisk, PoolCoverage, Scope};
@@ -22,11 +24,23 @@ use crate::view::View;
 pub struct RiskApi {
     network: Arc<Network>,
     engine: Arc<RiskEngine>,
+    shutdown: CancellationToken,
+    streams: Arc<StreamGauges>,
 }
 
 impl RiskApi {
-    pub fn new(network: Arc<Network>, engine: Arc<RiskEngine>) -> Self {
-        RiskApi { network, engine }
+    pub fn new(
+        network: Arc<Network>,
+        engine: Arc<RiskEngine>,
+        shutdown: CancellationToken,
+        streams: Arc<StreamGauges>,
+    ) -> Self {
+        RiskApi {
+            network,
+            engine,
+            shutdown,
+            streams,
+        }
     }
 
     /// The engine's answer on `view`, computed on a blocking thread.
@@ -210,10 +224,6 @@ fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
     }
 }
 
-type UpdateStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<pb::StreamLicenseUpdatesResponse, Status>> + Send>,
->;
-
 #[tonic::async_trait]
 impl RiskService for RiskApi {
     async fn get_exposure(
@@ -285,10 +295,14 @@ impl RiskService for RiskApi {
 
     async fn stream_license_updates(
         &self,
-        _request: Request<pb::StreamLicenseUpdatesRequest>,
+        request: Request<pb::StreamLicenseUpdatesRequest>,
     ) -> Result<Response<Self::StreamLicenseUpdatesStream>, Status> {
-        Err(Status::unimplemented(
-            "StreamLicenseUpdates is not available yet",
-        ))
+        let stream = subscribe(
+            self.network.clone(),
+            request.into_inner(),
+            self.shutdown.clone(),
+            self.streams.clone(),
+        )?;
+        Ok(Response::new(stream))
     }
 }

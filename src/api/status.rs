@@ -133,6 +133,26 @@ impl From<Error> for Status {
                 vec![("revision", revision.to_string())],
                 None,
             ),
+            Error::SequenceCompacted { requested, oldest } => status(
+                Code::OutOfRange,
+                message,
+                "SEQUENCE_COMPACTED",
+                vec![
+                    ("oldestSequence", oldest.to_string()),
+                    ("afterSequence", requested.to_string()),
+                ],
+                None,
+            ),
+            Error::SequenceAhead { requested, head } => status(
+                Code::OutOfRange,
+                message,
+                "SEQUENCE_AHEAD",
+                vec![
+                    ("headSequence", head.to_string()),
+                    ("afterSequence", requested.to_string()),
+                ],
+                None,
+            ),
             Error::Storage(detail) => {
                 tracing::error!(%detail, "storage failure");
                 status(

@@ -66,6 +66,10 @@ pub enum Error {
     },
     #[error("the page token is for revision {revision}, whose answers are no longer held; start the listing over")]
     PageTokenExpired { revision: u64 },
+    #[error("the licence log no longer holds the events after sequence {requested}; the oldest it holds is {oldest}")]
+    SequenceCompacted { requested: u64, oldest: u64 },
+    #[error("sequence {requested} is beyond the licence log's head {head}: this server has lost data the client has seen (restored from an old backup?)")]
+    SequenceAhead { requested: u64, head: u64 },
     #[error("the store failed: {0}")]
     Storage(String),
     #[error("the store is shutting down")]

@@ -607,6 +607,18 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn compact_log(&self, through: u64) -> Result<u64, Error> {
+        let through = through.min(self.counters.read().log_head);
+        let mut removed = 0;
+        for key in self.log.range(..=keys::sequence(through)).keys() {
+            self.log.remove(key.map_err(storage)?).map_err(storage)?;
+            removed += 1;
+        }
+        let mut counters = self.counters.write();
+        counters.log_oldest = counters.log_oldest.max(through + 1);
+        Ok(removed)
+    }
+
     fn size_on_disk(&self) -> Result<u64, Error> {
         self.db.size_on_disk().map_err(storage)
     }

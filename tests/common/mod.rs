@@ -26,6 +26,8 @@ pub struct TestApp {
     pub risk: RiskServiceClient<Channel>,
     /// The data directory; kept alive as long as any app that uses it.
     pub dir: Arc<TempDir>,
+    pub network: Arc<lodestone::network::Network>,
+    pub streams: Arc<lodestone::api::StreamGauges>,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -46,6 +48,8 @@ pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
         .expect("the service builds");
     let address: SocketAddr = format!("127.0.0.1:{}", app.port()).parse().unwrap();
     let shutdown = app.shutdown_token();
+    let network = app.network();
+    let streams = app.stream_gauges();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
@@ -59,6 +63,8 @@ pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
         risk: RiskServiceClient::new(channel.clone()),
         channel,
         dir,
+        network,
+        streams,
         shutdown,
         server,
     }
@@ -89,6 +95,31 @@ impl TestApp {
             .upsert_records(pb::UpsertRecordsRequest {
                 records,
                 validate_only: false,
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Opens a licence update stream.
+    pub async fn subscribe(
+        &self,
+        request: pb::StreamLicenseUpdatesRequest,
+    ) -> Result<tonic::Streaming<pb::StreamLicenseUpdatesResponse>, Status> {
+        self.risk
+            .clone()
+            .stream_license_updates(request)
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    /// Records a decision on a licence: a new quantity, unconditionally.
+    pub async fn set_quantity(&self, id: &str, quantity_kg: f64) -> Result<pb::License, Status> {
+        self.records
+            .clone()
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: id.into(),
+                quantity_kg,
+                ..Default::default()
             })
             .await
             .map(|r| r.into_inner())
@@ -186,4 +217,29 @@ pub fn metadata(status: &Status) -> std::collections::HashMap<String, String> {
         .error_info()
         .map(|i| i.metadata.clone())
         .unwrap_or_default()
+}
+
+/// The next message of a stream, within a generous minute.
+pub async fn next_event(
+    stream: &mut tonic::Streaming<pb::StreamLicenseUpdatesResponse>,
+) -> pb::stream_license_updates_response::Event {
+    tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("a message within a minute")
+        .expect("the stream stays healthy")
+        .expect("the stream stays open")
+        .event
+        .expect("every message holds an event")
+}
+
+/// The next licence update of a stream, skipping heartbeats.
+pub async fn next_update(
+    stream: &mut tonic::Streaming<pb::StreamLicenseUpdatesResponse>,
+) -> pb::LicenseUpdate {
+    loop {
+        if let pb::stream_license_updates_response::Event::Update(update) = next_event(stream).await
+        {
+            return update;
+        }
+    }
 }

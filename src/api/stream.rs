@@ -1,0 +1,314 @@
+//! `StreamLicenseUpdates`: every licence change, in order and exactly once,
+//! first from the durable log and then live, with no seam between the two.
+//!
+//! Each stream is one task that reads the log at its client's pace: it reads
+//! a bounded batch, hands events to a bounded channel, and waits when the
+//! channel is full. Writers never wait for a stream; they only raise the
+//! durable head, which wakes the streams that are waiting for it. The task
+//! ends as soon as its client goes away, on an error, or at shutdown.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::domain::changelog::LicenseChange;
+use crate::domain::record::LicenseStatus;
+use crate::domain::validate::identifier_problem;
+use crate::domain::{Error, Violation};
+use crate::network::Network;
+use crate::pb;
+
+/// Log entries read at a time.
+const BATCH: usize = 256;
+/// Messages queued for one client before its task waits.
+pub const QUEUE: usize = 64;
+/// Seconds of silence before a heartbeat when the client asks for none.
+const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
+const MAX_HEARTBEAT_SECONDS: u32 = 3600;
+
+/// Gauges over every open stream, for operators and tests.
+#[derive(Debug, Default)]
+pub struct StreamGauges {
+    /// Streams open now.
+    pub open: AtomicI64,
+    /// Messages queued for clients and not yet taken by the transport.
+    pub queued: AtomicI64,
+}
+
+/// Which changes a client wants; an empty set means all.
+struct Filter {
+    materials: HashSet<String>,
+    suppliers: HashSet<String>,
+    statuses: HashSet<LicenseStatus>,
+}
+
+impl Filter {
+    fn passes(&self, change: &LicenseChange) -> bool {
+        let license = &change.license;
+        (self.materials.is_empty() || self.materials.contains(&license.material))
+            && (self.suppliers.is_empty() || self.suppliers.contains(&license.supplier_id))
+            && (self.statuses.is_empty() || self.statuses.contains(&license.status))
+    }
+}
+
+fn heartbeat(head: u64) -> pb::StreamLicenseUpdatesResponse {
+    pb::StreamLicenseUpdatesResponse {
+        event: Some(pb::stream_license_updates_response::Event::Heartbeat(
+            pb::Heartbeat {
+                head_sequence: head,
+                sent_at: Some(prost_types::Timestamp::from(SystemTime::now())),
+            },
+        )),
+    }
+}
+
+fn update(change: &LicenseChange) -> pb::StreamLicenseUpdatesResponse {
+    pb::StreamLicenseUpdatesResponse {
+        event: Some(pb::stream_license_updates_response::Event::Update(
+            pb::license_change_to_pb(change),
+        )),
+    }
+}
+
+/// The client's end of a stream: counts messages out of the queue.
+pub struct UpdateStream {
+    rx: mpsc::Receiver<Result<pb::StreamLicenseUpdatesResponse, Status>>,
+    gauges: Arc<StreamGauges>,
+}
+
+impl Stream for UpdateStream {
+    type Item = Result<pb::StreamLicenseUpdatesResponse, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &polled {
+            self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl Drop for UpdateStream {
+    fn drop(&mut self) {
+        // Whatever is still queued will never be taken.
+        let left = self.rx.len() as i64;
+        self.gauges.queued.fetch_sub(left, Ordering::Relaxed);
+    }
+}
+
+/// Checks a subscription and starts its task.
+pub fn subscribe(
+    network: Arc<Network>,
+    request: pb::StreamLicenseUpdatesRequest,
+    shutdown: CancellationToken,
+    gauges: Arc<StreamGauges>,
+) -> Result<UpdateStream, Error> {
+    let mut violations = Vec::new();
+    for (i, m) in request.materials.iter().enumerate() {
+        if let Some(problem) = identifier_problem(m) {
+            violations.push(Violation::new(format!("materials[{i}]"), problem));
+        }
+    }
+    for (i, s) in request.supplier_ids.iter().enumerate() {
+        if let Some(problem) = identifier_problem(s) {
+            violations.push(Violation::new(format!("supplier_ids[{i}]"), problem));
+        }
+    }
+    let mut statuses = HashSet::new();
+    for (i, &n) in request.statuses.iter().enumerate() {
+        match LicenseStatus::from_number(n) {
+            LicenseStatus::Unspecified => violations.push(Violation::new(
+                format!("statuses[{i}]"),
+                format!("{n} is not a licence status to filter on"),
+            )),
+            status => {
+                statuses.insert(status);
+            }
+        }
+    }
+    let heartbeat_seconds = match request.heartbeat_seconds {
+        0 => DEFAULT_HEARTBEAT_SECONDS,
+        s if s <= MAX_HEARTBEAT_SECONDS => s,
+        s => {
+            violations.push(Violation::new(
+                "heartbeat_seconds",
+                format!("must be 1 to {MAX_HEARTBEAT_SECONDS} (0 means {DEFAULT_HEARTBEAT_SECONDS}), not {s}"),
+            ));
+            DEFAULT_HEARTBEAT_SECONDS
+        }
+    };
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument { violations });
+    }
+
+    let durable = network.durable_head();
+    let head = *durable.borrow();
+    let bounds = network.store().log_bounds();
+    let cursor = if request.from_now {
+        head
+    } else {
+        let after = request.after_sequence;
+        if after > bounds.head.max(head) {
+            return Err(Error::SequenceAhead {
+                requested: after,
+                head: bounds.head.max(head),
+            });
+        }
+        if after + 1 < bounds.oldest {
+            return Err(Error::SequenceCompacted {
+                requested: after,
+                oldest: bounds.oldest,
+            });
+        }
+        after
+    };
+
+    let filter = Filter {
+        materials: request.materials.into_iter().collect(),
+        suppliers: request.supplier_ids.into_iter().collect(),
+        statuses,
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let follower = Follower {
+        network,
+        filter,
+        cursor,
+        heartbeat: Duration::from_secs(u64::from(heartbeat_seconds)),
+        tx,
+        gauges: gauges.clone(),
+        last_sent: Instant::now(),
+    };
+    gauges.open.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(follower.run(head, durable, shutdown));
+    Ok(UpdateStream { rx, gauges })
+}
+
+/// The task behind one stream.
+struct Follower {
+    network: Arc<Network>,
+    filter: Filter,
+    /// Every event up to here has been looked at (and sent if it passed).
+    cursor: u64,
+    heartbeat: Duration,
+    tx: mpsc::Sender<Result<pb::StreamLicenseUpdatesResponse, Status>>,
+    gauges: Arc<StreamGauges>,
+    last_sent: Instant,
+}
+
+/// Why a stream ends.
+enum End {
+    /// The client went away.
+    Gone,
+    /// The stream ends with this status.
+    Failed(Status),
+}
+
+impl Follower {
+    async fn run(
+        mut self,
+        head: u64,
+        mut durable: tokio::sync::watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) {
+        let end = self.follow(head, &mut durable, &shutdown).await;
+        if let End::Failed(status) = end {
+            let _ = self.tx.send(Err(status)).await;
+        }
+        self.gauges.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn follow(
+        &mut self,
+        head: u64,
+        durable: &mut tokio::sync::watch::Receiver<u64>,
+        shutdown: &CancellationToken,
+    ) -> End {
+        if let Err(end) = self.send(heartbeat(head)).await {
+            return end;
+        }
+        loop {
+            let target = *durable.borrow_and_update();
+            if let Err(end) = self.deliver_through(target).await {
+                return end;
+            }
+            let quiet_until = self.last_sent + self.heartbeat;
+            tokio::select! {
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        return End::Failed(Error::ShuttingDown.into());
+                    }
+                }
+                () = tokio::time::sleep_until(quiet_until) => {
+                    if let Err(end) = self.send(heartbeat(self.cursor)).await {
+                        return end;
+                    }
+                }
+                () = self.tx.closed() => return End::Gone,
+                () = shutdown.cancelled() => {
+                    // Send what is already durable, then say goodbye.
+                    let target = *durable.borrow();
+                    if let Err(end) = self.deliver_through(target).await {
+                        return end;
+                    }
+                    return End::Failed(Error::ShuttingDown.into());
+                }
+            }
+        }
+    }
+
+    /// Sends every event after the cursor up to `target` that passes the
+    /// filter, reading the log a batch at a time.
+    async fn deliver_through(&mut self, target: u64) -> Result<(), End> {
+        while self.cursor < target {
+            let batch = self
+                .network
+                .store()
+                .read_log(self.cursor, BATCH)
+                .map_err(|e| End::Failed(e.into()))?;
+            match batch.first() {
+                Some(first) if first.sequence == self.cursor + 1 => {}
+                _ => {
+                    // Retention removed events this client had not read yet.
+                    let oldest = self.network.store().log_bounds().oldest;
+                    return Err(End::Failed(
+                        Error::SequenceCompacted {
+                            requested: self.cursor,
+                            oldest,
+                        }
+                        .into(),
+                    ));
+                }
+            }
+            for change in batch {
+                if change.sequence > target {
+                    break;
+                }
+                self.cursor = change.sequence;
+                if self.filter.passes(&change) {
+                    self.send(update(&change)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, message: pb::StreamLicenseUpdatesResponse) -> Result<(), End> {
+        // Count first: the client may take the message before `send` returns.
+        self.gauges.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(Ok(message)).await.is_err() {
+            self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(End::Gone);
+        }
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+}
