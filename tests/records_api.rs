@@ -847,3 +847,39 @@ async fn data_survives_a_restart() {
         .total_size;
     assert_eq!(total, 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_writers_all_get_their_answer() {
+    // 32 clients writing at once once deadlocked sled's flush thread pool.
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let licences: Vec<String> = app.all_licenses().await.into_iter().map(|l| l.id).collect();
+    let writers: Vec<_> = (0..32)
+        .map(|w| {
+            let client = app.records.clone();
+            let id = licences[w % licences.len()].clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    client
+                        .clone()
+                        .update_license_status(pb::UpdateLicenseStatusRequest {
+                            id: id.clone(),
+                            quantity_kg: 1000.0 + (w * 40 + i) as f64,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let all = async {
+        for writer in writers {
+            writer.await.unwrap();
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(300), all)
+        .await
+        .expect("every write is answered");
+    assert_eq!(app.network.store().revision(), 1 + 32 * 40);
+}

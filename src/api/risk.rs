@@ -270,7 +270,7 @@ impl RiskService for RiskApi {
             _ => self.answer(view, query).await?,
         };
         let plant = (!r.plant.is_empty()).then_some(r.plant.as_str());
-        let lines = report::at_risk_lines(&answer.structure, &answer.evaluation, plant);
+        let lines = report::at_risk_order_of(&answer.structure, &answer.evaluation, plant);
         let total = lines.len();
         let end = (offset + size).min(total);
         let next_page_token = if end < total {
@@ -283,7 +283,13 @@ impl RiskService for RiskApi {
                 .into_iter()
                 .skip(offset)
                 .take(size)
-                .map(line_to_pb)
+                .map(|l| {
+                    line_to_pb(report::line_report(
+                        &answer.structure,
+                        &answer.evaluation,
+                        l,
+                    ))
+                })
                 .collect(),
             next_page_token,
             total_size: total as i32,

@@ -570,8 +570,18 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
+        // Not `flush_async`: it runs on sled's own small I/O thread pool, and
+        // a few dozen concurrent calls fill that pool with flushes waiting for
+        // I/O that only the same pool can do: a deadlock (sled #1308; seen
+        // here with 32 concurrent writers). A blocking flush on tokio's
+        // blocking pool waits on the same stability point without starving
+        // sled, and concurrent flushes still share the work.
+        let db = self.db.clone();
         Box::pin(async move {
-            self.db.flush_async().await.map_err(storage)?;
+            tokio::task::spawn_blocking(move || db.flush())
+                .await
+                .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
+                .map_err(storage)?;
             Ok(())
         })
     }

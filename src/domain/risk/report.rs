@@ -122,19 +122,45 @@ fn pool_coverage(structure: &Structure, evaluation: &Evaluation, p: usize) -> Po
     }
 }
 
+/// The lines at risk, restricted to `plant` when given, in the at-risk order,
+/// as line indices: reports are built only for the page a caller serves.
+pub fn at_risk_order_of(
+    structure: &Structure,
+    evaluation: &Evaluation,
+    plant: Option<&str>,
+) -> Vec<u32> {
+    let rounded = |l: usize| (evaluation.lines[l].units_lost * 1000.0).round();
+    let mut lines: Vec<u32> = (0..structure.lines.len() as u32)
+        .filter(|&l| evaluation.lines[l as usize].days_to_stop.is_some())
+        .filter(|&l| plant.is_none_or(|p| structure.lines[l as usize].plant == p))
+        .collect();
+    // Line indices follow id order, so the index breaks the last tie.
+    lines.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        evaluation.lines[a]
+            .days_to_stop
+            .cmp(&evaluation.lines[b].days_to_stop)
+            .then_with(|| rounded(b).total_cmp(&rounded(a)))
+            .then_with(|| a.cmp(&b))
+    });
+    lines
+}
+
+/// The report of line `l` (an index from [`at_risk_order_of`]).
+pub fn line_report(structure: &Structure, evaluation: &Evaluation, l: u32) -> LineRisk {
+    line_risk(structure, evaluation, l as usize)
+}
+
 /// The lines at risk, restricted to `plant` when given, in the at-risk order.
 pub fn at_risk_lines(
     structure: &Structure,
     evaluation: &Evaluation,
     plant: Option<&str>,
 ) -> Vec<LineRisk> {
-    let mut lines: Vec<LineRisk> = (0..structure.lines.len())
-        .filter(|&l| evaluation.lines[l].days_to_stop.is_some())
-        .filter(|&l| plant.is_none_or(|p| structure.lines[l].plant == p))
-        .map(|l| line_risk(structure, evaluation, l))
-        .collect();
-    lines.sort_by(at_risk_order);
-    lines
+    at_risk_order_of(structure, evaluation, plant)
+        .into_iter()
+        .map(|l| line_risk(structure, evaluation, l as usize))
+        .collect()
 }
 
 /// The exposure of `scope`. A scope naming nothing is `NotFound`.
@@ -183,54 +209,67 @@ pub fn exposure(
 
 /// The lines (by index) and pools (by index) a scope selects.
 fn select(structure: &Structure, scope: &Scope) -> Result<(Vec<u32>, Vec<u32>), Error> {
-    let all_lines = || (0..structure.lines.len() as u32).collect::<Vec<u32>>();
-    let comps = |l: u32| structure.reachable(structure.lines[l as usize].bom.iter().copied());
-    let pools_of = |components: &[u32]| {
+    let line_count = structure.lines.len() as u32;
+    let pools_of = |components: &mut dyn Iterator<Item = u32>| {
         let mut pools: Vec<u32> = components
-            .iter()
-            .flat_map(|&c| structure.components[c as usize].pools.iter().copied())
+            .flat_map(|c| structure.components[c as usize].pools.iter().copied())
             .collect();
         pools.sort_unstable();
         pools.dedup();
         pools
     };
-    let lines_where = |keep: &dyn Fn(u32) -> bool| -> Vec<u32> {
-        all_lines()
-            .into_iter()
-            .filter(|&l| comps(l).into_iter().any(keep))
+    // The lines whose comps(L) meet `components`.
+    let lines_using = |components: &[u32]| -> Vec<u32> {
+        let mut marked = vec![false; structure.components.len()];
+        for &c in components {
+            marked[c as usize] = true;
+        }
+        (0..line_count)
+            .filter(|&l| {
+                structure.line_components[l as usize]
+                    .iter()
+                    .any(|&c| marked[c as usize])
+            })
             .collect()
     };
-    let not_found = |kind: Kind, id: &str| Error::not_found(kind, id);
+    let pools_where = |keep: &dyn Fn(&super::structure::PoolNode) -> bool| -> Vec<u32> {
+        (0..structure.pools.len() as u32)
+            .filter(|&p| keep(&structure.pools[p as usize]))
+            .collect()
+    };
     Ok(match scope {
-        Scope::Network => (all_lines(), (0..structure.pools.len() as u32).collect()),
+        Scope::Network => (
+            (0..line_count).collect(),
+            (0..structure.pools.len() as u32).collect(),
+        ),
         Scope::Supplier(s) => {
             if !structure.suppliers.contains(s) {
-                return Err(not_found(Kind::Supplier, s));
+                return Err(Error::not_found(Kind::Supplier, s));
             }
-            let lines = lines_where(&|c| structure.components[c as usize].suppliers.contains(s));
-            let pools = (0..structure.pools.len() as u32)
-                .filter(|&p| structure.pools[p as usize].supplier_id == *s)
-                .collect();
-            (lines, pools)
+            let sourced = structure
+                .components_by_supplier
+                .get(s)
+                .map_or(&[][..], Vec::as_slice);
+            (lines_using(sourced), pools_where(&|p| p.supplier_id == *s))
         }
         Scope::Component(id) => {
             let &c = structure
                 .component_index
                 .get(id)
-                .ok_or_else(|| not_found(Kind::Component, id))?;
-            let lines = lines_where(&|x| x == c);
-            (lines, pools_of(&structure.reachable([c])))
+                .ok_or_else(|| Error::not_found(Kind::Component, id))?;
+            let reach = structure.reachable([c]);
+            (lines_using(&[c]), pools_of(&mut reach.into_iter()))
         }
         Scope::Line(id) => {
             let &l = structure
                 .line_index
                 .get(id)
-                .ok_or_else(|| not_found(Kind::Line, id))?;
-            (vec![l], pools_of(&comps(l)))
+                .ok_or_else(|| Error::not_found(Kind::Line, id))?;
+            let comps = structure.line_components[l as usize].iter().copied();
+            (vec![l], pools_of(&mut comps.into_iter()))
         }
         Scope::Plant(plant) => {
-            let lines: Vec<u32> = all_lines()
-                .into_iter()
+            let lines: Vec<u32> = (0..line_count)
                 .filter(|&l| structure.lines[l as usize].plant == *plant)
                 .collect();
             if lines.is_empty() {
@@ -238,27 +277,21 @@ fn select(structure: &Structure, scope: &Scope) -> Result<(Vec<u32>, Vec<u32>), 
                     plant: plant.clone(),
                 });
             }
-            let components: Vec<u32> = structure.reachable(
-                lines
-                    .iter()
-                    .flat_map(|&l| structure.lines[l as usize].bom.iter().copied()),
-            );
-            (lines, pools_of(&components))
+            let mut comps = lines
+                .iter()
+                .flat_map(|&l| structure.line_components[l as usize].iter().copied());
+            let pools = pools_of(&mut comps);
+            (lines, pools)
         }
         Scope::Material(m) => {
             if !structure.materials.contains(m) {
-                return Err(not_found(Kind::Material, m));
+                return Err(Error::not_found(Kind::Material, m));
             }
-            let lines = lines_where(&|c| {
-                structure.components[c as usize]
-                    .materials
-                    .iter()
-                    .any(|(material, grams)| material == m && *grams > 0.0)
-            });
-            let pools = (0..structure.pools.len() as u32)
-                .filter(|&p| structure.pools[p as usize].material == *m)
-                .collect();
-            (lines, pools)
+            let containing = structure
+                .components_by_material
+                .get(m)
+                .map_or(&[][..], Vec::as_slice);
+            (lines_using(containing), pools_where(&|p| p.material == *m))
         }
     })
 }

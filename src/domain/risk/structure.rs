@@ -76,6 +76,12 @@ pub struct Structure {
     pub materials: HashSet<String>,
     /// The same graph laid out flat for the simulation's inner loop.
     pub flat: Flat,
+    /// comps(L) of each line: every component reachable from its BOM, by index.
+    pub line_components: Vec<Vec<u32>>,
+    /// The components each supplier is a source of.
+    pub components_by_supplier: HashMap<String, Vec<u32>>,
+    /// The components that contain each material (more than 0 g).
+    pub components_by_material: HashMap<String, Vec<u32>>,
 }
 
 /// The component graph laid out for the simulation's inner loop, which
@@ -317,7 +323,33 @@ impl Structure {
             })
             .collect();
 
+        let mut components_by_supplier: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut components_by_material: HashMap<String, Vec<u32>> = HashMap::new();
+        for (c, node) in component_nodes.iter().enumerate() {
+            for supplier in &node.suppliers {
+                components_by_supplier
+                    .entry(supplier.clone())
+                    .or_default()
+                    .push(c as u32);
+            }
+            for (material, grams) in &node.materials {
+                if *grams > 0.0 {
+                    components_by_material
+                        .entry(material.clone())
+                        .or_default()
+                        .push(c as u32);
+                }
+            }
+        }
+        let mut walk = Walk::new(component_nodes.len());
+        let line_components = line_nodes
+            .iter()
+            .map(|l| walk.reachable(&component_nodes, l.bom.iter().copied()))
+            .collect();
         Structure {
+            line_components,
+            components_by_supplier,
+            components_by_material,
             flat: Flat::new(&component_nodes, &line_nodes, &topological, &demand),
             line_index: line_nodes
                 .iter()
@@ -339,15 +371,43 @@ impl Structure {
     /// Every component reachable from `start` through inputs, `start`
     /// included, in index order.
     pub fn reachable(&self, start: impl IntoIterator<Item = u32>) -> Vec<u32> {
-        let mut seen = vec![false; self.components.len()];
-        let mut stack: Vec<u32> = start.into_iter().collect();
+        Walk::new(self.components.len()).reachable(&self.components, start)
+    }
+}
+
+/// Walks of the input graph that share one visited-marker array: a marker
+/// holds the number of the walk that last saw the component, so a new walk
+/// needs no clearing.
+struct Walk {
+    seen: Vec<u32>,
+    walk: u32,
+    stack: Vec<u32>,
+}
+
+impl Walk {
+    fn new(components: usize) -> Walk {
+        Walk {
+            seen: vec![0; components],
+            walk: 0,
+            stack: Vec::new(),
+        }
+    }
+
+    fn reachable(
+        &mut self,
+        components: &[ComponentNode],
+        start: impl IntoIterator<Item = u32>,
+    ) -> Vec<u32> {
+        self.walk += 1;
+        self.stack.extend(start);
         let mut out = Vec::new();
-        while let Some(c) = stack.pop() {
-            if std::mem::replace(&mut seen[c as usize], true) {
+        while let Some(c) = self.stack.pop() {
+            if std::mem::replace(&mut self.seen[c as usize], self.walk) == self.walk {
                 continue;
             }
             out.push(c);
-            stack.extend(self.components[c as usize].inputs.iter().copied());
+            self.stack
+                .extend(components[c as usize].inputs.iter().copied());
         }
         out.sort_unstable();
         out

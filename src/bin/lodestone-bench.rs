@@ -1,0 +1,569 @@
+//! The project's benchmark: generates a network, starts the real `lodestone`
+//! binary on a temporary directory, loads the network through ImportRecords,
+//! and measures every main job over gRPC with many concurrent connections,
+//! beside the ceiling of the stack (the health check) in the same run.
+//!
+//! `cargo run --release --bin lodestone-bench -- --scale large`
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use lodestone::domain::record::Record;
+use lodestone::generate::{network, Size};
+use lodestone::pb::{
+    self, get_exposure_request::Scope, record_service_client::RecordServiceClient,
+    risk_service_client::RiskServiceClient,
+};
+use tokio::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scale {
+    Medium,
+    Large,
+    Xlarge,
+}
+
+/// Measure Lodestone's main jobs over the real gRPC stack.
+#[derive(Parser)]
+struct Args {
+    /// Network size: medium (10k components), large (50k), xlarge (200k).
+    #[arg(long, value_enum, default_value = "large")]
+    scale: Scale,
+    /// Seed of the generated network.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Concurrent client connections for throughput runs.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds each throughput run lasts.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Subscribers in the stream fan-out run.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "bench-results.json")]
+    json: PathBuf,
+}
+
+/// One row of the results.
+struct Row {
+    job: String,
+    rate: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    note: String,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn row(job: &str, mut latencies: Vec<Duration>, elapsed: Option<Duration>, note: String) -> Row {
+    latencies.sort();
+    Row {
+        job: job.to_string(),
+        rate: elapsed.map(|e| latencies.len() as f64 / e.as_secs_f64()),
+        p50_ms: Some(percentile(&latencies, 0.5)),
+        p99_ms: Some(percentile(&latencies, 0.99)),
+        note,
+    }
+}
+
+struct Server {
+    child: Child,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> anyhow::Result<Server> {
+        let binary = std::env::current_exe()?.with_file_name("lodestone");
+        anyhow::ensure!(
+            binary.exists(),
+            "{} is missing: build it with cargo build --release",
+            binary.display()
+        );
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(binary)
+            .args(["serve", "--listen", &address, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("LODESTONE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Server {
+            child,
+            address,
+            dir,
+        })
+    }
+
+    /// Peak resident memory of the server, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn connect(address: &str) -> anyhow::Result<Channel> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match Endpoint::from_shared(format!("http://{address}"))?
+            .connect()
+            .await
+        {
+            Ok(channel) => return Ok(channel),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Runs `call` on `connections` connections for `seconds`; returns the
+/// latencies of the calls that succeeded and how long the run took.
+async fn throughput<F, Fut>(
+    channels: &[Channel],
+    seconds: u64,
+    call: F,
+) -> (Vec<Duration>, Duration, usize)
+where
+    F: Fn(Channel, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let call = call.clone();
+        let channel = channel.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            let mut n = i as u64 * 1_000_003;
+            while Instant::now() < until {
+                n += 1;
+                let t = Instant::now();
+                if call(channel.clone(), n).await {
+                    latencies.push(t.elapsed());
+                } else {
+                    failures += 1;
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (latencies, f) = task.await.expect("a worker does not panic");
+        all.extend(latencies);
+        failures += f;
+    }
+    (all, started.elapsed(), failures)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let size = match args.scale {
+        Scale::Medium => Size::MEDIUM,
+        Scale::Large => Size::LARGE,
+        Scale::Xlarge => Size::XLARGE,
+    };
+    eprintln!(
+        "generating the {:?} network ({size:?}, seed {})",
+        args.scale, args.seed
+    );
+    let records = network(size, args.seed);
+    let ids = |f: fn(&Record) -> Option<String>| -> Arc<Vec<String>> {
+        Arc::new(records.iter().filter_map(f).collect())
+    };
+    let licences = ids(|r| matches!(r, Record::License(_)).then(|| r.id().to_string()));
+    let suppliers = ids(|r| matches!(r, Record::Supplier(_)).then(|| r.id().to_string()));
+    let components = ids(|r| matches!(r, Record::Component(_)).then(|| r.id().to_string()));
+    let lines = ids(|r| matches!(r, Record::Line(_)).then(|| r.id().to_string()));
+    let total = records.len();
+    let messages: Vec<pb::ImportRecordsRequest> = records
+        .chunks(1000)
+        .map(|chunk| pb::ImportRecordsRequest {
+            records: chunk.iter().map(pb::record_to_pb).collect(),
+        })
+        .collect();
+    drop(records);
+
+    let server = Server::start()?;
+    let channel = connect(&server.address).await?;
+    let mut rows = Vec::new();
+
+    eprintln!("importing {total} records");
+    let started = Instant::now();
+    let imported = RecordServiceClient::new(channel.clone())
+        .max_encoding_message_size(usize::MAX)
+        .import_records(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        imported.upserted_count as usize == total,
+        "the import was incomplete"
+    );
+    rows.push(Row {
+        job: "ImportRecords".into(),
+        rate: Some(total as f64 / elapsed.as_secs_f64()),
+        p50_ms: None,
+        p99_ms: None,
+        note: format!("{total} records in {:.2} s", elapsed.as_secs_f64()),
+    });
+
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        channels.push(connect(&server.address).await?);
+    }
+    let as_of = "2025-06-02".to_string();
+
+    eprintln!("health check ceiling");
+    let (lat, took, _) = throughput(&channels, args.seconds, |ch, _| async move {
+        HealthClient::new(ch)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+    })
+    .await;
+    let ceiling = lat.len() as f64 / took.as_secs_f64();
+    rows.push(row(
+        "Health/Check (ceiling)",
+        lat,
+        Some(took),
+        String::new(),
+    ));
+
+    eprintln!("GetLicense");
+    let ids_ = licences.clone();
+    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+        let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+        async move {
+            RecordServiceClient::new(ch)
+                .get_license(pb::GetLicenseRequest { id })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    rows.push(row("GetLicense", lat, Some(took), String::new()));
+
+    eprintln!("ListLicenses");
+    let sup = suppliers.clone();
+    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+        let supplier_id = if n % 2 == 0 {
+            sup[(n as usize * 31) % sup.len()].clone()
+        } else {
+            String::new()
+        };
+        async move {
+            RecordServiceClient::new(ch)
+                .list_licenses(pb::ListLicensesRequest {
+                    supplier_id,
+                    page_size: 50,
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    rows.push(row(
+        "ListLicenses (page of 50)",
+        lat,
+        Some(took),
+        String::new(),
+    ));
+
+    // The first risk query builds the structure and evaluates: the coldest case.
+    let mut risk = RiskServiceClient::new(channel.clone());
+    let list = |as_of: String| pb::ListAtRiskLinesRequest {
+        as_of,
+        horizon_days: 180,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let first = risk
+        .list_at_risk_lines(list(as_of.clone()))
+        .await?
+        .into_inner();
+    let first_ms = t.elapsed().as_secs_f64() * 1000.0;
+    rows.push(Row {
+        job: "ListAtRiskLines first ever (structure + evaluation)".into(),
+        rate: None,
+        p50_ms: Some(first_ms),
+        p99_ms: None,
+        note: format!("{} lines at risk", first.total_size),
+    });
+
+    eprintln!("GetExposure warm");
+    let (s, c, l) = (suppliers.clone(), components.clone(), lines.clone());
+    let a = as_of.clone();
+    let (lat, took, failures) = throughput(&channels, args.seconds, move |ch, n| {
+        let scope = match n % 4 {
+            0 => Scope::SupplierId(s[(n as usize * 13) % s.len()].clone()),
+            1 => Scope::ComponentId(c[(n as usize * 17) % c.len()].clone()),
+            2 => Scope::LineId(l[(n as usize * 19) % l.len()].clone()),
+            _ => Scope::Material(["DY", "TB", "HO", "ND"][(n as usize / 4) % 4].into()),
+        };
+        let request = pb::GetExposureRequest {
+            scope: Some(scope),
+            as_of: a.clone(),
+            horizon_days: 180,
+            ..Default::default()
+        };
+        async move {
+            RiskServiceClient::new(ch)
+                .get_exposure(request)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    rows.push(row(
+        "GetExposure warm (random scopes)",
+        lat,
+        Some(took),
+        format!("{failures} failed"),
+    ));
+
+    eprintln!("ListAtRiskLines warm");
+    let a = as_of.clone();
+    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, _| {
+        let request = list(a.clone());
+        async move {
+            RiskServiceClient::new(ch)
+                .list_at_risk_lines(request)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    rows.push(row(
+        "ListAtRiskLines first page, warm",
+        lat,
+        Some(took),
+        String::new(),
+    ));
+
+    eprintln!("ListAtRiskLines cold");
+    let mut records = RecordServiceClient::new(channel.clone());
+    let mut cold = Vec::new();
+    for i in 0..20 {
+        records
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: licences[i * 101 % licences.len()].clone(),
+                decided_on: "2025-06-01".into(),
+                ..Default::default()
+            })
+            .await?;
+        let t = Instant::now();
+        risk.list_at_risk_lines(list(as_of.clone())).await?;
+        cold.push(t.elapsed());
+    }
+    rows.push(row(
+        "ListAtRiskLines first page, cold (after a licence update)",
+        cold,
+        None,
+        "180-day horizon".into(),
+    ));
+
+    eprintln!("UpdateLicenseStatus");
+    let ids_ = licences.clone();
+    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+        let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+        async move {
+            RecordServiceClient::new(ch)
+                .update_license_status(pb::UpdateLicenseStatusRequest {
+                    id,
+                    decided_on: format!("2025-06-{:02}", 1 + n % 28),
+                    ..Default::default()
+                })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    rows.push(row(
+        "UpdateLicenseStatus (durable)",
+        lat,
+        Some(took),
+        String::new(),
+    ));
+
+    eprintln!("stream fan-out to {} subscribers", args.subscribers);
+    rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
+
+    let rss = server.peak_rss_mib();
+    let disk = dir_size(server.dir.path()) as f64 / (1 << 20) as f64;
+
+    println!(
+        "\nLodestone benchmark: {:?} network ({total} records), {} connections, {} s per run\n",
+        args.scale, args.connections, args.seconds
+    );
+    println!("| job | rate (/s) | p50 (ms) | p99 (ms) | ratio to ceiling | note |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let fmt = |v: Option<f64>, digits: usize| v.map_or("".to_string(), |v| format!("{v:.digits$}"));
+    for r in &rows {
+        let ratio = r
+            .rate
+            .filter(|_| r.job != "ImportRecords")
+            .map(|rate| rate / ceiling);
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.job,
+            fmt(r.rate, 0),
+            fmt(r.p50_ms, 2),
+            fmt(r.p99_ms, 2),
+            fmt(ratio, 2),
+            r.note
+        );
+    }
+    println!("\nserver peak RSS: {rss:.0} MiB; data directory: {disk:.0} MiB");
+
+    let json = serde_json::json!({
+        "scale": format!("{:?}", args.scale).to_lowercase(),
+        "records": total,
+        "connections": args.connections,
+        "seconds_per_run": args.seconds,
+        "server_peak_rss_mib": rss,
+        "data_dir_mib": disk,
+        "jobs": rows.iter().map(|r| serde_json::json!({
+            "job": r.job, "rate_per_s": r.rate, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+            "ratio_to_ceiling": r.rate.map(|rate| rate / ceiling), "note": r.note,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(&args.json, serde_json::to_string_pretty(&json)?)?;
+    eprintln!("results written to {}", args.json.display());
+    Ok(())
+}
+
+/// `subscribers` streams; a writer updates a licence every few milliseconds;
+/// the latency is from the writer's acknowledgement to each receipt.
+async fn fan_out(
+    address: &str,
+    subscribers: usize,
+    seconds: u64,
+    licences: &[String],
+) -> anyhow::Result<Row> {
+    // By revision: each write changes one licence, so its revision names it.
+    let acked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let received: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let mut channels = Vec::new();
+    for _ in 0..subscribers.div_ceil(50) {
+        channels.push(connect(address).await?);
+    }
+    let mut readers = Vec::new();
+    // Readers stop a little after the writer, so late deliveries still count.
+    let stop_reading = tokio::time::Instant::now() + Duration::from_secs(seconds + 3);
+    for i in 0..subscribers {
+        let mut client = RiskServiceClient::new(channels[i / 50].clone());
+        let mut stream = client
+            .stream_license_updates(pb::StreamLicenseUpdatesRequest {
+                from_now: true,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Ok(Ok(Some(message))) =
+                tokio::time::timeout_at(stop_reading, stream.message()).await
+            {
+                if let Some(pb::stream_license_updates_response::Event::Update(u)) = message.event {
+                    mine.push((u.revision, Instant::now()));
+                }
+            }
+            received.lock().await.extend(mine);
+        }));
+    }
+    let mut writer = RecordServiceClient::new(connect(address).await?);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut n = 0;
+    while Instant::now() < until {
+        let id = licences[(n * 7) % licences.len()].clone();
+        n += 1;
+        let licence = writer
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id,
+                decided_on: format!("2025-07-{:02}", 1 + n % 28),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        // Each write changes one licence: its revision names its log entry.
+        acked.lock().await.insert(licence.revision, Instant::now());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for reader in readers {
+        reader.await?;
+    }
+    drop(channels);
+    let acked = acked.lock().await;
+    let received = received.lock().await;
+    let latencies: Vec<Duration> = received
+        .iter()
+        .filter_map(|(seq, at)| acked.get(seq).map(|ack| at.saturating_duration_since(*ack)))
+        .collect();
+    let expected = acked.len() * subscribers;
+    Ok(row(
+        &format!("licence update to {subscribers} subscribers"),
+        latencies.clone(),
+        None,
+        format!(
+            "{} of {expected} deliveries measured; {n} updates",
+            latencies.len()
+        ),
+    ))
+}
