@@ -7,6 +7,17 @@ mod risk;
 mod status;
 mod stream;
 
+use crate::domain::{Error, Violation};
+
+/// Refuses a request whose arguments broke any rule, with all of them.
+fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument { violations })
+    }
+}
+
 pub use records::RecordApi;
 pub use risk::RiskApi;
 pub use status::ERROR_DOMAIN;

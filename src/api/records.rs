@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::page::{decode_token, encode_token, page_size};
+use super::refuse_if_any;
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
@@ -65,14 +66,6 @@ fn check_id(field: &str, value: &str, violations: &mut Vec<Violation>) {
 fn check_filter_id(field: &str, value: &str, violations: &mut Vec<Violation>) {
     if !value.is_empty() {
         check_id(field, value, violations);
-    }
-}
-
-fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument { violations })
     }
 }
 

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::page::{decode_token, encode_token, page_size};
+use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
@@ -213,14 +214,6 @@ fn exposure_to_pb(exposure: Exposure, revision: u64) -> pb::Exposure {
         earliest_stop_date: format_optional_date(exposure.earliest_stop_date),
         lines: exposure.lines.into_iter().map(line_to_pb).collect(),
         pools: exposure.pools.into_iter().map(pool_to_pb).collect(),
-    }
-}
-
-fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument { violations })
     }
 }
 
