@@ -26,9 +26,11 @@
 //! - [`startup`]: configuration, wiring, health, reflection, shutdown.
 //! - [`generate`]: synthetic networks of any size, for benchmarks and tests.
 //! - [`demo`]: the demonstration network of `serve --demo`.
+//! - [`cli`]: the data tools of the command: generate, import, export.
 //! - [`telemetry`]: structured logs.
 
 pub mod api;
+pub mod cli;
 pub mod demo;
 pub mod domain;
 pub mod engine;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use lodestone::cli;
 use lodestone::startup::{shutdown_signal, Application, ServeConfig};
 use lodestone::telemetry::{self, LogFormat};
 
@@ -32,6 +33,12 @@ struct Cli {
 enum Command {
     /// Serve the gRPC API (RecordService, RiskService, health, reflection).
     Serve(ServeConfig),
+    /// Write a synthetic network as JSON Lines of records.
+    Generate(cli::GenerateArgs),
+    /// Load a JSON Lines file of records into a running server, all or nothing.
+    Import(cli::ImportArgs),
+    /// Write every record of a running server as JSON Lines.
+    Export(cli::ExportArgs),
 }
 
 #[tokio::main]
@@ -40,6 +47,9 @@ async fn main() -> std::process::ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(config) => serve(config).await,
+        Command::Generate(args) => cli::generate(&args),
+        Command::Import(args) => cli::import(&args).await,
+        Command::Export(args) => cli::export(&args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
