@@ -46,6 +46,10 @@ impl RiskApi {
 
     /// The engine's answer on `view`, computed on a blocking thread.
     async fn answer(&self, view: Arc<View>, query: Query) -> Result<Answer, Error> {
+        // A cached answer costs a lookup: no need for a blocking thread.
+        if let Some(answer) = self.engine.cached(view.revision, &query) {
+            return Ok(answer);
+        }
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.answer(&view, &query))
             .await
