@@ -87,7 +87,7 @@ impl Network {
         let snapshot = store.snapshot()?;
         let view = View::new(snapshot.revision, snapshot.records);
         tracing::info!(
-            records = view.len(),
+            records = view.record_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "records loaded into memory"
         );

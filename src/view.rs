@@ -114,15 +114,12 @@ impl View {
             .chain(licenses)
     }
 
-    pub fn len(&self) -> usize {
+    /// How many records the view holds.
+    pub fn record_count(&self) -> usize {
         self.materials.len()
             + self.suppliers.len()
             + self.components.len()
             + self.lines.len()
             + self.licenses.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

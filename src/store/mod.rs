@@ -154,7 +154,4 @@ pub trait Store: Lookup + Send + Sync + 'static {
     /// Removes the licence log's entries up to `through` (never past the
     /// head), so that what is kept stays contiguous. Returns how many went.
     fn compact_log(&self, through: u64) -> Result<u64, Error>;
-
-    /// Bytes the store takes on disk.
-    fn size_on_disk(&self) -> Result<u64, Error>;
 }

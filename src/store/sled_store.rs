@@ -2,8 +2,10 @@
 //!
 //! Trees: one per record kind (id → record), `index` (secondary index entries,
 //! see [`super::keys`]), `meta` (schema version, revision, log head, counts)
-//! and `log` (sequence → licence change). A commit writes all of them in one
-//! sled transaction; counters live in `meta` so that the revision and log
+//! and `log` (sequence → licence change), plus `undo`, the journal of a large
+//! commit under way. A commit writes all of them atomically: in one sled
+//! transaction when small, through the undo journal when large (see
+//! `commit_journaled`). Counters live in `meta` so that the revision and log
 //! sequences stay contiguous across crashes (sled's `generate_id` jumps).
 
 use std::collections::HashSet;
@@ -627,10 +629,6 @@ impl Store for SledStore {
         let mut counters = self.counters.write();
         counters.log_oldest = counters.log_oldest.max(through + 1);
         Ok(removed)
-    }
-
-    fn size_on_disk(&self) -> Result<u64, Error> {
-        self.db.size_on_disk().map_err(storage)
     }
 }
 

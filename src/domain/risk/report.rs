@@ -80,7 +80,9 @@ fn at_risk_order(a: &LineRisk, b: &LineRisk) -> Ordering {
         .then_with(|| a.line_id.cmp(&b.line_id))
 }
 
-fn line_risk(structure: &Structure, evaluation: &Evaluation, l: usize) -> LineRisk {
+/// The report of line `l` (a line index, e.g. from [`at_risk_order_of`]).
+pub fn line_report(structure: &Structure, evaluation: &Evaluation, l: u32) -> LineRisk {
+    let l = l as usize;
     let line = &structure.lines[l];
     let outcome: &LineOutcome = &evaluation.lines[l];
     let id = |c: u32| structure.components[c as usize].id.clone();
@@ -146,23 +148,6 @@ pub fn at_risk_order_of(
     lines
 }
 
-/// The report of line `l` (an index from [`at_risk_order_of`]).
-pub fn line_report(structure: &Structure, evaluation: &Evaluation, l: u32) -> LineRisk {
-    line_risk(structure, evaluation, l as usize)
-}
-
-/// The lines at risk, restricted to `plant` when given, in the at-risk order.
-pub fn at_risk_lines(
-    structure: &Structure,
-    evaluation: &Evaluation,
-    plant: Option<&str>,
-) -> Vec<LineRisk> {
-    at_risk_order_of(structure, evaluation, plant)
-        .into_iter()
-        .map(|l| line_risk(structure, evaluation, l as usize))
-        .collect()
-}
-
 /// The exposure of `scope`. A scope naming nothing is `NotFound`.
 pub fn exposure(
     structure: &Structure,
@@ -172,7 +157,7 @@ pub fn exposure(
     let (line_ids, pool_ids) = select(structure, scope)?;
     let mut lines: Vec<LineRisk> = line_ids
         .iter()
-        .map(|&l| line_risk(structure, evaluation, l as usize))
+        .map(|&l| line_report(structure, evaluation, l))
         .collect();
     lines.sort_by(|a, b| match (a.at_risk(), b.at_risk()) {
         (true, true) => at_risk_order(a, b),

@@ -64,8 +64,6 @@ pub struct Structure {
     pub components: Vec<ComponentNode>,
     pub lines: Vec<LineNode>,
     pub pools: Vec<PoolNode>,
-    /// Component indices, every input before the components that use it.
-    pub topological: Vec<u32>,
     /// D(c): gross daily demand of each component.
     pub demand: Vec<f64>,
     pub component_index: HashMap<String, u32>,
@@ -359,7 +357,6 @@ impl Structure {
             components: component_nodes,
             lines: line_nodes,
             pools,
-            topological,
             demand,
             component_index,
             pool_index,

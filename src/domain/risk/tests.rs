@@ -1,7 +1,7 @@
 //! One test per rule of the risk model, on networks small enough to work out
 //! by hand.
 
-use super::report::{at_risk_lines, exposure, Scope};
+use super::report::{at_risk_order_of, exposure, line_report, Scope};
 use super::simulate::{evaluate, Evaluation};
 use super::structure::Structure;
 use super::{LicenseOverride, PendingAssumption, Scenario};
@@ -372,9 +372,9 @@ fn lines_are_ordered_by_stop_day_then_loss_then_id() {
         .line("LATER", 500.0, &["LATE"])
         .line("SAFE", 1.0, &[]);
     let (structure, evaluation) = net.run(10, &Scenario::default());
-    let order: Vec<String> = at_risk_lines(&structure, &evaluation, None)
+    let order: Vec<String> = at_risk_order_of(&structure, &evaluation, None)
         .into_iter()
-        .map(|l| l.line_id)
+        .map(|l| line_report(&structure, &evaluation, l).line_id)
         .collect();
     assert_eq!(order, ["Z-BIG", "A-SMALL", "B-SMALL", "LATER"]);
     let all = exposure(&structure, &evaluation, &Scope::Network).unwrap();
