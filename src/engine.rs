@@ -1,19 +1,23 @@
 //! The risk engine: evaluates the model on a view of the network, fast enough
 //! for every screen refresh of an ERP.
 //!
-//! Two caches make that so. The structure (demand, pools, topological order)
+//! Three caches make that so. The structure (demand, pools, topological order)
 //! is kept for as long as no material, supplier, component or line changes,
 //! so a licence decision costs one simulation, not a rebuild. Whole answers
 //! are kept per (revision, query) in a bounded LRU, so repeated queries and
-//! the later pages of a listing cost a lookup.
+//! the later pages of a listing cost a lookup. And each answer keeps the
+//! reports built from it (the at-risk order, the exposures asked of it), since
+//! an exposure of a whole plant or material is hundreds of lines to sort and
+//! write.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::domain::date::Date;
+use crate::domain::risk::report::{self, Exposure, Scope};
 use crate::domain::risk::simulate::{evaluate, Evaluation};
 use crate::domain::risk::structure::Structure;
 use crate::domain::risk::Scenario;
@@ -33,6 +37,57 @@ pub struct Answer {
     pub revision: u64,
     pub structure: Arc<Structure>,
     pub evaluation: Arc<Evaluation>,
+    reports: Arc<Reports>,
+}
+
+/// What has been built from one answer, kept as long as the answer is.
+#[derive(Debug)]
+struct Reports {
+    /// Every line at risk, in the at-risk order.
+    at_risk: OnceLock<Arc<Vec<u32>>>,
+    exposures: Mutex<LruCache<Scope, Arc<Exposure>>>,
+}
+
+/// Exposures kept per answer.
+const CACHED_EXPOSURES: usize = 64;
+
+impl Answer {
+    /// The lines at risk in the at-risk order, restricted to `plant` if given.
+    pub fn at_risk_order(&self, plant: Option<&str>) -> Arc<Vec<u32>> {
+        let all = self
+            .reports
+            .at_risk
+            .get_or_init(|| {
+                Arc::new(report::at_risk_order_of(
+                    &self.structure,
+                    &self.evaluation,
+                    None,
+                ))
+            })
+            .clone();
+        match plant {
+            None => all,
+            Some(plant) => Arc::new(
+                all.iter()
+                    .copied()
+                    .filter(|&l| self.structure.lines[l as usize].plant == plant)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The exposure of `scope`, built once per answer.
+    pub fn exposure(&self, scope: &Scope) -> Result<Arc<Exposure>, crate::domain::Error> {
+        if let Some(exposure) = self.reports.exposures.lock().get(scope) {
+            return Ok(exposure.clone());
+        }
+        let exposure = Arc::new(report::exposure(&self.structure, &self.evaluation, scope)?);
+        self.reports
+            .exposures
+            .lock()
+            .put(scope.clone(), exposure.clone());
+        Ok(exposure)
+    }
 }
 
 pub struct RiskEngine {
@@ -80,6 +135,12 @@ impl RiskEngine {
             revision: view.revision,
             structure,
             evaluation: Arc::new(evaluation),
+            reports: Arc::new(Reports {
+                at_risk: OnceLock::new(),
+                exposures: Mutex::new(LruCache::new(
+                    NonZeroUsize::new(CACHED_EXPOSURES).expect("not zero"),
+                )),
+            }),
         };
         self.answers.lock().put(key, answer.clone());
         answer
@@ -119,5 +180,51 @@ impl RiskEngine {
             *slot = Some((view.structure_revision, structure.clone()));
         }
         structure
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::date::parse_date;
+    use crate::generate::{network, Size};
+
+    /// What the engine keeps per answer is what the model computes afresh.
+    #[test]
+    fn kept_reports_equal_fresh_ones() {
+        let size = Size {
+            suppliers: 60,
+            components: 300,
+            lines: 24,
+            licenses: 120,
+        };
+        let view = View::new(1, network(size, 7));
+        let engine = RiskEngine::new(4);
+        let query = Query {
+            as_of: parse_date("2025-06-02").unwrap(),
+            horizon_days: 120,
+            scenario: Scenario::default(),
+        };
+        let answer = engine.answer(&view, &query);
+        let (structure, evaluation) = (&answer.structure, &answer.evaluation);
+        let mut plants: Vec<&str> = structure.lines.iter().map(|l| l.plant.as_str()).collect();
+        plants.sort();
+        plants.dedup();
+        assert!(plants.len() > 1);
+        assert_eq!(
+            *answer.at_risk_order(None),
+            report::at_risk_order_of(structure, evaluation, None)
+        );
+        for plant in plants {
+            let fresh = report::at_risk_order_of(structure, evaluation, Some(plant));
+            assert_eq!(*answer.at_risk_order(Some(plant)), fresh, "{plant}");
+            let scope = Scope::Plant(plant.to_string());
+            let fresh = report::exposure(structure, evaluation, &scope).unwrap();
+            // Twice: built, then kept.
+            assert_eq!(*answer.exposure(&scope).unwrap(), fresh);
+            assert_eq!(*engine.answer(&view, &query).exposure(&scope).unwrap(), fresh);
+        }
+        let nowhere = Scope::Line("NOWHERE".into());
+        assert!(answer.exposure(&nowhere).is_err());
     }
 }

@@ -194,10 +194,10 @@ fn line_to_pb(line: LineRisk) -> pb::LineRisk {
     }
 }
 
-fn pool_to_pb(pool: PoolCoverage) -> pb::PoolCoverage {
+fn pool_to_pb(pool: &PoolCoverage) -> pb::PoolCoverage {
     pb::PoolCoverage {
-        supplier_id: pool.supplier_id,
-        material: pool.material,
+        supplier_id: pool.supplier_id.clone(),
+        material: pool.material.clone(),
         required_kg_per_day: pool.required_kg_per_day,
         approved_remaining_kg: pool.approved_remaining_kg,
         pending_kg: pool.pending_kg,
@@ -206,7 +206,7 @@ fn pool_to_pb(pool: PoolCoverage) -> pb::PoolCoverage {
     }
 }
 
-fn exposure_to_pb(exposure: Exposure, revision: u64) -> pb::Exposure {
+fn exposure_to_pb(exposure: &Exposure, revision: u64) -> pb::Exposure {
     pb::Exposure {
         as_of: crate::domain::date::format_date(exposure.as_of),
         horizon_days: exposure.horizon_days as i32,
@@ -216,8 +216,8 @@ fn exposure_to_pb(exposure: Exposure, revision: u64) -> pb::Exposure {
         units_per_day: exposure.units_per_day,
         units_at_risk: exposure.units_at_risk,
         earliest_stop_date: format_optional_date(exposure.earliest_stop_date),
-        lines: exposure.lines.into_iter().map(line_to_pb).collect(),
-        pools: exposure.pools.into_iter().map(pool_to_pb).collect(),
+        lines: exposure.lines.iter().cloned().map(line_to_pb).collect(),
+        pools: exposure.pools.iter().map(pool_to_pb).collect(),
     }
 }
 
@@ -234,8 +234,8 @@ impl RiskService for RiskApi {
         let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         refuse_if_any(violations)?;
         let answer = self.answer(view, query).await?;
-        let exposure = report::exposure(&answer.structure, &answer.evaluation, &scope)?;
-        Ok(Response::new(exposure_to_pb(exposure, answer.revision)))
+        let exposure = answer.exposure(&scope)?;
+        Ok(Response::new(exposure_to_pb(&exposure, answer.revision)))
     }
 
     async fn list_at_risk_lines(
@@ -267,7 +267,7 @@ impl RiskService for RiskApi {
             _ => self.answer(view, query).await?,
         };
         let plant = (!r.plant.is_empty()).then_some(r.plant.as_str());
-        let lines = report::at_risk_order_of(&answer.structure, &answer.evaluation, plant);
+        let lines = answer.at_risk_order(plant);
         let total = lines.len();
         let end = (offset + size).min(total);
         let next_page_token = if end < total {
@@ -277,10 +277,10 @@ impl RiskService for RiskApi {
         };
         Ok(Response::new(pb::ListAtRiskLinesResponse {
             lines: lines
-                .into_iter()
+                .iter()
                 .skip(offset)
                 .take(size)
-                .map(|l| {
+                .map(|&l| {
                     line_to_pb(report::line_report(
                         &answer.structure,
                         &answer.evaluation,

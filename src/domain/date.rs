@@ -25,8 +25,27 @@ pub fn parse_date(text: &str) -> Option<Date> {
 }
 
 /// Writes a date as `YYYY-MM-DD`.
+///
+/// By hand for the years the contract can name: risk answers write a few
+/// dates per line, and chrono's general formatter was a sixth of the cost of
+/// answering a broad exposure.
 pub fn format_date(date: Date) -> String {
-    date.format("%Y-%m-%d").to_string()
+    let year = date.year();
+    if !(1..=9999).contains(&year) {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let digits = |n: u32, out: &mut [u8]| {
+        let mut n = n;
+        for slot in out.iter_mut().rev() {
+            *slot = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    let mut text = *b"0000-00-00";
+    digits(year as u32, &mut text[0..4]);
+    digits(date.month(), &mut text[5..7]);
+    digits(date.day(), &mut text[8..10]);
+    String::from_utf8(text.to_vec()).expect("ASCII digits and dashes")
 }
 
 /// Writes an optional date, empty when not set.
@@ -69,5 +88,9 @@ mod tests {
         let d = parse_date("2025-11-08").unwrap();
         assert_eq!(format_date(d), "2025-11-08");
         assert_eq!(format_optional_date(None), "");
+        assert_eq!(format_date(parse_date("0001-01-09").unwrap()), "0001-01-09");
+        assert_eq!(format_date(parse_date("9999-12-31").unwrap()), "9999-12-31");
+        let late = parse_date("9999-12-31").unwrap() + chrono::Days::new(1);
+        assert_eq!(format_date(late), late.format("%Y-%m-%d").to_string());
     }
 }
