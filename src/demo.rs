@@ -1,7 +1,8 @@
 //! The demonstration network `lodestone serve --demo` loads into an empty
 //! store: a European carmaker in the 2025 rare-earth licensing crisis, with EV,
-//! hybrid and combustion lines at two plants, magnet makers in China and Japan,
-//! and licences approved, pending and rejected.
+//! hybrid and combustion lines at three plants, magnet makers in China, Japan
+//! and Germany, and licences approved, pending and rejected. The README tells
+//! what it answers, and `tests/readme.rs` holds it to that.
 
 use crate::domain::write::{Incoming, Origin};
 use crate::domain::Error;
@@ -43,6 +44,6 @@ pub async fn load_if_empty(network: &Network) -> Result<bool, Error> {
 mod tests {
     #[test]
     fn the_demo_network_parses() {
-        assert!(super::records().len() > 20);
+        assert!(super::records().len() > 60);
     }
 }

@@ -4,75 +4,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{next_event, next_update, seed_network};
+use common::{free_port, next_event, next_update, seed_network, ServerProcess as Server};
 use lodestone::pb::{
     self, record_service_client::RecordServiceClient, risk_service_client::RiskServiceClient,
 };
-use tonic::transport::Channel;
-
-/// A free port on loopback (the child binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_lodestone"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("LODESTONE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the binary starts");
-        Server { child, port }
-    }
-
-    async fn connect(&self) -> Channel {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let endpoint =
-                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
-                    .unwrap();
-            match endpoint.connect().await {
-                Ok(channel) => return channel,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("the server did not come up: {e}"),
-            }
-        }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL is delivered");
-        self.child.wait().unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_changes_survive_kill_9_and_the_stream_resumes_without_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(dir.path(), port, &[]);
     let channel = server.connect().await;
     RecordServiceClient::new(channel.clone())
         .upsert_records(pb::UpsertRecordsRequest {
@@ -124,7 +67,7 @@ async fn acknowledged_changes_survive_kill_9_and_the_stream_resumes_without_gaps
     );
 
     // Restart on the same directory and replay the whole log.
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(dir.path(), port, &[]);
     let channel = server.connect().await;
     let mut stream = RiskServiceClient::new(channel.clone())
         .stream_license_updates(pb::StreamLicenseUpdatesRequest::default())

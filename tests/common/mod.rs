@@ -243,3 +243,80 @@ pub async fn next_update(
         }
     }
 }
+
+/// An outside tool the test needs (grpcurl, python3 with grpcio, buf), or
+/// `None` when it is missing and may be: a developer's machine need not have
+/// it, but `.ci/run` installs it and sets `LODESTONE_REQUIRE_TOOLS=1`, which
+/// turns a missing tool into a failure.
+pub fn outside_tool(name: &str, probe: &[&str]) -> Option<PathBuf> {
+    let found = std::process::Command::new(name)
+        .args(probe)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(PathBuf::from(name));
+    }
+    if std::env::var("LODESTONE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("{name} is required (LODESTONE_REQUIRE_TOOLS=1) but `{name} {probe:?}` failed");
+    }
+    eprintln!("skipped: {name} is not installed here (.ci/run installs it)");
+    None
+}
+
+/// A free port on loopback, for a child process to bind right after.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `lodestone` binary serving `args` on `port`, stopped on drop.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub fn start(dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("LODESTONE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        ServerProcess { child, port }
+    }
+
+    /// Waits (up to a minute) until the server accepts connections.
+    pub async fn connect(&self) -> Channel {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let endpoint =
+                Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port)).unwrap();
+            match endpoint.connect().await {
+                Ok(channel) => return channel,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("the server did not come up: {e}"),
+            }
+        }
+    }
+
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

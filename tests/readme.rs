@@ -1,0 +1,267 @@
+//! Every shell command the README shows, run as a newcomer runs it, against
+//! the real binary serving the demonstration network, so that the README
+//! cannot go stale.
+//!
+//! Commands run in README order, in one scratch directory, through bash, with
+//! `127.0.0.1:50051` pointed at the test's server and `cargo run --release --`
+//! standing for the `lodestone` binary. A command under a comment that says
+//! "refused" must fail with `InvalidArgument`; a `StreamLicenseUpdates` call
+//! runs in the background until its block ends and must have delivered an
+//! update. Three commands are not run here, each for its reason (see
+//! `NOT_RUN_HERE`).
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, outside_tool, ServerProcess};
+
+/// Commands the test does not run itself, and why.
+const NOT_RUN_HERE: &[(&str, &str)] = &[
+    (
+        "cargo run --release -- serve --demo",
+        "the test starts this very server itself, on a free port",
+    ),
+    ("cargo test", "the command that runs this test"),
+    (
+        "cargo build --release && cargo run --release --bin lodestone-bench -- --scale large",
+        "minutes of load on a release build; tests/bench.rs runs the benchmark small",
+    ),
+];
+
+/// One command of a `sh` block, with the comment lines just above it.
+#[derive(Debug)]
+struct Shown {
+    block: usize,
+    comment: String,
+    command: String,
+}
+
+/// The commands of the README's `sh` blocks. A command continues over lines
+/// that end in a backslash or that leave a single quote open.
+fn shown_commands(readme: &str) -> Vec<Shown> {
+    let mut commands = Vec::new();
+    let (mut in_block, mut block) = (false, 0);
+    let (mut comment, mut command) = (String::new(), String::new());
+    for line in readme.lines() {
+        if !in_block {
+            if line.trim() == "```sh" {
+                in_block = true;
+                block += 1;
+                comment.clear();
+            }
+            continue;
+        }
+        if line.trim() == "```" {
+            assert!(command.is_empty(), "unfinished command: {command}");
+            in_block = false;
+            continue;
+        }
+        if command.is_empty() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() {
+                comment.clear();
+                continue;
+            }
+            if let Some(text) = trimmed.strip_prefix('#') {
+                comment.push_str(text);
+                comment.push(' ');
+                continue;
+            }
+        } else {
+            command.push('\n');
+        }
+        command.push_str(line);
+        let quotes_open = command.matches('\'').count() % 2 == 1;
+        if !quotes_open && !line.ends_with('\\') {
+            commands.push(Shown {
+                block,
+                comment: std::mem::take(&mut comment),
+                command: std::mem::take(&mut command),
+            });
+        }
+    }
+    commands
+}
+
+/// Shell functions that point the README's commands at the test's server.
+fn prelude(port: u16) -> String {
+    format!(
+        r#"
+set -o pipefail
+here() {{ local out=(); for a in "$@"; do out+=("${{a//127.0.0.1:50051/127.0.0.1:{port}}}"); done; printf '%s\0' "${{out[@]}}"; }}
+grpcurl() {{ local args; mapfile -d '' args < <(here "$@"); command grpcurl "${{args[@]}}"; }}
+cargo() {{
+  if [ "$1 $2 $3" != "run --release --" ]; then echo "not a README command: cargo $*" >&2; return 99; fi
+  shift 3; local args; mapfile -d '' args < <(here "$@"); "{bin}" "${{args[@]}}"
+}}
+"#,
+        bin = env!("CARGO_BIN_EXE_lodestone"),
+    )
+}
+
+fn shell(prelude: &str, command: &str, dir: &std::path::Path) -> Command {
+    let mut shell = Command::new("bash");
+    shell
+        .arg("-c")
+        .arg(format!("{prelude}\n{command}"))
+        .current_dir(dir)
+        .env_remove("LODESTONE_SERVER");
+    shell
+}
+
+/// A stream left running in the background until its block ends.
+struct Following {
+    block: usize,
+    command: String,
+    child: Child,
+}
+
+impl Following {
+    /// Stops the stream after a grace period and returns what it printed.
+    fn finish(mut self) -> (String, String) {
+        std::thread::sleep(Duration::from_secs(2));
+        // The stream runs in a child of bash: stop the whole process group.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+        let (mut out, mut err) = (String::new(), String::new());
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (out, err)
+    }
+}
+
+fn check_stream(following: Following) {
+    let command = following.command.clone();
+    let (out, err) = following.finish();
+    assert!(
+        out.contains("\"update\""),
+        "the stream delivered no update\n{command}\nstdout: {out}\nstderr: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_in_the_readme_works() {
+    if outside_tool("grpcurl", &["-version"]).is_none() {
+        return;
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README is readable");
+    let shown = shown_commands(&readme);
+    assert!(shown.len() > 15, "the README shows commands: {shown:?}");
+
+    // Every command the test skips is still shown, exactly as listed.
+    for (skipped, why) in NOT_RUN_HERE {
+        assert!(
+            shown.iter().any(|s| s.command == *skipped),
+            "NOT_RUN_HERE lists a command the README no longer shows ({why}): {skipped}"
+        );
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = ServerProcess::start(data.path(), port, &["--demo"]);
+    server.connect().await;
+    let prelude = prelude(port);
+
+    let mut following: Vec<Following> = Vec::new();
+    let mut ran = 0;
+    for s in &shown {
+        // A block's streams end when the block does.
+        let (done, open): (Vec<_>, Vec<_>) = following.into_iter().partition(|f| f.block != s.block);
+        following = open;
+        done.into_iter().for_each(check_stream);
+
+        if NOT_RUN_HERE.iter().any(|(c, _)| *c == s.command) {
+            continue;
+        }
+        ran += 1;
+        let mut command = shell(&prelude, &s.command, scratch.path());
+        if s.command.contains("StreamLicenseUpdates") {
+            let child = command
+                .process_group(0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("bash runs");
+            following.push(Following {
+                block: s.block,
+                command: s.command.clone(),
+                child,
+            });
+            // Let the stream subscribe before the next command writes.
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let started = Instant::now();
+        let output = command.output().expect("bash runs");
+        let (out, err) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+        );
+        let shown_as = format!(
+            "{}\nexit: {:?} after {:?}\nstdout: {out}\nstderr: {err}",
+            s.command,
+            output.status,
+            started.elapsed()
+        );
+        if s.comment.contains("refused") {
+            assert!(!output.status.success(), "should be refused: {shown_as}");
+            assert!(err.contains("InvalidArgument"), "{shown_as}");
+        } else {
+            assert!(output.status.success(), "failed: {shown_as}");
+            assert!(
+                !out.trim().is_empty() || !err.trim().is_empty(),
+                "printed nothing: {shown_as}"
+            );
+        }
+        if s.command.ends_with(" list") {
+            assert!(out.contains("lodestone.v1.RiskService"), "{shown_as}");
+        }
+        if s.command.contains("ListAtRiskLines") {
+            assert!(out.contains("\"rootCausePath\""), "{shown_as}");
+            if !s.command.contains("scenario") {
+                // The README's table of this answer.
+                for told in ["\"2025-06-26\"", "\"2025-06-28\"", "\"2025-07-06\""] {
+                    assert!(out.contains(told), "{told} is not in {shown_as}");
+                }
+                assert!(!out.contains("VIG-ICE1"), "{shown_as}");
+            }
+        }
+    }
+    following.into_iter().for_each(check_stream);
+    assert!(ran > 12);
+    // The files the data commands wrote are there.
+    for file in ["network.jsonl", "backup.jsonl"] {
+        let path = scratch.path().join(file);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "{file} was written ({size} bytes)");
+    }
+    drop(server);
+}
+
+#[test]
+fn commands_are_read_whole() {
+    let readme = "text\n```sh\n# one\ngrpcurl -d '{\"a\":\n  1}' \\\n  x y\n\n# two\nls\n```\n```rust\nnot a command\n```\n";
+    let shown = shown_commands(readme);
+    assert_eq!(shown.len(), 2);
+    assert_eq!(shown[0].command, "grpcurl -d '{\"a\":\n  1}' \\\n  x y");
+    assert_eq!(shown[0].comment.trim(), "one");
+    assert_eq!(shown[1].command, "ls");
+}
