@@ -222,7 +222,10 @@ mod tests {
             let fresh = report::exposure(structure, evaluation, &scope).unwrap();
             // Twice: built, then kept.
             assert_eq!(*answer.exposure(&scope).unwrap(), fresh);
-            assert_eq!(*engine.answer(&view, &query).exposure(&scope).unwrap(), fresh);
+            assert_eq!(
+                *engine.answer(&view, &query).exposure(&scope).unwrap(),
+                fresh
+            );
         }
         let nowhere = Scope::Line("NOWHERE".into());
         assert!(answer.exposure(&nowhere).is_err());

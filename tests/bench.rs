@@ -49,10 +49,17 @@ fn the_benchmark_measures_every_job() {
         let rate = job(prefix)["rate_per_s"].as_f64().unwrap();
         assert!(rate > 0.0, "{prefix}: {rate}");
     }
-    for prefix in ["GetExposure", "ListAtRiskLines first page, cold", "licence update to 20"] {
+    for prefix in [
+        "GetExposure",
+        "ListAtRiskLines first page, cold",
+        "licence update to 20",
+    ] {
         assert!(job(prefix)["p99_ms"].as_f64().unwrap() > 0.0, "{prefix}");
     }
-    for j in jobs.iter().filter(|j| j["job"].as_str().unwrap().starts_with("GetExposure")) {
+    for j in jobs
+        .iter()
+        .filter(|j| j["job"].as_str().unwrap().starts_with("GetExposure"))
+    {
         assert!(j["note"].as_str().unwrap().ends_with(" 0 failed"), "{j}");
     }
 }

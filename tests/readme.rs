@@ -184,7 +184,8 @@ async fn every_command_in_the_readme_works() {
     let mut ran = 0;
     for s in &shown {
         // A block's streams end when the block does.
-        let (done, open): (Vec<_>, Vec<_>) = following.into_iter().partition(|f| f.block != s.block);
+        let (done, open): (Vec<_>, Vec<_>) =
+            following.into_iter().partition(|f| f.block != s.block);
         following = open;
         done.into_iter().for_each(check_stream);
 

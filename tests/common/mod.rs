@@ -281,7 +281,12 @@ pub struct ServerProcess {
 impl ServerProcess {
     pub fn start(dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir)
             .args(extra)
             .env("LODESTONE_LOG", "warn")
