@@ -1,16 +1,22 @@
 //! The data tools of the `lodestone` command: `generate` writes a synthetic
 //! network, `import` and `export` move records between JSON Lines files and a
 //! running server. One record per line, in protobuf's canonical JSON
-//! (`{"supplier": {"id": "S1", ...}}`), the same format both ways.
+//! (`{"supplier": {"id": "S1", ...}}`), the same format both ways. `import`
+//! also reads the CSV files ERP systems export (see [`crate::csv_import`]).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_stream::StreamExt;
 
 use anyhow::{bail, Context};
 use tonic::transport::Endpoint;
 use tonic_types::StatusExt;
 
+use crate::csv_import::{self, Located};
 use crate::generate::{network, Size};
 use crate::pb::{self, json, record_service_client::RecordServiceClient};
 
@@ -48,8 +54,11 @@ pub struct ServerArgs {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ImportArgs {
-    /// A JSON Lines file of records.
-    pub file: PathBuf,
+    /// JSON Lines files of records (`.jsonl`), and CSV files (`.csv`) named
+    /// after the kind of their rows: materials, suppliers, components,
+    /// sources, contents, lines, bom, licences. All go in one import.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -110,55 +119,101 @@ async fn client(
         .max_encoding_message_size(64 << 20))
 }
 
-/// `lodestone import FILE`: every record of the file in one ImportRecords
-/// stream, applied all or nothing.
-pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
-    // Read and check the whole file first: nothing is sent unless every line parses.
-    let mut records = Vec::new();
-    let mut line_numbers = Vec::new();
-    let mut problems = Vec::new();
+/// Reads a JSON Lines file of records, one record per non-empty line.
+fn read_json_lines(path: &Path, problems: &mut Vec<String>) -> anyhow::Result<Vec<Located>> {
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {name}"))?;
+    let mut located = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("cannot read {}", args.file.display()))?;
+        let line = line.with_context(|| format!("cannot read {name}"))?;
         if line.trim().is_empty() {
             continue;
         }
+        let place = format!("{name}:{}", i + 1);
         match json::from_json::<pb::Record>("lodestone.v1.Record", &line) {
-            Ok(record) => {
-                records.push(record);
-                line_numbers.push(i + 1);
-            }
-            Err(e) => problems.push(format!("line {}: {e}", i + 1)),
+            Ok(record) => located.push(Located {
+                record,
+                place,
+                parts: HashMap::new(),
+            }),
+            Err(e) => problems.push(format!("{place}: {e}")),
         }
     }
+    Ok(located)
+}
+
+/// A progress bar on a terminal; nothing when standard error is not one.
+fn progress(total: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match total {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {human_pos}/{human_len} records, {per_sec}, {eta} left",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} records, {per_sec}")
+                .expect("a valid template"),
+        ),
+    };
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// `lodestone import FILE...`: every record of every file in one
+/// ImportRecords stream, applied all or nothing.
+pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    // Read and check every file first: nothing is sent unless all of it parses.
+    let mut located = Vec::new();
+    let mut problems = Vec::new();
+    let (csv, json_lines): (Vec<&Path>, Vec<&Path>) = args
+        .files
+        .iter()
+        .map(PathBuf::as_path)
+        .partition(|p| csv_import::is_csv(p));
+    for path in json_lines {
+        located.extend(read_json_lines(path, &mut problems)?);
+    }
+    if !csv.is_empty() {
+        located.extend(csv_import::read(&csv, &mut problems)?);
+    }
+    let files = match args.files.as_slice() {
+        [one] => one.display().to_string(),
+        many => format!("{} files", many.len()),
+    };
     if !problems.is_empty() {
-        for problem in problems.iter().take(20) {
+        for problem in problems.iter().take(50) {
             eprintln!("{problem}");
         }
         bail!(
-            "{} line(s) of {} are not records; nothing was imported",
-            problems.len(),
-            args.file.display()
+            "{} problem(s) in {files}; nothing was imported",
+            problems.len()
         );
     }
-    let count = records.len();
+    let count = located.len();
     let started = Instant::now();
-    let messages: Vec<pb::ImportRecordsRequest> = records
+    let messages: Vec<pb::ImportRecordsRequest> = located
         .chunks(IMPORT_CHUNK)
         .map(|chunk| pb::ImportRecordsRequest {
-            records: chunk.to_vec(),
+            records: chunk.iter().map(|l| l.record.clone()).collect(),
         })
         .collect();
-    drop(records);
     let mut client = client(&args.server).await?;
-    match client.import_records(tokio_stream::iter(messages)).await {
+    let bar = progress(Some(count as u64), "importing");
+    let sent = bar.clone();
+    let stream = tokio_stream::iter(messages).map(move |message| {
+        sent.inc(message.records.len() as u64);
+        message
+    });
+    let result = client.import_records(stream).await;
+    bar.finish_and_clear();
+    match result {
         Ok(response) => {
             let response = response.into_inner();
             eprintln!(
-                "imported {} records from {} in {:.1} s; the store is at revision {}",
+                "imported {} records from {files} in {:.1} s; the store is at revision {}",
                 response.upserted_count,
-                args.file.display(),
                 started.elapsed().as_secs_f64(),
                 response.revision
             );
@@ -166,28 +221,30 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
         }
         Err(status) => {
             // Field paths count records across the stream: records[i] is the
-            // i-th record of the file.
+            // i-th record read, and the rest of the path says which part.
             let details = status.get_error_details();
-            for violation in details
+            let violations = details
                 .bad_request()
                 .map(|b| b.field_violations.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .take(50)
-            {
-                let line = violation
+                .unwrap_or_default();
+            for violation in violations.iter().take(50) {
+                let place = violation
                     .field
                     .strip_prefix("records[")
-                    .and_then(|rest| rest.split(']').next())
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .and_then(|i| line_numbers.get(i));
-                match line {
-                    Some(line) => eprintln!(
-                        "line {line}: {}: {}",
-                        violation.field, violation.description
-                    ),
+                    .and_then(|rest| rest.split_once(']'))
+                    .and_then(|(i, rest)| {
+                        let l = located.get(i.parse::<usize>().ok()?)?;
+                        Some(l.place_of(rest.trim_start_matches('.')))
+                    });
+                match place {
+                    Some(place) => {
+                        eprintln!("{place}: {}: {}", violation.field, violation.description)
+                    }
                     None => eprintln!("{}: {}", violation.field, violation.description),
                 }
+            }
+            if violations.len() > 50 {
+                eprintln!("... and {} more", violations.len() - 50);
             }
             bail!(
                 "the server refused the import ({count} records), nothing was imported: {}",
@@ -207,13 +264,16 @@ pub async fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let mut out = output(&args.output)?;
     let mut count = 0;
     let mut revision = 0;
+    let bar = progress(None, "exporting");
     while let Some(message) = stream.message().await? {
         revision = message.revision;
         for record in &message.records {
             write_record(&mut out, record)?;
             count += 1;
         }
+        bar.set_position(count);
     }
+    bar.finish_and_clear();
     out.flush()?;
     eprintln!("exported {count} records at revision {revision}");
     Ok(())

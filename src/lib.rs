@@ -26,11 +26,13 @@
 //! - [`startup`]: configuration, wiring, health, reflection, shutdown.
 //! - [`generate`]: synthetic networks of any size, for benchmarks and tests.
 //! - [`demo`]: the demonstration network of `serve --demo`.
-//! - [`cli`]: the data tools of the command: generate, import, export.
+//! - [`cli`]: the data tools of the command: generate, import, export;
+//!   [`csv_import`] reads the CSV files ERP systems export.
 //! - [`telemetry`]: structured logs.
 
 pub mod api;
 pub mod cli;
+pub mod csv_import;
 pub mod demo;
 pub mod domain;
 pub mod engine;

@@ -35,7 +35,7 @@ enum Command {
     Serve(ServeConfig),
     /// Write a synthetic network as JSON Lines of records.
     Generate(cli::GenerateArgs),
-    /// Load a JSON Lines file of records into a running server, all or nothing.
+    /// Load JSON Lines or CSV files of records into a running server, all or nothing.
     Import(cli::ImportArgs),
     /// Write every record of a running server as JSON Lines.
     Export(cli::ExportArgs),

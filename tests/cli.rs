@@ -110,7 +110,7 @@ async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("line 3: records[1].component.sources[0].supplier_id"),
+        stderr.contains("bad.jsonl:3: records[1].component.sources[0].supplier_id"),
         "{stderr}"
     );
     assert!(stderr.contains("nothing was imported"), "{stderr}");
@@ -121,7 +121,107 @@ async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
     let out = lodestone(&["import", &path, "--server", "http://127.0.0.1:9"]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("line 2:"),
+        String::from_utf8_lossy(&out.stderr).contains("bad.jsonl:2:"),
         "parse errors come before any connection"
     );
+}
+
+/// The CSV files of `examples/csv`, as an ERP exports them.
+fn example_csv() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/csv");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erp_csv_files_import_as_one_network() {
+    let app = spawn_app().await;
+    let mut args = vec!["import".to_string()];
+    args.extend(example_csv());
+    args.extend(["--server".to_string(), format!("http://{}", app.address)]);
+    let out = tokio::task::spawn_blocking(move || {
+        lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("imported 12 records from 8 files"),
+        "{stderr}"
+    );
+
+    let mut records = app.records.clone();
+    let magnet = records
+        .get_component(lodestone::pb::GetComponentRequest {
+            id: "KOS-ROTOR-MAG".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sources: Vec<(String, f64)> = magnet
+        .sources
+        .iter()
+        .map(|s| (s.supplier_id.clone(), s.share))
+        .collect();
+    assert_eq!(sources, [("XMC".into(), 0.75), ("SKM".into(), 0.25)]);
+    assert_eq!(magnet.materials.len(), 3);
+    assert_eq!(magnet.name, "Rotor magnet set, sintered NdFeB");
+    let line = records
+        .get_production_line(lodestone::pb::GetProductionLineRequest {
+            id: "KOS-TM1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(line.bom.len(), 2);
+    assert_eq!(line.bom[1].quantity, 2.0);
+    let licence = records
+        .get_license(lodestone::pb::GetLicenseRequest {
+            id: "LIC-XMC-TB-0415".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(licence.status, lodestone::pb::LicenseStatus::Pending as i32);
+    assert_eq!(licence.expected_decision_on, "2025-07-10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_row_the_server_refuses_is_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for path in example_csv() {
+        let name = std::path::Path::new(&path).file_name().unwrap().to_owned();
+        let copy = dir.path().join(name);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if copy.ends_with("sources.csv") {
+            // The second source of the magnet names a supplier nobody has.
+            text = text.replace("KOS-ROTOR-MAG,SKM,0.25", "KOS-ROTOR-MAG,NOBODY,0.25");
+        }
+        std::fs::write(&copy, text).unwrap();
+        files.push(copy.to_str().unwrap().to_string());
+    }
+    let app = spawn_app().await;
+    let mut args = vec!["import".to_string()];
+    args.extend(files);
+    args.extend(["--server".to_string(), format!("http://{}", app.address)]);
+    let out = tokio::task::spawn_blocking(move || {
+        lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("sources.csv:3: records[")
+            && stderr.contains(".component.sources[1].supplier_id"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+    assert_eq!(app.export().await, (0, vec![]));
 }

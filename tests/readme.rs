@@ -175,6 +175,12 @@ async fn every_command_in_the_readme_works() {
 
     let data = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
+    // Commands name the repository's example files by relative path.
+    std::os::unix::fs::symlink(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
+        scratch.path().join("examples"),
+    )
+    .unwrap();
     let port = free_port();
     let server = ServerProcess::start(data.path(), port, &["--demo"]);
     server.connect().await;

@@ -1,0 +1,570 @@
+//! Records from CSV files of the kind ERP systems export: one file per kind,
+//! a header row naming the columns (in any order), one row per record or per
+//! relation. The file's name says its kind:
+//!
+//! | file name starts with | one row per | columns (the first ones required) |
+//! |---|---|---|
+//! | `materials` | material | code, name, controlled_by, controlled_from |
+//! | `suppliers` | supplier | id, name, country, tier |
+//! | `components` | component | id, name, on_hand_units |
+//! | `sources` | supplier of a component | component_id, supplier_id, share |
+//! | `contents` | material in a component | component_id, material, grams_per_unit |
+//! | `lines` | production line | id, name, plant, units_per_day |
+//! | `bom` | bill-of-materials line | parent_id, component_id, quantity |
+//! | `licences` or `licenses` | export licence | id, supplier_id, material, status, quantity_kg, used_kg, submitted_on, expected_decision_on, decided_on, valid_from, valid_until |
+//!
+//! A `bom` row's parent is a production line or a component of the same
+//! import (a line's bill of materials, or a component's inputs). Sources,
+//! contents and BOM rows attach to records of the same import, since an
+//! upsert replaces a record whole. Every problem is reported with its file and
+//! line, and nothing is read into records while any remains.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::pb;
+
+/// Where a record, or one part of it, came from: `file:line`.
+pub type Place = String;
+
+/// A record read from a file, with where it and its parts came from.
+#[derive(Debug)]
+pub struct Located {
+    pub record: pb::Record,
+    pub place: Place,
+    /// Places of parts, by their path inside the record
+    /// (`component.sources[1]`).
+    pub parts: HashMap<String, Place>,
+}
+
+impl Located {
+    /// Where the violation at `path` (inside this record) comes from.
+    pub fn place_of(&self, path: &str) -> &Place {
+        // The longest part path that prefixes the violation's path.
+        self.parts
+            .iter()
+            .filter(|(part, _)| {
+                path == part.as_str()
+                    || path.starts_with(&format!("{part}."))
+                    || path.starts_with(&format!("{part}["))
+            })
+            .max_by_key(|(part, _)| part.len())
+            .map(|(_, place)| place)
+            .unwrap_or(&self.place)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Materials,
+    Suppliers,
+    Components,
+    Sources,
+    Contents,
+    Lines,
+    Bom,
+    Licences,
+}
+
+impl Kind {
+    fn of(path: &Path) -> Option<Kind> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        [
+            ("materials", Kind::Materials),
+            ("suppliers", Kind::Suppliers),
+            ("components", Kind::Components),
+            ("sources", Kind::Sources),
+            ("contents", Kind::Contents),
+            ("lines", Kind::Lines),
+            ("bom", Kind::Bom),
+            ("licences", Kind::Licences),
+            ("licenses", Kind::Licences),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map(|(_, kind)| kind)
+    }
+
+    /// (required, optional) columns.
+    fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Kind::Materials => (&["code"], &["name", "controlled_by", "controlled_from"]),
+            Kind::Suppliers => (&["id"], &["name", "country", "tier"]),
+            Kind::Components => (&["id"], &["name", "on_hand_units"]),
+            Kind::Sources => (&["component_id", "supplier_id", "share"], &[]),
+            Kind::Contents => (&["component_id", "material", "grams_per_unit"], &[]),
+            Kind::Lines => (&["id"], &["name", "plant", "units_per_day"]),
+            Kind::Bom => (&["parent_id", "component_id", "quantity"], &[]),
+            Kind::Licences => (
+                &["id", "supplier_id", "material", "status"],
+                &[
+                    "quantity_kg",
+                    "used_kg",
+                    "submitted_on",
+                    "expected_decision_on",
+                    "decided_on",
+                    "valid_from",
+                    "valid_until",
+                ],
+            ),
+        }
+    }
+}
+
+/// The file names this reader knows, for messages.
+pub const KINDS: &str = "materials, suppliers, components, sources, contents, lines, bom, licences";
+
+/// One data row: its place and its cells by column.
+struct Row {
+    place: Place,
+    cells: HashMap<&'static str, String>,
+}
+
+impl Row {
+    fn text(&self, column: &str) -> String {
+        self.cells.get(column).cloned().unwrap_or_default()
+    }
+
+    fn number(&self, column: &str, problems: &mut Vec<String>) -> f64 {
+        let text = self.text(column);
+        if text.is_empty() {
+            return 0.0;
+        }
+        match text.parse::<f64>() {
+            Ok(n) if n.is_finite() => n,
+            _ => {
+                problems.push(format!(
+                    "{}: {column}: {text:?} is not a number",
+                    self.place
+                ));
+                0.0
+            }
+        }
+    }
+
+    fn integer(&self, column: &str, problems: &mut Vec<String>) -> i32 {
+        let text = self.text(column);
+        if text.is_empty() {
+            return 0;
+        }
+        text.parse::<i32>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "{}: {column}: {text:?} is not a whole number",
+                self.place
+            ));
+            0
+        })
+    }
+}
+
+/// Reads `path` (a CSV file whose name says its kind) into `rows`.
+fn read_rows(path: &Path, kind: Kind, problems: &mut Vec<String>) -> anyhow::Result<Vec<Row>> {
+    let name = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {name}: {e}"))?;
+    let (required, optional) = kind.columns();
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| anyhow::anyhow!("{name}: cannot read the header row: {e}"))?
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    // Column names are matched against the static lists, so rows can borrow them.
+    let mut columns: Vec<Option<&'static str>> = Vec::with_capacity(header.len());
+    for h in &header {
+        let known = required.iter().chain(optional).find(|c| **c == h.as_str());
+        if known.is_none() {
+            problems.push(format!(
+                "{name}:1: unknown column {h:?}; a {kind:?} file has {}",
+                required
+                    .iter()
+                    .chain(optional)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        columns.push(known.copied());
+    }
+    for column in required {
+        if !header.iter().any(|h| h == column) {
+            problems.push(format!(
+                "{name}:1: the required column {column:?} is missing"
+            ));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                problems.push(format!("{name}:{line}: {e}"));
+                continue;
+            }
+        };
+        let line = record.position().map_or(0, |p| p.line());
+        if record.iter().all(|cell| cell.is_empty()) {
+            continue;
+        }
+        let cells = columns
+            .iter()
+            .zip(record.iter())
+            .filter_map(|(column, cell)| column.map(|c| (c, cell.to_string())))
+            .collect();
+        rows.push(Row {
+            place: format!("{name}:{line}"),
+            cells,
+        });
+    }
+    Ok(rows)
+}
+
+fn status(text: &str) -> Option<i32> {
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("LICENSE_STATUS_").unwrap_or(&upper);
+    pb::LicenseStatus::from_str_name(&format!("LICENSE_STATUS_{name}"))
+        .filter(|s| *s != pb::LicenseStatus::Unspecified)
+        .map(|s| s as i32)
+}
+
+/// Whether `path` is a CSV file (by its extension).
+pub fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// Reads CSV files into records. Problems (with file and line) are pushed to
+/// `problems`; the records are only meaningful when it stays empty.
+pub fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<Located>> {
+    let mut by_kind: BTreeMap<u8, Vec<(Kind, Vec<Row>)>> = BTreeMap::new();
+    for path in paths {
+        let Some(kind) = Kind::of(path) else {
+            anyhow::bail!(
+                "{}: the file name must start with the kind of its rows ({KINDS})",
+                path.display()
+            );
+        };
+        let rows = read_rows(path, kind, problems)?;
+        by_kind.entry(kind as u8).or_default().push((kind, rows));
+    }
+    let rows_of = |kind: Kind| -> Vec<&Row> {
+        by_kind
+            .get(&(kind as u8))
+            .into_iter()
+            .flatten()
+            .flat_map(|(_, rows)| rows)
+            .collect()
+    };
+
+    let mut located = Vec::new();
+    for row in rows_of(Kind::Materials) {
+        located.push(whole(
+            pb::record::Record::Material(pb::Material {
+                code: row.text("code"),
+                name: row.text("name"),
+                controlled_by: row.text("controlled_by"),
+                controlled_from: row.text("controlled_from"),
+                revision: 0,
+            }),
+            row,
+        ));
+    }
+    for row in rows_of(Kind::Suppliers) {
+        let tier = row.integer("tier", problems);
+        located.push(whole(
+            pb::record::Record::Supplier(pb::Supplier {
+                id: row.text("id"),
+                name: row.text("name"),
+                country: row.text("country"),
+                tier,
+                revision: 0,
+            }),
+            row,
+        ));
+    }
+
+    // Components and lines gather their parts from the relation files.
+    let mut components: Vec<(pb::Component, &Row, HashMap<String, Place>)> = Vec::new();
+    let mut component_at: HashMap<String, usize> = HashMap::new();
+    for row in rows_of(Kind::Components) {
+        let on_hand_units = row.number("on_hand_units", problems);
+        component_at.insert(row.text("id"), components.len());
+        components.push((
+            pb::Component {
+                id: row.text("id"),
+                name: row.text("name"),
+                on_hand_units,
+                ..Default::default()
+            },
+            row,
+            HashMap::new(),
+        ));
+    }
+    let mut lines: Vec<(pb::ProductionLine, &Row, HashMap<String, Place>)> = Vec::new();
+    let mut line_at: HashMap<String, usize> = HashMap::new();
+    for row in rows_of(Kind::Lines) {
+        let units_per_day = row.number("units_per_day", problems);
+        line_at.insert(row.text("id"), lines.len());
+        lines.push((
+            pb::ProductionLine {
+                id: row.text("id"),
+                name: row.text("name"),
+                plant: row.text("plant"),
+                units_per_day,
+                ..Default::default()
+            },
+            row,
+            HashMap::new(),
+        ));
+    }
+    let component_of = |row: &Row, column: &str, problems: &mut Vec<String>| {
+        let id = row.text(column);
+        let found = component_at.get(&id).copied();
+        if found.is_none() {
+            problems.push(format!(
+                "{}: {column}: component {id:?} is not in a components file of this import",
+                row.place
+            ));
+        }
+        found
+    };
+    for row in rows_of(Kind::Sources) {
+        let share = row.number("share", problems);
+        if let Some(c) = component_of(row, "component_id", problems) {
+            let (component, _, parts) = &mut components[c];
+            parts.insert(
+                format!("component.sources[{}]", component.sources.len()),
+                row.place.clone(),
+            );
+            component.sources.push(pb::Source {
+                supplier_id: row.text("supplier_id"),
+                share,
+            });
+        }
+    }
+    for row in rows_of(Kind::Contents) {
+        let grams_per_unit = row.number("grams_per_unit", problems);
+        if let Some(c) = component_of(row, "component_id", problems) {
+            let (component, _, parts) = &mut components[c];
+            parts.insert(
+                format!("component.materials[{}]", component.materials.len()),
+                row.place.clone(),
+            );
+            component.materials.push(pb::MaterialContent {
+                material: row.text("material"),
+                grams_per_unit,
+            });
+        }
+    }
+    for row in rows_of(Kind::Bom) {
+        let quantity = row.number("quantity", problems);
+        let parent = row.text("parent_id");
+        let component_id = row.text("component_id");
+        match (line_at.get(&parent), component_at.get(&parent)) {
+            (Some(_), Some(_)) => problems.push(format!(
+                "{}: parent_id: {parent:?} names both a line and a component",
+                row.place
+            )),
+            (Some(&l), None) => {
+                let (line, _, parts) = &mut lines[l];
+                parts.insert(format!("line.bom[{}]", line.bom.len()), row.place.clone());
+                line.bom.push(pb::BomItem {
+                    component_id,
+                    quantity,
+                });
+            }
+            (None, Some(&c)) => {
+                let (component, _, parts) = &mut components[c];
+                parts.insert(
+                    format!("component.inputs[{}]", component.inputs.len()),
+                    row.place.clone(),
+                );
+                component.inputs.push(pb::ComponentInput {
+                    component_id,
+                    quantity,
+                });
+            }
+            (None, None) => problems.push(format!(
+                "{}: parent_id: {parent:?} is neither a line nor a component of this import",
+                row.place
+            )),
+        }
+    }
+    for (component, row, parts) in components {
+        let mut l = whole(pb::record::Record::Component(component), row);
+        l.parts = parts;
+        located.push(l);
+    }
+    for (line, row, parts) in lines {
+        let mut l = whole(pb::record::Record::Line(line), row);
+        l.parts = parts;
+        located.push(l);
+    }
+
+    for row in rows_of(Kind::Licences) {
+        let status = match status(&row.text("status")) {
+            Some(status) => status,
+            None => {
+                problems.push(format!(
+                    "{}: status: {:?} is not PENDING, APPROVED, REJECTED or REVOKED",
+                    row.place,
+                    row.text("status")
+                ));
+                0
+            }
+        };
+        let quantity_kg = row.number("quantity_kg", problems);
+        let used_kg = row.number("used_kg", problems);
+        located.push(whole(
+            pb::record::Record::License(pb::License {
+                id: row.text("id"),
+                supplier_id: row.text("supplier_id"),
+                material: row.text("material"),
+                status,
+                quantity_kg,
+                used_kg,
+                submitted_on: row.text("submitted_on"),
+                expected_decision_on: row.text("expected_decision_on"),
+                decided_on: row.text("decided_on"),
+                valid_from: row.text("valid_from"),
+                valid_until: row.text("valid_until"),
+                revision: 0,
+            }),
+            row,
+        ));
+    }
+    Ok(located)
+}
+
+fn whole(record: pb::record::Record, row: &Row) -> Located {
+    Located {
+        record: pb::Record {
+            record: Some(record),
+        },
+        place: row.place.clone(),
+        parts: HashMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn rows_gather_into_records_and_parts_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = [
+            write(
+                d,
+                "components.csv",
+                "id,name,on_hand_units\nMOTOR,Motor,50\nMAG,Magnet,100\n",
+            ),
+            write(
+                d,
+                "sources.csv",
+                "component_id,supplier_id,share\nMAG,S1,0.6\nMAG,S2,0.4\n",
+            ),
+            write(
+                d,
+                "contents.csv",
+                "grams_per_unit,material,component_id\n30,DY,MAG\n",
+            ),
+            write(d, "lines.csv", "id,plant,units_per_day\nL1,P,10\n"),
+            write(
+                d,
+                "bom.csv",
+                "parent_id,component_id,quantity\nL1,MOTOR,1\nMOTOR,MAG,2\n",
+            ),
+            write(
+                d,
+                "licences.csv",
+                "id,supplier_id,material,status,quantity_kg\nLIC,S1,DY,pending,50\n",
+            ),
+        ];
+        let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        let mut problems = Vec::new();
+        let located = read(&paths, &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(located.len(), 4);
+        let mag = located
+            .iter()
+            .find_map(|l| match &l.record.record {
+                Some(pb::record::Record::Component(c)) if c.id == "MAG" => Some((c, l)),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(mag.0.sources.len(), 2);
+        assert_eq!(mag.0.materials[0].grams_per_unit, 30.0);
+        assert!(mag.1.place.ends_with("components.csv:3"));
+        assert!(mag
+            .1
+            .place_of("component.sources[1].share")
+            .ends_with("sources.csv:3"));
+        assert!(mag.1.place_of("component.id").ends_with("components.csv:3"));
+        let motor_inputs = located.iter().find_map(|l| match &l.record.record {
+            Some(pb::record::Record::Component(c)) if c.id == "MOTOR" => Some(c.inputs.clone()),
+            _ => None,
+        });
+        assert_eq!(motor_inputs.unwrap()[0].quantity, 2.0);
+        let licence = located.last().unwrap();
+        match &licence.record.record {
+            Some(pb::record::Record::License(l)) => {
+                assert_eq!(l.status, pb::LicenseStatus::Pending as i32)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = [
+            write(d, "components.csv", "id,colour\nA,red\n"),
+            write(
+                d,
+                "sources.csv",
+                "component_id,supplier_id,share\nB,S1,half\n",
+            ),
+            write(
+                d,
+                "licences.csv",
+                "id,supplier_id,material,status\nL,S,DY,maybe\n",
+            ),
+            write(d, "bom.csv", "parent_id,component_id,quantity\nNOPE,A,1\n"),
+        ];
+        let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        let mut problems = Vec::new();
+        read(&paths, &mut problems).unwrap();
+        let all = problems.join("\n");
+        assert!(
+            all.contains("components.csv:1: unknown column \"colour\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("sources.csv:2: share: \"half\" is not a number"),
+            "{all}"
+        );
+        assert!(
+            all.contains("sources.csv:2: component_id: component \"B\""),
+            "{all}"
+        );
+        assert!(all.contains("licences.csv:2: status: \"maybe\""), "{all}");
+        assert!(all.contains("bom.csv:2: parent_id: \"NOPE\""), "{all}");
+        assert_eq!(problems.len(), 5, "{all}");
+
+        let unnamed = write(d, "erp-export.csv", "id\nX\n");
+        assert!(read(&[unnamed.as_path()], &mut Vec::new()).is_err());
+    }
+}
