@@ -13,9 +13,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::StreamExt;
 
 use anyhow::{bail, Context};
-use tonic::transport::Endpoint;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::{InterceptedService, Interceptor};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Status;
 use tonic_types::StatusExt;
 
+use crate::auth::{new_token, Role};
 use crate::csv_import::{self, Located};
 use crate::generate::{network, Size};
 use crate::pb::{self, json, record_service_client::RecordServiceClient};
@@ -43,13 +47,60 @@ pub struct GenerateArgs {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServerArgs {
-    /// The server's address.
+    /// The server's address (https:// for TLS).
     #[arg(
         long,
         env = "LODESTONE_SERVER",
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+
+    /// Bearer token, for a server with authentication.
+    #[arg(long, env = "LODESTONE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// CA certificate (PEM) that signed an https server's certificate, when
+    /// not one the system trusts.
+    #[arg(long, env = "LODESTONE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate and key (PEM, in that order) for a server that
+    /// requires mutual TLS.
+    #[arg(long, env = "LODESTONE_TLS_IDENTITY", num_args = 2, value_names = ["CERT", "KEY"])]
+    pub tls_identity: Option<Vec<PathBuf>>,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The client's name, as logs and licence updates will show it.
+    pub name: String,
+    /// What the client may do.
+    #[arg(long, value_enum, default_value = "reader")]
+    pub role: Role,
+}
+
+/// `lodestone token`: a new token on standard output, its line for the
+/// token file on standard error.
+pub fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let (token, line) = new_token(&args.name, args.role)?;
+    println!("{token}");
+    eprintln!("add this line to the server's --auth-tokens file:\n{line}");
+    Ok(())
+}
+
+/// Sends the bearer token, if any, with every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -108,15 +159,41 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
 
 async fn client(
     server: &ServerArgs,
-) -> anyhow::Result<RecordServiceClient<tonic::transport::Channel>> {
-    let channel = Endpoint::from_shared(server.server.clone())
-        .with_context(|| format!("{:?} is not a server address", server.server))?
+) -> anyhow::Result<RecordServiceClient<InterceptedService<Channel, Bearer>>> {
+    let mut endpoint = Endpoint::from_shared(server.server.clone())
+        .with_context(|| format!("{:?} is not a server address", server.server))?;
+    if server.server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &server.tls_ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        if let Some([cert, key]) = server.tls_identity.as_deref() {
+            let read = |p: &PathBuf| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(tls).context("unusable TLS settings")?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("cannot reach {}", server.server))?;
-    Ok(RecordServiceClient::new(channel)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20))
+    let token = match &server.token {
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .context("the token is not valid header text")?,
+        ),
+        None => None,
+    };
+    Ok(
+        RecordServiceClient::with_interceptor(channel, Bearer(token))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20),
+    )
 }
 
 /// Reads a JSON Lines file of records, one record per non-empty line.

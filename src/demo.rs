@@ -36,7 +36,9 @@ pub async fn load_if_empty(network: &Network) -> Result<bool, Error> {
             })
         })
         .collect();
-    network.upsert(incoming, malformed, false, false).await?;
+    network
+        .upsert(incoming, malformed, false, false, "")
+        .await?;
     Ok(true)
 }
 

@@ -31,11 +31,13 @@
 //! - [`telemetry`]: structured logs.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod csv_import;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod gate;
 pub mod generate;
 pub mod network;
 pub mod pb;

@@ -39,6 +39,9 @@ enum Command {
     Import(cli::ImportArgs),
     /// Write every record of a running server as JSON Lines.
     Export(cli::ExportArgs),
+    /// Make a bearer token for a client: prints the token, and the line to
+    /// add to the server's --auth-tokens file (which holds only its hash).
+    Token(cli::TokenArgs),
 }
 
 #[tokio::main]
@@ -50,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Command::Generate(args) => cli::generate(&args),
         Command::Import(args) => cli::import(&args).await,
         Command::Export(args) => cli::export(&args).await,
+        Command::Token(args) => cli::token(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -117,15 +117,17 @@ impl Network {
 
     /// Creates or replaces records. With `check_revisions`, non-zero record
     /// revisions are preconditions; with `dry_run`, nothing is stored.
+    /// `client` names the caller in the licence log (empty: anonymous).
     pub async fn upsert(
         &self,
         incoming: Vec<Incoming>,
         malformed: Vec<Violation>,
         check_revisions: bool,
         dry_run: bool,
+        client: &str,
     ) -> Result<WriteOutcome, Error> {
         let (outcome, ()) = self
-            .write(dry_run, move |store| {
+            .write(dry_run, client, move |store| {
                 Ok((
                     plan_upsert(store, incoming, malformed, check_revisions)?,
                     (),
@@ -136,9 +138,11 @@ impl Network {
     }
 
     /// Deletes records, all or none.
-    pub async fn delete(&self, keys: Vec<RecordKey>) -> Result<WriteOutcome, Error> {
+    pub async fn delete(&self, keys: Vec<RecordKey>, client: &str) -> Result<WriteOutcome, Error> {
         let (outcome, ()) = self
-            .write(false, move |store| Ok((plan_delete(store, &keys)?, ())))
+            .write(false, client, move |store| {
+                Ok((plan_delete(store, &keys)?, ()))
+            })
             .await?;
         Ok(outcome)
     }
@@ -148,9 +152,10 @@ impl Network {
         &self,
         decision: LicenseDecision,
         malformed: Vec<Violation>,
+        client: &str,
     ) -> Result<License, Error> {
         let (outcome, current) = self
-            .write(false, move |store| {
+            .write(false, client, move |store| {
                 let key = RecordKey::new(Kind::License, decision.id.clone());
                 let Some(Record::License(current)) = store.get(&key)? else {
                     return Err(Error::NotFound { missing: vec![key] });
@@ -178,7 +183,12 @@ impl Network {
     /// The single writer path. `plan` runs under the writer lock on a blocking
     /// thread and returns the changes to commit (and anything the caller wants
     /// back from what it read).
-    async fn write<T, F>(&self, dry_run: bool, plan: F) -> Result<(WriteOutcome, T), Error>
+    async fn write<T, F>(
+        &self,
+        dry_run: bool,
+        client: &str,
+        plan: F,
+    ) -> Result<(WriteOutcome, T), Error>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<(Vec<Change>, T), Error> + Send + 'static,
@@ -186,6 +196,7 @@ impl Network {
         let guard = self.writer.clone().lock_owned().await;
         let store = self.store.clone();
         let view = self.view.clone();
+        let client = client.to_string();
         let (committed, value) = tokio::task::spawn_blocking(move || {
             let _writer = guard;
             let started = std::time::Instant::now();
@@ -195,7 +206,7 @@ impl Network {
                 return Ok((None, value));
             }
             let count = changes.len();
-            let mut committed = store.commit(changes)?;
+            let mut committed = store.commit(changes, &client)?;
             let mut next = View::clone(&view.read());
             next.apply(committed.revision, std::mem::take(&mut committed.changes));
             *view.write() = Arc::new(next);

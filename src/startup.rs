@@ -12,19 +12,22 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::api::{RecordApi, RiskApi, StreamGauges};
+use crate::auth::Tokens;
 use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
+use crate::gate::Gate;
 use crate::network::{Network, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::store::{SledConfig, SledStore};
+use crate::telemetry::prometheus;
 
 /// Everything `lodestone serve` needs to know.
 #[derive(Clone, Debug, clap::Args)]
@@ -61,6 +64,61 @@ pub struct ServeConfig {
     /// Seconds that in-flight calls get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "LODESTONE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
+
+    /// File of the clients allowed to call: one `name role sha256-hex` per
+    /// line (see `lodestone token`). Without it, the server listens on
+    /// loopback only, unless --allow-unauthenticated.
+    #[arg(long, env = "LODESTONE_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Serve without authentication on an address other than loopback.
+    #[arg(long, env = "LODESTONE_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// Certificate chain (PEM) to serve TLS with; needs --tls-key.
+    #[arg(long, env = "LODESTONE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "LODESTONE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM): when given, every client must present a
+    /// certificate signed by one of them (mutual TLS).
+    #[arg(long, env = "LODESTONE_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Largest request or response message, in MiB.
+    #[arg(long, env = "LODESTONE_MAX_MESSAGE_MB", default_value_t = 16)]
+    pub max_message_mb: usize,
+
+    /// Requests served at once (streams aside); beyond it, requests are
+    /// refused with RESOURCE_EXHAUSTED / OVERLOADED instead of queued.
+    #[arg(long, env = "LODESTONE_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+
+    /// Licence streams open at once; beyond it, RESOURCE_EXHAUSTED /
+    /// TOO_MANY_STREAMS.
+    #[arg(long, env = "LODESTONE_MAX_STREAMS", default_value_t = 4096)]
+    pub max_streams: usize,
+
+    /// Seconds between HTTP/2 keepalive pings to each client (0: none).
+    #[arg(long, env = "LODESTONE_KEEPALIVE_SECONDS", default_value_t = 30)]
+    pub keepalive_seconds: u64,
+
+    /// Seconds a keepalive ping may go unanswered before the connection is
+    /// closed as dead.
+    #[arg(
+        long,
+        env = "LODESTONE_KEEPALIVE_TIMEOUT_SECONDS",
+        default_value_t = 10
+    )]
+    pub keepalive_timeout_seconds: u64,
+
+    /// Address to serve Prometheus metrics on, over HTTP at /metrics (off
+    /// unless set).
+    #[arg(long, env = "LODESTONE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -75,12 +133,46 @@ impl ServeConfig {
             log_retain_events: 0,
             log_retain_days: 0,
             demo: false,
+            auth_tokens: None,
+            allow_unauthenticated: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            max_message_mb: 16,
+            max_concurrent_requests: 256,
+            max_streams: 4096,
+            keepalive_seconds: 30,
+            keepalive_timeout_seconds: 10,
+            metrics_listen: None,
         }
     }
 }
 
+/// Reads a PEM file named by a flag.
+fn pem(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+/// The TLS configuration the flags ask for, if any.
+fn tls(config: &ServeConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        pem(cert, "TLS certificate")?,
+        pem(key, "TLS key")?,
+    ));
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(pem(ca, "client CA")?));
+    }
+    Ok(Some(tls))
+}
+
 /// A built service: bound to its port, store open, not serving yet.
 pub struct Application {
+    config: ServeConfig,
+    gate: Gate,
+    tls: Option<ServerTlsConfig>,
     listener: TcpListener,
     network: Arc<Network>,
     streams: Arc<StreamGauges>,
@@ -93,6 +185,23 @@ impl Application {
     /// Opens the store and binds the listener, so that `port()` is known
     /// before the service runs.
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        // Everything the flags name is checked before the store opens.
+        let tokens = match &config.auth_tokens {
+            Some(path) => Some(Tokens::load(path)?),
+            None => None,
+        };
+        if tokens.is_none() && !config.allow_unauthenticated && !config.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "refusing to serve {} without authentication: give --auth-tokens \
+                 (see `lodestone token`), listen on loopback, or pass --allow-unauthenticated",
+                config.listen
+            );
+        }
+        if let Some(tokens) = &tokens {
+            tracing::info!(clients = tokens.len(), "authentication on");
+        }
+        let tls = tls(&config)?;
+        let gate = Gate::new(tokens, config.max_concurrent_requests);
         let store_config = SledConfig {
             path: config.data_dir.clone(),
             cache_capacity_bytes: config.cache_mb * 1024 * 1024,
@@ -113,9 +222,11 @@ impl Application {
             tracing::info!("loaded the demonstration network");
         }
         Ok(Application {
+            gate,
+            tls,
             listener,
             network,
-            streams: Arc::new(StreamGauges::default()),
+            streams: Arc::new(StreamGauges::new(config.max_streams)),
             retention: Retention {
                 max_events: (config.log_retain_events > 0).then_some(config.log_retain_events),
                 max_age: (config.log_retain_days > 0)
@@ -123,6 +234,7 @@ impl Application {
             },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
+            config,
         })
     }
 
@@ -177,28 +289,65 @@ impl Application {
 
         let address = self.listener.local_addr()?;
         let shutdown = self.shutdown.clone();
-        let server = Server::builder()
+        let config = &self.config;
+        if let Some(listen) = config.metrics_listen {
+            prometheus::serve(
+                listen,
+                prometheus::Sources {
+                    network: self.network.clone(),
+                    streams: self.streams.clone(),
+                    data_dir: config.data_dir.clone(),
+                },
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        let max_message = config.max_message_mb.max(1) << 20;
+        let keepalive =
+            (config.keepalive_seconds > 0).then(|| Duration::from_secs(config.keepalive_seconds));
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(Some(Duration::from_secs(
+                config.keepalive_timeout_seconds.max(1),
+            )))
+            .tcp_keepalive(keepalive);
+        if let Some(tls) = self.tls.clone() {
+            builder = builder
+                .tls_config(tls)
+                .context("the TLS certificate or key is not usable")?;
+        }
+        let server = builder
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|request: &tonic::codegen::http::Request<_>| {
-                        tracing::info_span!("rpc", method = %request.uri().path())
+                        tracing::info_span!(
+                            "rpc",
+                            method = %request.uri().path(),
+                            client = tracing::field::Empty,
+                        )
                     })
                     .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                     .on_failure(DefaultOnFailure::new().level(Level::INFO)),
             )
+            .layer(self.gate.clone())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(RecordServiceServer::new(RecordApi::new(
-                self.network.clone(),
-                shutdown.clone(),
-            )))
-            .add_service(RiskServiceServer::new(RiskApi::new(
-                self.network.clone(),
-                Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
-                shutdown.clone(),
-                self.streams.clone(),
-            )))
+            .add_service(
+                RecordServiceServer::new(RecordApi::new(self.network.clone(), shutdown.clone()))
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(max_message),
+            )
+            .add_service(
+                RiskServiceServer::new(RiskApi::new(
+                    self.network.clone(),
+                    Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
+                    shutdown.clone(),
+                    self.streams.clone(),
+                ))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+            )
             .serve_with_incoming_shutdown(
                 // Small messages (a heartbeat, a licence) must not wait for
                 // Nagle's algorithm and the peer's delayed ACK: 40 ms each.
@@ -210,7 +359,7 @@ impl Application {
                 }),
                 shutdown.clone().cancelled_owned(),
             );
-        tracing::info!(%address, "serving lodestone.v1");
+        tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
         if self.retention.is_set() {
             tokio::spawn(keep_retention(
                 self.network.clone(),

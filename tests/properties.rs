@@ -229,7 +229,7 @@ proptest! {
     #[test]
     fn valid_batches_round_trip_exactly(records in network()) {
         with_network(|network| block_on(async {
-            let outcome = network.upsert(incoming(records.clone()), vec![], true, false).await.unwrap();
+            let outcome = network.upsert(incoming(records.clone()), vec![], true, false, "").await.unwrap();
             prop_assert_eq!(outcome.revision, 1);
             let view = network.view();
             let stored: Vec<Record> = view.records().collect();
@@ -239,7 +239,7 @@ proptest! {
             let on_disk = network.store().snapshot().unwrap();
             prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
-            let again = network.upsert(incoming(records), vec![], true, false).await.unwrap();
+            let again = network.upsert(incoming(records), vec![], true, false, "").await.unwrap();
             prop_assert_eq!(again.revision, 1);
             prop_assert!(again.committed.is_none());
             Ok(())
@@ -249,11 +249,11 @@ proptest! {
     #[test]
     fn invalid_batches_are_refused_whole(base in network(), change in network(), how in breakage()) {
         with_network(|network| block_on(async {
-            network.upsert(incoming(base.clone()), vec![], true, false).await.unwrap();
+            network.upsert(incoming(base.clone()), vec![], true, false, "").await.unwrap();
             let before = network.view();
             let mut broken = change;
             break_batch(&mut broken, &how);
-            let refused = network.upsert(incoming(broken), vec![], true, false).await;
+            let refused = network.upsert(incoming(broken), vec![], true, false, "").await;
             prop_assert!(refused.is_err(), "{:?} was accepted", how);
             let after = network.view();
             prop_assert_eq!(after.revision, before.revision);
@@ -285,7 +285,7 @@ fn stored_counts_match_the_records() {
                 })
                 .collect();
             network
-                .upsert(incoming(records), vec![], true, false)
+                .upsert(incoming(records), vec![], true, false, "")
                 .await
                 .unwrap();
             let page = network

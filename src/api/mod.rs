@@ -4,7 +4,7 @@
 mod page;
 mod records;
 mod risk;
-mod status;
+pub(crate) mod status;
 mod stream;
 
 use crate::domain::{Error, Violation};

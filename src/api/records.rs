@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::page::{decode_token, encode_token, page_size};
 use super::refuse_if_any;
+use crate::auth::client_name;
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
@@ -130,6 +131,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::UpsertRecordsRequest>,
     ) -> Result<Response<pb::UpsertRecordsResponse>, Status> {
+        let client = client_name(&request).to_string();
         let request = request.into_inner();
         let count = request.records.len();
         if count > MAX_RECORDS_PER_REQUEST {
@@ -143,7 +145,7 @@ impl RecordService for RecordApi {
         decode_records(request.records, 0, &mut incoming, &mut malformed);
         let outcome = self
             .network
-            .upsert(incoming, malformed, true, request.validate_only)
+            .upsert(incoming, malformed, true, request.validate_only, &client)
             .await?;
         Ok(Response::new(pb::UpsertRecordsResponse {
             upserted_count: count as u32,
@@ -155,6 +157,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::DeleteRecordsRequest>,
     ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
+        let client = client_name(&request).to_string();
         let refs = request.into_inner().refs;
         let mut violations = Vec::new();
         let mut keys = Vec::with_capacity(refs.len());
@@ -174,7 +177,7 @@ impl RecordService for RecordApi {
         // The plan refuses the request unless every distinct record exists,
         // so on success exactly these were deleted.
         let distinct = keys.iter().collect::<HashSet<_>>().len();
-        let outcome = self.network.delete(keys).await?;
+        let outcome = self.network.delete(keys, &client).await?;
         Ok(Response::new(pb::DeleteRecordsResponse {
             deleted_count: distinct as u32,
             revision: outcome.revision,
@@ -185,6 +188,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<Streaming<pb::ImportRecordsRequest>>,
     ) -> Result<Response<pb::ImportRecordsResponse>, Status> {
+        let client = client_name(&request).to_string();
         let mut stream = request.into_inner();
         let (mut incoming, mut malformed) = (Vec::new(), Vec::new());
         let mut received = 0usize;
@@ -197,7 +201,7 @@ impl RecordService for RecordApi {
         tracing::info!(records = received, "import received; validating");
         let outcome = self
             .network
-            .upsert(incoming, malformed, false, false)
+            .upsert(incoming, malformed, false, false, &client)
             .await?;
         Ok(Response::new(pb::ImportRecordsResponse {
             upserted_count: received as u64,
@@ -405,6 +409,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::UpdateLicenseStatusRequest>,
     ) -> Result<Response<pb::License>, Status> {
+        let client = client_name(&request).to_string();
         let r = request.into_inner();
         let mut violations = Vec::new();
         check_id("id", &r.id, &mut violations);
@@ -429,7 +434,10 @@ impl RecordService for RecordApi {
         {
             return Err(Error::InvalidArgument { violations }.into());
         }
-        let license = self.network.decide_license(decision, violations).await?;
+        let license = self
+            .network
+            .decide_license(decision, violations, &client)
+            .await?;
         Ok(Response::new(pb::license_to_pb(&license)))
     }
 }

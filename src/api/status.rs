@@ -173,3 +173,52 @@ impl From<Error> for Status {
         }
     }
 }
+
+/// No token, or one the server does not know.
+pub fn unauthenticated(message: &str) -> Status {
+    status(
+        Code::Unauthenticated,
+        message.to_string(),
+        "UNAUTHENTICATED",
+        Vec::new(),
+        None,
+    )
+}
+
+/// A known client calling a method its role does not allow.
+pub fn permission_denied(client: &str, role: crate::auth::Role, method: &str) -> Status {
+    status(
+        Code::PermissionDenied,
+        format!("client {client:?} is a {role} and may not call {method}"),
+        "PERMISSION_DENIED",
+        vec![
+            ("client", client.to_string()),
+            ("role", role.to_string()),
+            ("method", method.to_string()),
+        ],
+        None,
+    )
+}
+
+/// The server is serving as many requests as it may; this one is shed
+/// rather than queued, so that a client can back off and retry.
+pub fn overloaded(limit: usize) -> Status {
+    status(
+        Code::ResourceExhausted,
+        format!("the server is serving its limit of {limit} requests at once; retry with backoff"),
+        "OVERLOADED",
+        vec![("limit", limit.to_string())],
+        None,
+    )
+}
+
+/// As many licence streams are open as the server allows.
+pub fn too_many_streams(limit: usize) -> Status {
+    status(
+        Code::ResourceExhausted,
+        format!("the server has its limit of {limit} licence streams open; retry with backoff"),
+        "TOO_MANY_STREAMS",
+        vec![("limit", limit.to_string())],
+        None,
+    )
+}

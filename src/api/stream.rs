@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::status;
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::LicenseStatus;
 use crate::domain::validate::identifier_problem;
@@ -35,13 +36,30 @@ pub const QUEUE: usize = 64;
 const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
 const MAX_HEARTBEAT_SECONDS: u32 = 3600;
 
-/// Gauges over every open stream, for operators and tests.
-#[derive(Debug, Default)]
+/// Gauges over every open stream, for operators and tests, and the limit on
+/// how many may be open at once.
+#[derive(Debug)]
 pub struct StreamGauges {
     /// Streams open now.
     pub open: AtomicI64,
     /// Messages queued for clients and not yet taken by the transport.
     pub queued: AtomicI64,
+    /// One permit per stream that may still open.
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl StreamGauges {
+    /// Gauges for a server that allows `limit` streams at once.
+    pub fn new(limit: usize) -> StreamGauges {
+        let limit = limit.max(1);
+        StreamGauges {
+            open: AtomicI64::new(0),
+            queued: AtomicI64::new(0),
+            slots: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
 }
 
 /// Which changes a client wants; an empty set means all.
@@ -111,7 +129,13 @@ pub fn subscribe(
     request: pb::StreamLicenseUpdatesRequest,
     shutdown: CancellationToken,
     gauges: Arc<StreamGauges>,
-) -> Result<UpdateStream, Error> {
+) -> Result<UpdateStream, Status> {
+    // A slot first: a server at its limit refuses before doing any work.
+    let slot = gauges
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| status::too_many_streams(gauges.limit))?;
     let mut violations = Vec::new();
     for (i, m) in request.materials.iter().enumerate() {
         if let Some(problem) = identifier_problem(m) {
@@ -147,7 +171,7 @@ pub fn subscribe(
         }
     };
     if !violations.is_empty() {
-        return Err(Error::InvalidArgument { violations });
+        return Err(Error::InvalidArgument { violations }.into());
     }
 
     let durable = network.durable_head();
@@ -161,13 +185,15 @@ pub fn subscribe(
             return Err(Error::SequenceAhead {
                 requested: after,
                 head: bounds.head.max(head),
-            });
+            }
+            .into());
         }
         if after + 1 < bounds.oldest {
             return Err(Error::SequenceCompacted {
                 requested: after,
                 oldest: bounds.oldest,
-            });
+            }
+            .into());
         }
         after
     };
@@ -186,6 +212,7 @@ pub fn subscribe(
         tx,
         gauges: gauges.clone(),
         last_sent: Instant::now(),
+        _slot: slot,
     };
     gauges.open.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(follower.run(head, durable, shutdown));
@@ -202,6 +229,8 @@ struct Follower {
     tx: mpsc::Sender<Result<pb::StreamLicenseUpdatesResponse, Status>>,
     gauges: Arc<StreamGauges>,
     last_sent: Instant,
+    /// Held for as long as the stream's task runs.
+    _slot: OwnedSemaphorePermit,
 }
 
 /// Why a stream ends.

@@ -25,4 +25,7 @@ pub struct LicenseChange {
     /// The status before the change; `Unspecified` for a create.
     pub previous_status: LicenseStatus,
     pub recorded_at: SystemTime,
+    /// The authenticated client whose request made the change; empty when
+    /// the server runs without authentication.
+    pub client: String,
 }

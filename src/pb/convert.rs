@@ -292,6 +292,7 @@ pub fn license_change_to_pb(change: &LicenseChange) -> pb::LicenseUpdate {
         license: Some(license_to_pb(&change.license)),
         previous_status: license_status_to_pb(change.previous_status) as i32,
         recorded_at: Some(prost_types::Timestamp::from(change.recorded_at)),
+        client: change.client.clone(),
     }
 }
 

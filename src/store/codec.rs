@@ -63,6 +63,7 @@ pub fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
         license,
         previous_status: LicenseStatus::from_number(message.previous_status),
         recorded_at,
+        client: message.client,
     })
 }
 

@@ -137,8 +137,9 @@ pub trait Store: Lookup + Send + Sync + 'static {
 
     /// Applies `changes` atomically at the next revision: the records, their
     /// index entries, the revision and a licence log entry for each licence
-    /// change. Does not make them durable: see [`Store::flush`].
-    fn commit(&self, changes: Vec<Change>) -> Result<Committed, Error>;
+    /// change, which names `client` (the authenticated caller, or empty).
+    /// Does not make them durable: see [`Store::flush`].
+    fn commit(&self, changes: Vec<Change>, client: &str) -> Result<Committed, Error>;
 
     /// Makes every commit so far durable. Concurrent calls share the work.
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;

@@ -538,7 +538,7 @@ impl Store for SledStore {
         })
     }
 
-    fn commit(&self, mut changes: Vec<Change>) -> Result<Committed, Error> {
+    fn commit(&self, mut changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
         let mut counters = self.counters.write();
         let revision = counters.revision + 1;
         for record in changes.iter_mut().filter_map(|c| c.new.as_mut()) {
@@ -547,6 +547,7 @@ impl Store for SledStore {
         let mut state = CommitState {
             revision,
             recorded_at: SystemTime::now(),
+            client: client.to_string(),
             counts: counters.counts,
             log_head: counters.log_head,
             license_changes: Vec::new(),
@@ -642,6 +643,7 @@ const MAX_CHANGES_PER_TRANSACTION: usize = 2_000;
 struct CommitState {
     revision: u64,
     recorded_at: SystemTime,
+    client: String,
     counts: [u64; 5],
     log_head: u64,
     license_changes: Vec<LicenseChange>,
@@ -720,6 +722,7 @@ impl WriteSet {
                 license: license.clone(),
                 previous_status,
                 recorded_at: state.recorded_at,
+                client: state.client.clone(),
             };
             self.writes[LOG_SLOT].push((
                 keys::sequence(state.log_head).to_vec(),
@@ -853,7 +856,7 @@ mod tests {
         let n = MAX_CHANGES_PER_TRANSACTION * 2 + 7;
         let mut records = vec![supplier("S")];
         records.extend((0..n).map(|i| component(&format!("C{i:05}"), "S")));
-        let committed = store.commit(create(records)).unwrap();
+        let committed = store.commit(create(records), "").unwrap();
         assert_eq!(committed.revision, 1);
         let by_supplier = ListQuery::Components {
             supplier_id: "S".into(),
@@ -881,12 +884,15 @@ mod tests {
         {
             let store = open(dir.path());
             store
-                .commit(create(vec![
-                    supplier("S"),
-                    supplier("T"),
-                    component("KEEP", "S"),
-                    license("L1", "S"),
-                ]))
+                .commit(
+                    create(vec![
+                        supplier("S"),
+                        supplier("T"),
+                        component("KEEP", "S"),
+                        license("L1", "S"),
+                    ]),
+                    "",
+                )
                 .unwrap();
             // A journaled commit at revision 2 that moves KEEP to T, deletes
             // L1, adds NEW and a licence, and dies before its last step.
@@ -895,6 +901,7 @@ mod tests {
             let mut state = CommitState {
                 revision: 2,
                 recorded_at: SystemTime::now(),
+                client: String::new(),
                 counts: store.counters.read().counts,
                 log_head: 1,
                 license_changes: Vec::new(),
@@ -955,7 +962,10 @@ mod tests {
         assert_eq!(store.read_log(0, 10).unwrap().len(), 1);
         // The store goes on from where it was.
         assert_eq!(
-            store.commit(create(vec![supplier("U")])).unwrap().revision,
+            store
+                .commit(create(vec![supplier("U")]), "")
+                .unwrap()
+                .revision,
             2
         );
     }

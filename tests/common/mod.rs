@@ -42,7 +42,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server over `dir` (e.g. again after `stop`, to test restarts).
 pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
-    let config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_path(dir.path()));
+    spawn_app_with(dir, |_| {}).await
+}
+
+/// Starts a server over `dir` with a configuration `configure` adjusts. The
+/// app's own clients speak plain HTTP/2 (they fail against a TLS server).
+pub async fn spawn_app_with(
+    dir: Arc<TempDir>,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> TestApp {
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_path(dir.path()));
+    configure(&mut config);
+    let tls = config.tls_cert.is_some();
     let app = Application::build(config)
         .await
         .expect("the service builds");
@@ -51,12 +62,14 @@ pub async fn spawn_app_in(dir: Arc<TempDir>) -> TestApp {
     let network = app.network();
     let streams = app.stream_gauges();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let channel = Endpoint::from_shared(format!("http://{address}"))
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
-        .connect_timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .expect("the client connects");
+        .connect_timeout(Duration::from_secs(30));
+    let channel = if tls {
+        endpoint.connect_lazy()
+    } else {
+        endpoint.connect().await.expect("the client connects")
+    };
     TestApp {
         address,
         records: RecordServiceClient::new(channel.clone()),
@@ -323,5 +336,24 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `probe` until it answers `Some`, every 100 ms, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not come true within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

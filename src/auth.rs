@@ -1,0 +1,248 @@
+//! Who may call: bearer tokens from a file that holds, per client, a name, a
+//! role and the SHA-256 of its token, never the token itself.
+//!
+//! ```text
+//! # name        role    SHA-256 of the token (hex)
+//! erp-sap       writer  5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//! planning-ui   reader  a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3
+//! ```
+//!
+//! `lodestone token NAME --role ROLE` makes a token and prints its line.
+//! A presented token is hashed and compared with every entry in constant
+//! time, so neither a match nor its position shows in the timing.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// What a client may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Every read, both risk questions, and the licence stream.
+    Reader,
+    /// A reader that may also write.
+    Writer,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Reader => "reader",
+            Role::Writer => "writer",
+        })
+    }
+}
+
+/// An authenticated caller; the gate puts it into each request's extensions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The name of the caller of `request`, or empty without authentication.
+pub fn client_name<T>(request: &tonic::Request<T>) -> &str {
+    request
+        .extensions()
+        .get::<Client>()
+        .map_or("", |c| c.name.as_str())
+}
+
+struct Entry {
+    client: Client,
+    hash: [u8; 32],
+}
+
+/// The clients of a token file.
+pub struct Tokens {
+    entries: Vec<Entry>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names only: even hashes of tokens stay out of logs.
+        f.debug_list()
+            .entries(self.entries.iter().map(|e| &e.client.name))
+            .finish()
+    }
+}
+
+/// SHA-256 of a token.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A new random token (256 bits, base64url) and its token-file line.
+pub fn new_token(name: &str, role: Role) -> anyhow::Result<(String, String)> {
+    if !valid_name(name) {
+        bail!("{name:?} is not a client name: use 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let line = format!("{name} {role} {}", hex(&hash_token(&token)));
+    Ok((token, line))
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl Tokens {
+    /// Reads a token file, refusing it whole if any line is wrong.
+    pub fn load(path: &Path) -> anyhow::Result<Tokens> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        Tokens::parse(&text).with_context(|| format!("in the token file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Tokens> {
+        let mut entries = Vec::new();
+        let mut names = HashSet::new();
+        let mut problems = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = i + 1;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [name, role, hash] = fields.as_slice() else {
+                problems.push(format!("line {at}: expected `name role sha256-hex`"));
+                continue;
+            };
+            let role = match *role {
+                "reader" => Role::Reader,
+                "writer" => Role::Writer,
+                other => {
+                    problems.push(format!("line {at}: role {other:?} is not reader or writer"));
+                    continue;
+                }
+            };
+            if !valid_name(name) {
+                problems.push(format!("line {at}: {name:?} is not a client name"));
+                continue;
+            }
+            let Some(hash) = unhex(&hash.to_ascii_lowercase()) else {
+                problems.push(format!(
+                    "line {at}: the hash must be 64 hex digits (the SHA-256 of the token)"
+                ));
+                continue;
+            };
+            if !names.insert(name.to_string()) {
+                problems.push(format!("line {at}: client {name:?} appears twice"));
+                continue;
+            }
+            entries.push(Entry {
+                client: Client {
+                    name: name.to_string(),
+                    role,
+                },
+                hash,
+            });
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("; "));
+        }
+        if entries.is_empty() {
+            bail!("it names no client");
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// The client whose token this is. Every entry is compared, each in
+    /// constant time.
+    pub fn authenticate(&self, token: &str) -> Option<&Client> {
+        let presented = hash_token(token);
+        let mut found = None;
+        for entry in &self.entries {
+            let difference = entry
+                .hash
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if std::hint::black_box(difference) == 0 {
+                found = Some(&entry.client);
+            }
+        }
+        found
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_names_its_clients_and_their_tokens_authenticate() {
+        let (writer, writer_line) = new_token("erp-sap", Role::Writer).unwrap();
+        let (reader, reader_line) = new_token("planning.ui", Role::Reader).unwrap();
+        assert_ne!(writer, reader);
+        let text = format!("# the clients\n\n{writer_line}\n  {reader_line}  \n");
+        let tokens = Tokens::parse(&text).unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            tokens.authenticate(&writer),
+            Some(&Client {
+                name: "erp-sap".into(),
+                role: Role::Writer
+            })
+        );
+        assert_eq!(tokens.authenticate(&reader).unwrap().role, Role::Reader);
+        assert_eq!(tokens.authenticate("guess"), None);
+        assert_eq!(tokens.authenticate(""), None);
+        // The file holds hashes, not tokens.
+        assert!(!text.contains(&writer));
+        assert!(!format!("{tokens:?}").contains(&writer_line[10..]));
+    }
+
+    #[test]
+    fn a_wrong_token_file_is_refused_with_every_problem() {
+        let good = hex(&hash_token("t"));
+        let text = format!(
+            "a writer {good}\nb admin {good}\nc reader 123\nd reader\na reader {good}\nbad/name reader {good}\n"
+        );
+        let error = format!("{:#}", Tokens::parse(&text).unwrap_err());
+        for expected in [
+            "line 2: role \"admin\"",
+            "line 3: the hash",
+            "line 4: expected",
+            "line 5: client \"a\" appears twice",
+            "line 6: \"bad/name\"",
+        ] {
+            assert!(error.contains(expected), "{expected} in {error}");
+        }
+        assert!(Tokens::parse("# nobody\n").is_err());
+        assert!(new_token("no spaces", Role::Reader).is_err());
+    }
+}

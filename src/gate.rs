@@ -1,0 +1,264 @@
+//! The gate every gRPC request passes before its service: it authenticates
+//! the caller and checks its role, admits the request or sheds it when the
+//! server is at its limit of concurrent requests, and counts it for the
+//! metrics. Health and reflection pass freely, so that probes and grpcurl
+//! work whatever the load and whoever asks.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::Status;
+use tower::{Layer, Service};
+
+use crate::api::status;
+use crate::auth::{Client, Role, Tokens};
+
+/// What a method needs of its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Health and reflection: anyone, always.
+    Open,
+    Read,
+    Write,
+    /// The licence stream: read access, limited by its own count of streams
+    /// rather than by request admission (it lasts as long as its client).
+    Stream,
+}
+
+const WRITES: &[&str] = &[
+    "/lodestone.v1.RecordService/UpsertRecords",
+    "/lodestone.v1.RecordService/DeleteRecords",
+    "/lodestone.v1.RecordService/ImportRecords",
+    "/lodestone.v1.RecordService/UpdateLicenseStatus",
+];
+
+fn access(path: &str) -> Access {
+    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+        Access::Open
+    } else if WRITES.contains(&path) {
+        Access::Write
+    } else if path == "/lodestone.v1.RiskService/StreamLicenseUpdates" {
+        Access::Stream
+    } else {
+        Access::Read
+    }
+}
+
+/// `/pkg.Service/Method` as (service, method), for metric labels.
+fn service_and_method(path: &str) -> (&str, &str) {
+    let path = path.trim_start_matches('/');
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+struct Shared {
+    tokens: Option<Tokens>,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+}
+
+/// The gate as a tower layer for tonic's server.
+#[derive(Clone)]
+pub struct Gate {
+    shared: Arc<Shared>,
+}
+
+impl Gate {
+    /// `tokens`: `None` serves without authentication. `max_concurrent`:
+    /// requests served at once (streams aside); more are refused with
+    /// RESOURCE_EXHAUSTED / OVERLOADED rather than queued.
+    pub fn new(tokens: Option<Tokens>, max_concurrent: usize) -> Gate {
+        let max_concurrent = max_concurrent.max(1);
+        Gate {
+            shared: Arc::new(Shared {
+                tokens,
+                permits: Arc::new(Semaphore::new(max_concurrent)),
+                max_concurrent,
+            }),
+        }
+    }
+
+    /// Who is calling, or the status that refuses the call.
+    fn authenticate<B>(
+        &self,
+        request: &Request<B>,
+        access: Access,
+    ) -> Result<Option<Client>, Status> {
+        let Some(tokens) = &self.shared.tokens else {
+            return Ok(None);
+        };
+        if access == Access::Open {
+            return Ok(None);
+        }
+        let header = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let Some(token) = header.and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        }) else {
+            return Err(status::unauthenticated(
+                "this server requires a bearer token: send the metadata `authorization: Bearer <token>`",
+            ));
+        };
+        let Some(client) = tokens.authenticate(token.trim()) else {
+            return Err(status::unauthenticated(
+                "the bearer token is not one this server knows",
+            ));
+        };
+        if access == Access::Write && client.role != Role::Writer {
+            let (service, method) = service_and_method(request.uri().path());
+            return Err(status::permission_denied(
+                &client.name,
+                client.role,
+                &format!("{service}/{method}"),
+            ));
+        }
+        Ok(Some(client.clone()))
+    }
+}
+
+impl<S> Layer<S> for Gate {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            gate: self.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gated<S> {
+    gate: Gate,
+    inner: S,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> Service<Request<B>> for Gated<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The clone that was made ready serves this call; the fresh clone
+        // waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        let path = request.uri().path().to_string();
+        let access = access(&path);
+        let started = Instant::now();
+        let refuse = |status: Status| -> Self::Future {
+            record(&path, started, Some(status.code()));
+            Box::pin(async move { Ok(status.into_http()) })
+        };
+
+        let client = match gate.authenticate(&request, access) {
+            Ok(client) => client,
+            Err(status) => {
+                tracing::info!(code = ?status.code(), "refused: {}", status.message());
+                return refuse(status);
+            }
+        };
+        if let Some(client) = client {
+            tracing::Span::current().record("client", client.name.as_str());
+            request.extensions_mut().insert(client);
+        }
+        let permit = match access {
+            Access::Read | Access::Write => match gate.shared.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    metrics::counter!("lodestone_requests_shed_total").increment(1);
+                    return refuse(status::overloaded(gate.shared.max_concurrent));
+                }
+            },
+            Access::Open | Access::Stream => None,
+        };
+        Box::pin(async move {
+            let response = inner.call(request).await;
+            drop(permit);
+            if let Ok(response) = &response {
+                // A handler's error travels in the headers (trailers-only);
+                // a success, or a stream that has started, has no status yet.
+                let code = Status::from_header_map(response.headers()).map(|s| s.code());
+                record(&path, started, code.or(Some(tonic::Code::Ok)));
+            }
+            response
+        })
+    }
+}
+
+/// Counts a finished (or started, for a stream) request.
+fn record(path: &str, started: Instant, code: Option<tonic::Code>) {
+    let (service, method) = service_and_method(path);
+    let code = format!("{:?}", code.unwrap_or(tonic::Code::Unknown));
+    metrics::counter!(
+        "lodestone_requests_total",
+        "service" => service.to_string(),
+        "method" => method.to_string(),
+        "code" => code,
+    )
+    .increment(1);
+    metrics::histogram!(
+        "lodestone_request_duration_seconds",
+        "service" => service.to_string(),
+        "method" => method.to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_need_the_access_their_kind_needs() {
+        assert_eq!(access("/grpc.health.v1.Health/Check"), Access::Open);
+        assert_eq!(
+            access("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Access::Open
+        );
+        assert_eq!(
+            access("/lodestone.v1.RecordService/UpdateLicenseStatus"),
+            Access::Write
+        );
+        assert_eq!(
+            access("/lodestone.v1.RecordService/ImportRecords"),
+            Access::Write
+        );
+        assert_eq!(
+            access("/lodestone.v1.RecordService/ExportRecords"),
+            Access::Read
+        );
+        assert_eq!(
+            access("/lodestone.v1.RiskService/GetExposure"),
+            Access::Read
+        );
+        assert_eq!(
+            access("/lodestone.v1.RiskService/StreamLicenseUpdates"),
+            Access::Stream
+        );
+        assert_eq!(
+            service_and_method("/lodestone.v1.RiskService/GetExposure"),
+            ("lodestone.v1.RiskService", "GetExposure")
+        );
+    }
+}
