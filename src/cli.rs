@@ -64,10 +64,13 @@ pub struct ServerArgs {
     #[arg(long, env = "LODESTONE_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 
-    /// Client certificate and key (PEM, in that order) for a server that
-    /// requires mutual TLS.
-    #[arg(long, env = "LODESTONE_TLS_IDENTITY", num_args = 2, value_names = ["CERT", "KEY"])]
-    pub tls_identity: Option<Vec<PathBuf>>,
+    /// Client certificate (PEM) for a server that requires mutual TLS.
+    #[arg(long, env = "LODESTONE_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "LODESTONE_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -77,6 +80,37 @@ pub struct TokenArgs {
     /// What the client may do.
     #[arg(long, value_enum, default_value = "reader")]
     pub role: Role,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The service to ask about; empty means the server as a whole.
+    #[arg(long, default_value = "")]
+    pub service: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `lodestone health`: succeeds when the server answers SERVING to
+/// `grpc.health.v1.Health/Check` (for container health checks and scripts).
+pub async fn health(args: &HealthArgs) -> anyhow::Result<()> {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+    let channel = channel(&args.server).await?;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        HealthClient::new(channel).check(tonic_health::pb::HealthCheckRequest {
+            service: args.service.clone(),
+        }),
+    )
+    .await
+    .context("no answer within 10 s")??
+    .into_inner();
+    let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);
+    if status != ServingStatus::Serving {
+        bail!("{} is {}", args.server.server, status.as_str_name());
+    }
+    println!("SERVING");
+    Ok(())
 }
 
 /// `lodestone token`: a new token on standard output, its line for the
@@ -157,9 +191,8 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(
-    server: &ServerArgs,
-) -> anyhow::Result<RecordServiceClient<InterceptedService<Channel, Bearer>>> {
+/// A connection to the server the flags name, over TLS for https://.
+async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
     let mut endpoint = Endpoint::from_shared(server.server.clone())
         .with_context(|| format!("{:?} is not a server address", server.server))?;
     if server.server.starts_with("https://") {
@@ -169,7 +202,7 @@ async fn client(
                 .with_context(|| format!("cannot read the CA certificate {}", ca.display()))?;
             tls = tls.ca_certificate(Certificate::from_pem(pem));
         }
-        if let Some([cert, key]) = server.tls_identity.as_deref() {
+        if let (Some(cert), Some(key)) = (&server.client_cert, &server.client_key) {
             let read = |p: &PathBuf| {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
             };
@@ -177,10 +210,17 @@ async fn client(
         }
         endpoint = endpoint.tls_config(tls).context("unusable TLS settings")?;
     }
-    let channel = endpoint
+    endpoint
+        .connect_timeout(std::time::Duration::from_secs(10))
         .connect()
         .await
-        .with_context(|| format!("cannot reach {}", server.server))?;
+        .with_context(|| format!("cannot reach {}", server.server))
+}
+
+async fn client(
+    server: &ServerArgs,
+) -> anyhow::Result<RecordServiceClient<InterceptedService<Channel, Bearer>>> {
+    let channel = channel(server).await?;
     let token = match &server.token {
         Some(token) => Some(
             format!("Bearer {token}")

@@ -23,7 +23,10 @@
 //!   the domain, and the one mapping of domain errors to gRPC statuses.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
-//! - [`startup`]: configuration, wiring, health, reflection, shutdown.
+//! - [`gate`]: what every request passes first: authentication (tokens and
+//!   roles from [`auth`]), admission with load shedding, request metrics.
+//! - [`startup`]: configuration, TLS, limits, wiring, health, reflection,
+//!   metrics endpoint, shutdown.
 //! - [`generate`]: synthetic networks of any size, for benchmarks and tests.
 //! - [`demo`]: the demonstration network of `serve --demo`.
 //! - [`cli`]: the data tools of the command: generate, import, export;

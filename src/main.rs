@@ -42,6 +42,8 @@ enum Command {
     /// Make a bearer token for a client: prints the token, and the line to
     /// add to the server's --auth-tokens file (which holds only its hash).
     Token(cli::TokenArgs),
+    /// Ask a server whether it is serving (exit status 0 when it is).
+    Health(cli::HealthArgs),
 }
 
 #[tokio::main]
@@ -54,6 +56,7 @@ async fn main() -> std::process::ExitCode {
         Command::Import(args) => cli::import(&args).await,
         Command::Export(args) => cli::export(&args).await,
         Command::Token(args) => cli::token(&args),
+        Command::Health(args) => cli::health(&args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -225,3 +225,62 @@ async fn a_csv_row_the_server_refuses_is_named_by_file_and_line() {
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert_eq!(app.export().await, (0, vec![]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_token_and_an_authenticated_export_from_the_command_line() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let token = lodestone(&["token", "backup-job", "--role", "reader"]);
+    assert!(token.status.success());
+    let secret = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let line = String::from_utf8(token.stderr).unwrap();
+    let line = line.lines().last().unwrap().to_string();
+    assert!(line.starts_with("backup-job reader "), "{line}");
+    assert!(!line.contains(&secret), "the file line holds only the hash");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let app = common::spawn_app_with(dir.clone(), |c| c.auth_tokens = Some(tokens)).await;
+    let server = format!("http://{}", app.address);
+
+    let (s, t) = (server.clone(), secret.clone());
+    let run = move |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+    };
+    let health = run(vec!["health".into(), "--server".into(), s.clone()])
+        .await
+        .unwrap();
+    assert!(health.status.success(), "{health:?}");
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
+
+    let refused = run(vec!["export".into(), "--server".into(), s.clone()])
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("bearer token"),
+        "{refused:?}"
+    );
+    let exported = run(vec![
+        "export".into(),
+        "--server".into(),
+        s,
+        "--token".into(),
+        t,
+    ])
+    .await
+    .unwrap();
+    assert!(exported.status.success(), "{exported:?}");
+    assert!(String::from_utf8_lossy(&exported.stderr).contains("exported 0 records"));
+
+    let port = common::free_port();
+    let dead = run(vec![
+        "health".into(),
+        "--server".into(),
+        format!("http://127.0.0.1:{port}"),
+    ])
+    .await
+    .unwrap();
+    assert!(!dead.status.success());
+    app.stop().await;
+}
