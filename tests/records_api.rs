@@ -239,7 +239,9 @@ async fn an_input_cycle_is_refused_and_named() {
         .upsert(vec![component("SELF", "S", &["SELF"])])
         .await
         .unwrap_err();
-    expect_error(&status, Code::InvalidArgument, "INVALID_RECORD");
+    // Its own input: a cycle of length 1.
+    expect_error(&status, Code::InvalidArgument, "CYCLE_DETECTED");
+    assert_eq!(metadata(&status)["cycle"], "SELF -> SELF");
 }
 
 #[tokio::test]

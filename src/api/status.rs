@@ -20,6 +20,29 @@ fn keys(keys: &[RecordKey]) -> String {
         .join(", ")
 }
 
+/// Bounds on what one status carries. Statuses travel in HTTP/2 headers,
+/// which peers cap (grpc-java at 8 KiB by default): a refused import of a
+/// thousand-component cycle must not become a protocol error. The first
+/// violations are listed; `violationCount` says how many there were.
+const MAX_MESSAGE: usize = 512;
+const MAX_METADATA_VALUE: usize = 256;
+const MAX_DESCRIPTION: usize = 240;
+const MAX_VIOLATIONS: usize = 50;
+const MAX_VIOLATION_BYTES: usize = 4096;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max.saturating_sub(3);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 fn status(
     code: Code,
     message: String,
@@ -27,17 +50,30 @@ fn status(
     metadata: Vec<(&str, String)>,
     violations: Option<&[Violation]>,
 ) -> Status {
-    let metadata: HashMap<String, String> = metadata
+    let mut metadata: HashMap<String, String> = metadata
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
+        .map(|(k, v)| (k.to_string(), bounded(v, MAX_METADATA_VALUE)))
         .collect();
-    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    let mut shown = Vec::new();
     if let Some(violations) = violations {
-        for v in violations {
-            details.add_bad_request_violation(v.field.clone(), v.description.clone());
+        let mut bytes = 0;
+        for v in violations.iter().take(MAX_VIOLATIONS) {
+            let description = bounded(v.description.clone(), MAX_DESCRIPTION);
+            bytes += v.field.len() + description.len();
+            if bytes > MAX_VIOLATION_BYTES && !shown.is_empty() {
+                break;
+            }
+            shown.push((bounded(v.field.clone(), MAX_DESCRIPTION), description));
+        }
+        if shown.len() < violations.len() {
+            metadata.insert("violationsShown".into(), shown.len().to_string());
         }
     }
-    Status::with_error_details(code, message, details)
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    for (field, description) in shown {
+        details.add_bad_request_violation(field, description);
+    }
+    Status::with_error_details(code, bounded(message, MAX_MESSAGE), details)
 }
 
 impl From<Error> for Status {
@@ -221,4 +257,42 @@ pub fn too_many_streams(limit: usize) -> Status {
         vec![("limit", limit.to_string())],
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn a_status_stays_small_whatever_it_reports() {
+        let violations: Vec<Violation> = (0..10_000)
+            .map(|i| Violation::new(format!("records[{i}].supplier.id"), "x".repeat(5000)))
+            .collect();
+        let status: Status = Error::Invalid {
+            reason: InvalidReason::CycleDetected,
+            summary: "y".repeat(100_000),
+            violations,
+            cycle: (0..1000).map(|i| format!("C{i}")).collect(),
+        }
+        .into();
+        assert!(
+            status.message().len() <= MAX_MESSAGE,
+            "{}",
+            status.message().len()
+        );
+        assert!(
+            status.details().len() < 6 * 1024,
+            "{}",
+            status.details().len()
+        );
+        let details = status.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.metadata["violationCount"], "10000");
+        let shown: usize = info.metadata["violationsShown"].parse().unwrap();
+        assert_eq!(details.bad_request().unwrap().field_violations.len(), shown);
+        assert!(shown >= 1);
+        assert!(info.metadata["cycle"].starts_with("C0 -> C1 -> "));
+        assert_eq!(bounded("é".repeat(10), 7), "éé…");
+    }
 }
