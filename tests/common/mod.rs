@@ -357,3 +357,15 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The next stream event, or `None` when the stream ended; panics after a
+/// minute of silence.
+pub async fn next_event_opt(
+    stream: &mut tonic::Streaming<pb::StreamLicenseUpdatesResponse>,
+) -> Option<pb::stream_license_updates_response::Event> {
+    match tokio::time::timeout(Duration::from_secs(60), stream.message()).await {
+        Ok(Ok(Some(message))) => message.event,
+        Ok(_) => None,
+        Err(_) => panic!("no stream message within a minute"),
+    }
+}
