@@ -70,6 +70,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // A file that reaches the process's size limit (RLIMIT_FSIZE) must fail
+    // its write with EFBIG, which the store reports, rather than kill the
+    // process with SIGXFSZ and every in-flight call with it.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread
+    // relies on it has no memory-safety preconditions.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

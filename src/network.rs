@@ -7,8 +7,17 @@
 //! durable. Writers that flush at the same time share one flush, which is what
 //! makes many small durable writes cheap. A write is never acknowledged before
 //! its flush returns.
+//!
+//! When the store fails to write (a full disk, a file size limit), the
+//! network stops taking writes and refuses them at once, while reads go on
+//! from the store as it was. Each refused write, at most once a second,
+//! probes whether the disk takes writes again; when it does, the store is
+//! closed and opened again, which recovers exactly what was made durable,
+//! and writes resume.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
 
@@ -68,8 +77,33 @@ impl Retention {
     }
 }
 
+/// Opens the store again from disk (after a write failure).
+pub type Reopen = Arc<dyn Fn() -> Result<Arc<dyn Store>, Error> + Send + Sync>;
+
+/// How the network gets over a store that failed to write.
+struct Recovery {
+    reopen: Reopen,
+    /// A directory on the store's file system, where a probe file tells
+    /// whether writes can succeed again.
+    probe_dir: PathBuf,
+}
+
+/// A store that failed to write, and since when.
+#[derive(Clone, Debug)]
+struct Failure {
+    detail: String,
+    last_probe: Instant,
+}
+
+/// How often a refused write may probe the disk.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Bytes the probe writes and syncs.
+const PROBE_BYTES: usize = 1 << 20;
+
 pub struct Network {
-    store: Arc<dyn Store>,
+    store: parking_lot::RwLock<Arc<dyn Store>>,
+    recovery: Option<Recovery>,
+    failure: parking_lot::Mutex<Option<Failure>>,
     /// The single writer path: held from planning to commit.
     writer: Arc<Mutex<()>>,
     /// Every record at the current revision; replaced after each commit.
@@ -94,7 +128,9 @@ impl Network {
         let head = store.log_bounds().head;
         Ok(Network {
             view: Arc::new(parking_lot::RwLock::new(Arc::new(view))),
-            store,
+            store: parking_lot::RwLock::new(store),
+            recovery: None,
+            failure: parking_lot::Mutex::new(None),
             writer: Arc::new(Mutex::new(())),
             durable_head: watch::channel(head).0,
         })
@@ -105,9 +141,96 @@ impl Network {
         self.view.read().clone()
     }
 
+    /// Lets the network recover from a store that failed to write, by
+    /// opening it again with `reopen` once a probe file in `probe_dir` can
+    /// be written.
+    pub fn with_recovery(mut self, reopen: Reopen, probe_dir: PathBuf) -> Network {
+        self.recovery = Some(Recovery { reopen, probe_dir });
+        self
+    }
+
     /// The store, for reads.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.read().clone()
+    }
+
+    /// Why writes are refused, when the store has failed to write.
+    pub fn store_failure(&self) -> Option<String> {
+        self.failure.lock().as_ref().map(|f| f.detail.clone())
+    }
+
+    /// Whether the disk takes writes again: a probe file written, synced
+    /// and removed.
+    fn disk_takes_writes(dir: &std::path::Path) -> bool {
+        use std::io::Write;
+        let path = dir.join(".lodestone-write-probe");
+        let result = (|| {
+            let mut file = std::fs::File::create(&path)?;
+            file.write_all(&vec![0u8; PROBE_BYTES])?;
+            file.sync_all()
+        })();
+        let _ = std::fs::remove_file(&path);
+        result.is_ok()
+    }
+
+    /// Called under the writer lock while the store is failed: probes the
+    /// disk (at most once a second) and, when it takes writes, opens the
+    /// store again and rebuilds the view from what is on disk. Blocking.
+    fn try_recover(&self) -> Result<(), Error> {
+        let Some(failure) = self.failure.lock().clone() else {
+            return Ok(());
+        };
+        let refused = || Error::StoreFailed {
+            detail: failure.detail.clone(),
+        };
+        let Some(recovery) = &self.recovery else {
+            return Err(refused());
+        };
+        if failure.last_probe.elapsed() < PROBE_EVERY {
+            return Err(refused());
+        }
+        if let Some(f) = self.failure.lock().as_mut() {
+            f.last_probe = Instant::now();
+        }
+        if !Self::disk_takes_writes(&recovery.probe_dir) {
+            return Err(refused());
+        }
+        // Close the failed store (sled holds a lock on its files) once the
+        // reads in flight are done with it, then open it again.
+        let old = self.store.read().clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let closed = {
+            let mut slot = self.store.write();
+            let failed: Arc<dyn Store> = Arc::new(crate::store::FailedStore::new(
+                old.revision(),
+                old.log_bounds(),
+                failure.detail.clone(),
+            ));
+            std::mem::replace(&mut *slot, failed)
+        };
+        drop(old);
+        while Arc::strong_count(&closed) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(closed);
+        match (recovery.reopen)().and_then(|store| Ok((store.snapshot()?, store))) {
+            Ok((snapshot, store)) => {
+                let head = store.log_bounds().head;
+                *self.view.write() = Arc::new(View::new(snapshot.revision, snapshot.records));
+                *self.store.write() = store;
+                *self.failure.lock() = None;
+                self.durable_head.send_modify(|h| *h = head);
+                tracing::warn!(
+                    revision = snapshot.revision,
+                    "the store takes writes again; recovered what was on disk"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%error, "the store could not be opened again; reads are refused until it can");
+                Err(refused())
+            }
+        }
     }
 
     /// Follows the newest durable licence log sequence.
@@ -194,19 +317,25 @@ impl Network {
         F: FnOnce(&dyn Store) -> Result<(Vec<Change>, T), Error> + Send + 'static,
     {
         let guard = self.writer.clone().lock_owned().await;
-        let store = self.store.clone();
+        if self.failure.lock().is_some() {
+            // Rare and short (a probe file, then opening the store): run in
+            // place, holding the writer lock as recovery must.
+            self.try_recover()?;
+        }
+        let store = self.store();
+        let committing = store.clone();
         let view = self.view.clone();
         let client = client.to_string();
         let (committed, value) = tokio::task::spawn_blocking(move || {
             let _writer = guard;
             let started = std::time::Instant::now();
-            let (changes, value) = plan(&*store)?;
+            let (changes, value) = plan(&*committing)?;
             let planned = started.elapsed();
             if dry_run || changes.is_empty() {
                 return Ok((None, value));
             }
             let count = changes.len();
-            let mut committed = store.commit(changes, &client)?;
+            let mut committed = committing.commit(changes, &client)?;
             let mut next = View::clone(&view.read());
             next.apply(committed.revision, std::mem::take(&mut committed.changes));
             *view.write() = Arc::new(next);
@@ -220,11 +349,16 @@ impl Network {
             Ok::<_, Error>((Some(committed), value))
         })
         .await
-        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))??;
+        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
+        .and_then(|result| result)
+        .inspect_err(|error| self.note_failure(error))?;
 
         let revision = match &committed {
             Some(c) => {
-                self.store.flush().await?;
+                store
+                    .flush()
+                    .await
+                    .inspect_err(|error| self.note_failure(error))?;
                 if let Some(last) = c.license_changes.last() {
                     self.durable_head.send_if_modified(|head| {
                         let raised = last.sequence > *head;
@@ -234,7 +368,7 @@ impl Network {
                 }
                 c.revision
             }
-            None => self.store.revision(),
+            None => store.revision(),
         };
         Ok((
             WriteOutcome {
@@ -246,7 +380,7 @@ impl Network {
     }
 
     pub fn get(&self, key: &RecordKey) -> Result<Record, Error> {
-        self.store
+        self.store()
             .get(key)?
             .ok_or_else(|| Error::not_found(key.kind, key.id.clone()))
     }
@@ -257,7 +391,7 @@ impl Network {
         after: Option<String>,
         limit: usize,
     ) -> Result<ListPage, Error> {
-        let store = self.store.clone();
+        let store = self.store();
         tokio::task::spawn_blocking(move || store.list(&query, after.as_deref(), limit))
             .await
             .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
@@ -266,7 +400,7 @@ impl Network {
     /// Removes the oldest licence log events that `retention` lets go, and
     /// only those, so that what is kept stays contiguous. Returns how many.
     pub async fn apply_retention(&self, retention: Retention) -> Result<u64, Error> {
-        let store = self.store.clone();
+        let store = self.store();
         tokio::task::spawn_blocking(move || {
             let bounds = store.log_bounds();
             let mut through = 0;
@@ -301,6 +435,20 @@ impl Network {
 
     /// Makes everything committed durable (used at shutdown).
     pub async fn flush(&self) -> Result<(), Error> {
-        self.store.flush().await
+        self.store().flush().await
+    }
+
+    /// Stops taking writes after the store failed to write.
+    fn note_failure(&self, error: &Error) {
+        if let Error::Storage(detail) = error {
+            let mut failure = self.failure.lock();
+            if failure.is_none() {
+                tracing::error!(%detail, "the store failed to write; writes are refused until the disk takes them again");
+                *failure = Some(Failure {
+                    detail: detail.clone(),
+                    last_probe: Instant::now(),
+                });
+            }
+        }
     }
 }

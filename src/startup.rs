@@ -22,11 +22,11 @@ use crate::api::{RecordApi, RiskApi, StreamGauges};
 use crate::auth::Tokens;
 use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
 use crate::gate::Gate;
-use crate::network::{Network, Retention};
+use crate::network::{Network, Reopen, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
-use crate::store::{SledConfig, SledStore};
+use crate::store::{SledConfig, SledStore, Store};
 use crate::telemetry::prometheus;
 
 /// Everything `lodestone serve` needs to know.
@@ -209,7 +209,12 @@ impl Application {
         };
         let network = tokio::task::spawn_blocking(move || {
             let store = SledStore::open(&store_config)?;
-            Network::new(Arc::new(store))
+            let probe_dir = store_config.path.clone();
+            let reopen: Reopen =
+                Arc::new(move || Ok(Arc::new(SledStore::open(&store_config)?) as Arc<dyn Store>));
+            Ok::<_, crate::domain::Error>(
+                Network::new(Arc::new(store))?.with_recovery(reopen, probe_dir),
+            )
         })
         .await
         .context("the store opening task failed")?

@@ -55,7 +55,7 @@ const LICENCES: [&str; 4] = [
 ];
 
 /// What the clients were told.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Ledger {
     /// Acknowledged decisions: revision → (licence, quantity).
     decisions: HashMap<u64, (String, f64)>,
@@ -245,7 +245,7 @@ async fn acknowledged_writes_survive_many_kill_9s_and_subscribers_resume_without
         let restarted = Server::start(dir.path(), port, &[]);
         let channel = restarted.connect().await;
         log_read = read_log(&channel, log_read, &mut log).await;
-        let ledger = ledger.lock().unwrap();
+        let ledger = ledger.lock().unwrap().clone();
         // One write can change several licences: a revision and a licence
         // name one log entry.
         let logged: HashMap<(u64, &str), f64> = log
@@ -312,7 +312,7 @@ async fn acknowledged_writes_survive_many_kill_9s_and_subscribers_resume_without
     // subscribers' checkpoints are positions the log holds.
     let channel = server.as_ref().unwrap().connect().await;
     let mut records = RecordServiceClient::new(channel.clone());
-    let ledger = ledger.lock().unwrap();
+    let ledger = ledger.lock().unwrap().clone();
     for id in &ledger.created {
         records
             .get_supplier(pb::GetSupplierRequest { id: id.clone() })

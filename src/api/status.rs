@@ -199,6 +199,13 @@ impl From<Error> for Status {
                     None,
                 )
             }
+            Error::StoreFailed { detail } => status(
+                Code::Unavailable,
+                message,
+                "STORAGE_FAILED",
+                vec![("detail", detail)],
+                None,
+            ),
             Error::ShuttingDown => status(
                 Code::Unavailable,
                 message,

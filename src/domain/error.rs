@@ -74,6 +74,10 @@ pub enum Error {
     Storage(String),
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// The store failed to write earlier; writes are refused until the disk
+    /// takes them again.
+    #[error("the store cannot write ({detail}); reads go on, and writes resume by themselves once the disk takes writes again (free space, or raise the file size limit)")]
+    StoreFailed { detail: String },
 }
 
 impl Error {

@@ -6,6 +6,7 @@
 //! then `flush`, then answer.
 
 mod codec;
+mod failed;
 mod keys;
 mod sled_store;
 
@@ -17,6 +18,7 @@ use crate::domain::record::{Kind, LicenseStatus, Record};
 use crate::domain::write::{Change, Lookup};
 use crate::domain::Error;
 
+pub use failed::FailedStore;
 pub use sled_store::{SledConfig, SledStore};
 
 /// What a list request selects. Empty strings and `Unspecified` mean "any".

@@ -369,3 +369,12 @@ pub async fn next_event_opt(
         Err(_) => panic!("no stream message within a minute"),
     }
 }
+
+/// The `ErrorInfo` reason of a status (empty without one).
+pub fn error_reason(status: &Status) -> String {
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
