@@ -148,6 +148,10 @@ impl ServeConfig {
     }
 }
 
+/// HTTP/2 flow-control windows the server offers, per connection and per stream.
+const CONNECTION_WINDOW: u32 = 8 << 20;
+const STREAM_WINDOW: u32 = 1 << 20;
+
 /// Reads a PEM file named by a flag.
 fn pem(path: &PathBuf, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
@@ -311,6 +315,13 @@ impl Application {
         let keepalive =
             (config.keepalive_seconds > 0).then(|| Duration::from_secs(config.keepalive_seconds));
         let mut builder = Server::builder()
+            // Larger flow-control windows than HTTP/2's 64 KiB: an import
+            // streams megabytes, and h2 sizes its budget for small buffered
+            // DATA frames from the connection window. With the default, a
+            // connection carrying dozens of concurrent small requests to a
+            // busy server was closed (GOAWAY too_many_data_frames).
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .initial_stream_window_size(STREAM_WINDOW)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(Some(Duration::from_secs(
                 config.keepalive_timeout_seconds.max(1),

@@ -7,7 +7,7 @@
 //! standing for the `lodestone` binary. A command under a comment that says
 //! "refused" must fail with `InvalidArgument`; a `StreamLicenseUpdates` call
 //! runs in the background until its block ends and must have delivered an
-//! update. Three commands are not run here, each for its reason (see
+//! update. Four commands are not run here, each for its reason (see
 //! `NOT_RUN_HERE`).
 
 mod common;
@@ -29,6 +29,10 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
     (
         "cargo build --release && cargo run --release --bin lodestone-bench -- --scale large",
         "minutes of load on a release build; tests/bench.rs runs the benchmark small",
+    ),
+    (
+        "LODESTONE_LONG=1 cargo test --release --test crash --test hostile --test overload --test disk -- --nocapture",
+        "the long versions of tests that `cargo test` runs short",
     ),
 ];
 
