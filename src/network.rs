@@ -1,7 +1,7 @@
 //! The supply network as the service keeps it: the single writer path over
 //! the store, and the reads beside it.
 //!
-//! Every write goes through [`Network::write`]: it takes the writer lock, plans
+//! Every write goes through `Network::write`: it takes the writer lock, plans
 //! against the current state (so that what the plan read stays true), commits,
 //! lets the lock go, and only then waits for the flush that makes the commit
 //! durable. Writers that flush at the same time share one flush, which is what

@@ -29,7 +29,7 @@ pub fn init(format: LogFormat) {
 /// when Prometheus scrapes, so they are never stale.
 pub mod prometheus {
     use std::net::SocketAddr;
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, OnceLock};
 
@@ -71,20 +71,6 @@ pub mod prometheus {
         pub data_dir: PathBuf,
     }
 
-    fn dir_size(path: &Path) -> u64 {
-        let Ok(entries) = std::fs::read_dir(path) else {
-            return 0;
-        };
-        entries
-            .filter_map(Result::ok)
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => dir_size(&e.path()),
-                Ok(m) => m.len(),
-                Err(_) => 0,
-            })
-            .sum()
-    }
-
     fn sample(sources: &Sources) {
         let view = sources.network.view();
         let bounds = sources.network.store().log_bounds();
@@ -104,7 +90,8 @@ pub mod prometheus {
             .set(sources.streams.open.load(Ordering::Relaxed) as f64);
         metrics::gauge!("lodestone_stream_messages_queued")
             .set(sources.streams.queued.load(Ordering::Relaxed) as f64);
-        metrics::gauge!("lodestone_store_size_bytes").set(dir_size(&sources.data_dir) as f64);
+        metrics::gauge!("lodestone_store_size_bytes")
+            .set(crate::store::size_on_disk(&sources.data_dir) as f64);
     }
 
     /// Binds `address` and serves `GET /metrics` there until shutdown.

@@ -6,6 +6,15 @@ use std::process::Command;
 
 use common::spawn_app;
 
+/// `lodestone ARGS` on a blocking thread, for tests with a server in process.
+async fn lodestone_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap()
+}
+
 fn lodestone(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_lodestone"))
         .args(args)
@@ -143,11 +152,7 @@ async fn erp_csv_files_import_as_one_network() {
     let mut args = vec!["import".to_string()];
     args.extend(example_csv());
     args.extend(["--server".to_string(), format!("http://{}", app.address)]);
-    let out = tokio::task::spawn_blocking(move || {
-        lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = lodestone_async(args).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -210,11 +215,7 @@ async fn a_csv_row_the_server_refuses_is_named_by_file_and_line() {
     let mut args = vec!["import".to_string()];
     args.extend(files);
     args.extend(["--server".to_string(), format!("http://{}", app.address)]);
-    let out = tokio::task::spawn_blocking(move || {
-        lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = lodestone_async(args).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -242,20 +243,12 @@ async fn health_token_and_an_authenticated_export_from_the_command_line() {
     let server = format!("http://{}", app.address);
 
     let (s, t) = (server.clone(), secret.clone());
-    let run = move |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || {
-            lodestone(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        })
-    };
-    let health = run(vec!["health".into(), "--server".into(), s.clone()])
-        .await
-        .unwrap();
+    let run = lodestone_async;
+    let health = run(vec!["health".into(), "--server".into(), s.clone()]).await;
     assert!(health.status.success(), "{health:?}");
     assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
 
-    let refused = run(vec!["export".into(), "--server".into(), s.clone()])
-        .await
-        .unwrap();
+    let refused = run(vec!["export".into(), "--server".into(), s.clone()]).await;
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("bearer token"),
@@ -268,8 +261,7 @@ async fn health_token_and_an_authenticated_export_from_the_command_line() {
         "--token".into(),
         t,
     ])
-    .await
-    .unwrap();
+    .await;
     assert!(exported.status.success(), "{exported:?}");
     assert!(String::from_utf8_lossy(&exported.stderr).contains("exported 0 records"));
 
@@ -279,8 +271,7 @@ async fn health_token_and_an_authenticated_export_from_the_command_line() {
         "--server".into(),
         format!("http://127.0.0.1:{port}"),
     ])
-    .await
-    .unwrap();
+    .await;
     assert!(!dead.status.success());
     app.stop().await;
 }

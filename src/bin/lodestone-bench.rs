@@ -6,7 +6,7 @@
 //! `cargo run --release --bin lodestone-bench -- --scale large`
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,21 +146,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 async fn connect(address: &str) -> anyhow::Result<Channel> {
@@ -518,7 +503,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
 
     let rss = server.peak_rss_mib();
-    let disk = dir_size(server.dir.path()) as f64 / (1 << 20) as f64;
+    let disk = lodestone::store::size_on_disk(server.dir.path()) as f64 / (1 << 20) as f64;
 
     println!(
         "\nLodestone benchmark: {:?} network ({total} records), {} connections, {} s per run\n",

@@ -19,6 +19,21 @@ use crate::domain::write::{Change, Lookup};
 use crate::domain::Error;
 
 pub use failed::FailedStore;
+
+/// Bytes of the files under `path` (a data directory), 0 where unreadable.
+pub fn size_on_disk(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => size_on_disk(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
 pub use sled_store::{SledConfig, SledStore};
 
 /// What a list request selects. Empty strings and `Unspecified` mean "any".
