@@ -90,10 +90,13 @@ impl Answer {
     }
 }
 
+/// (store epoch, structure revision): what a structure was built from.
+type BuiltFrom = (u64, u64);
+
 pub struct RiskEngine {
     /// The structure of the network, with the structure revision it is of.
-    structure: Mutex<Option<(u64, Arc<Structure>)>>,
-    answers: Mutex<LruCache<(u64, Query), Answer>>,
+    structure: Mutex<Option<(BuiltFrom, Arc<Structure>)>>,
+    answers: Mutex<LruCache<(u64, u64, Query), Answer>>,
 }
 
 /// Answers kept by default.
@@ -112,7 +115,7 @@ impl RiskEngine {
     /// The answer to `query` on `view`, from the cache when it holds one.
     /// CPU-bound on a miss: call it from a blocking thread.
     pub fn answer(&self, view: &View, query: &Query) -> Answer {
-        let key = (view.revision, query.clone());
+        let key = (view.epoch, view.revision, query.clone());
         if let Some(answer) = self.answers.lock().get(&key) {
             return answer.clone();
         }
@@ -146,14 +149,19 @@ impl RiskEngine {
         answer
     }
 
-    /// A cached answer for an earlier revision, if it is still held.
-    pub fn cached(&self, revision: u64, query: &Query) -> Option<Answer> {
-        self.answers.lock().get(&(revision, query.clone())).cloned()
+    /// A cached answer for a revision (of the store's `epoch`), if it is
+    /// still held.
+    pub fn cached(&self, epoch: u64, revision: u64, query: &Query) -> Option<Answer> {
+        self.answers
+            .lock()
+            .get(&(epoch, revision, query.clone()))
+            .cloned()
     }
 
     fn structure(&self, view: &View) -> Arc<Structure> {
-        if let Some((revision, structure)) = &*self.structure.lock() {
-            if *revision == view.structure_revision {
+        let at = (view.epoch, view.structure_revision);
+        if let Some((built_at, structure)) = &*self.structure.lock() {
+            if *built_at == at {
                 return structure.clone();
             }
         }
@@ -173,11 +181,8 @@ impl RiskEngine {
         );
         let mut slot = self.structure.lock();
         // Keep the newer of two structures built at the same time.
-        if slot
-            .as_ref()
-            .is_none_or(|(r, _)| *r <= view.structure_revision)
-        {
-            *slot = Some((view.structure_revision, structure.clone()));
+        if slot.as_ref().is_none_or(|(built_at, _)| *built_at <= at) {
+            *slot = Some((at, structure.clone()));
         }
         structure
     }
@@ -229,5 +234,40 @@ mod tests {
         }
         let nowhere = Scope::Line("NOWHERE".into());
         assert!(answer.exposure(&nowhere).is_err());
+    }
+
+    /// After the store is opened again, a revision can name other records:
+    /// nothing cached under the old epoch answers for the new one.
+    #[test]
+    fn a_revision_of_another_epoch_is_another_network() {
+        let size = Size {
+            suppliers: 20,
+            components: 60,
+            lines: 6,
+            licenses: 30,
+        };
+        let query = Query {
+            as_of: parse_date("2025-06-02").unwrap(),
+            horizon_days: 120,
+            scenario: Scenario::default(),
+        };
+        let engine = RiskEngine::new(4);
+        let before = View::new(5, network(size, 1));
+        let mut after = View::new(5, network(size, 2));
+        after.epoch = 1;
+        let a = engine.answer(&before, &query);
+        let b = engine.answer(&after, &query);
+        assert!(!Arc::ptr_eq(&a.structure, &b.structure));
+        let rates = |answer: &Answer| -> Vec<f64> {
+            answer
+                .structure
+                .lines
+                .iter()
+                .map(|l| l.units_per_day)
+                .collect()
+        };
+        assert_ne!(rates(&a), rates(&b), "each answer is of its own network");
+        assert!(engine.cached(1, 5, &query).is_some());
+        assert!(engine.cached(2, 5, &query).is_none());
     }
 }

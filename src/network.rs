@@ -154,11 +154,6 @@ impl Network {
         self.store.read().clone()
     }
 
-    /// Why writes are refused, when the store has failed to write.
-    pub fn store_failure(&self) -> Option<String> {
-        self.failure.lock().as_ref().map(|f| f.detail.clone())
-    }
-
     /// Whether the disk takes writes again: a probe file written, synced
     /// and removed.
     fn disk_takes_writes(dir: &std::path::Path) -> bool {
@@ -216,7 +211,9 @@ impl Network {
         match (recovery.reopen)().and_then(|store| Ok((store.snapshot()?, store))) {
             Ok((snapshot, store)) => {
                 let head = store.log_bounds().head;
-                *self.view.write() = Arc::new(View::new(snapshot.revision, snapshot.records));
+                let mut view = View::new(snapshot.revision, snapshot.records);
+                view.epoch = self.view.read().epoch + 1;
+                *self.view.write() = Arc::new(view);
                 *self.store.write() = store;
                 *self.failure.lock() = None;
                 self.durable_head.send_modify(|h| *h = head);

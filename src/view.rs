@@ -18,6 +18,11 @@ use crate::domain::Kind;
 pub struct View {
     /// The store revision this view is.
     pub revision: u64,
+    /// How many times the store was opened again after failing to write.
+    /// A write that failed may have used a revision that the reopened store
+    /// gives to another write, so whatever is cached by revision is cached
+    /// by (epoch, revision).
+    pub epoch: u64,
     /// The revision of the last change to anything but a licence: the risk
     /// model's structure stays valid while this stays the same.
     pub structure_revision: u64,

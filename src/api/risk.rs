@@ -47,7 +47,7 @@ impl RiskApi {
     /// The engine's answer on `view`, computed on a blocking thread.
     async fn answer(&self, view: Arc<View>, query: Query) -> Result<Answer, Error> {
         // A cached answer costs a lookup: no need for a blocking thread.
-        if let Some(answer) = self.engine.cached(view.revision, &query) {
+        if let Some(answer) = self.engine.cached(view.epoch, view.revision, &query) {
             return Ok(answer);
         }
         let engine = self.engine.clone();
@@ -260,7 +260,7 @@ impl RiskService for RiskApi {
         let answer = match cursor.after {
             Some(_) if cursor.revision != view.revision => self
                 .engine
-                .cached(cursor.revision, &query)
+                .cached(view.epoch, cursor.revision, &query)
                 .ok_or(Error::PageTokenExpired {
                     revision: cursor.revision,
                 })?,
