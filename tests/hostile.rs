@@ -298,6 +298,111 @@ async fn every_bad_record_is_refused_with_its_reason_and_changes_nothing() {
             "INVALID_RECORD",
             "records[0].material.controlled_by",
         ),
+        (
+            "a supplier twice in one component",
+            vec![record(
+                r#"{"component": {"id": "C9", "sources": [{"supplier_id": "NBM", "share": 0.5}, {"supplier_id": "NBM", "share": 0.5}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].component.sources",
+        ),
+        (
+            "negative grams",
+            vec![record(
+                r#"{"component": {"id": "C9", "materials": [{"material": "DY", "grams_per_unit": -1}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].component.materials[0].grams_per_unit",
+        ),
+        (
+            "a material twice in one component",
+            vec![record(
+                r#"{"component": {"id": "C9", "materials": [{"material": "DY", "grams_per_unit": 1}, {"material": "DY", "grams_per_unit": 2}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].component.materials",
+        ),
+        (
+            "an input quantity of zero",
+            vec![record(
+                r#"{"component": {"id": "C9", "inputs": [{"component_id": "MAG-TM", "quantity": 0}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].component.inputs[0].quantity",
+        ),
+        (
+            "a BOM quantity of zero",
+            vec![record(
+                r#"{"line": {"id": "L9", "plant": "P", "units_per_day": 1, "bom": [{"component_id": "MAG-TM", "quantity": 0}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].line.bom[0].quantity",
+        ),
+        (
+            "a part twice in one BOM",
+            vec![record(
+                r#"{"line": {"id": "L9", "plant": "P", "units_per_day": 1, "bom": [{"component_id": "MAG-TM", "quantity": 1}, {"component_id": "MAG-TM", "quantity": 1}]}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].line.bom",
+        ),
+        (
+            "an unknown part in a BOM",
+            vec![record(
+                r#"{"line": {"id": "L9", "plant": "P", "units_per_day": 1, "bom": [{"component_id": "NO-PART", "quantity": 1}]}}"#,
+            )],
+            "UNKNOWN_REFERENCE",
+            "records[0].line.bom[0].component_id",
+        ),
+        (
+            "plant past the limit",
+            vec![record(&format!(
+                r#"{{"line": {{"id": "L9", "plant": "{}", "units_per_day": 1}}}}"#,
+                "P".repeat(129)
+            ))],
+            "INVALID_RECORD",
+            "records[0].line.plant",
+        ),
+        (
+            "plant with a control character",
+            vec![record(
+                r#"{"line": {"id": "L9", "plant": "P\u0007", "units_per_day": 1}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].line.plant",
+        ),
+        (
+            "licence quantity of zero",
+            vec![record(
+                r#"{"license": {"id": "L9", "supplier_id": "NBM", "material": "DY", "status": "LICENSE_STATUS_PENDING", "quantity_kg": 0}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].license.quantity_kg",
+        ),
+        (
+            "negative used quantity",
+            vec![record(
+                r#"{"license": {"id": "L9", "supplier_id": "NBM", "material": "DY", "status": "LICENSE_STATUS_PENDING", "quantity_kg": 1, "used_kg": -1}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].license.used_kg",
+        ),
+        (
+            "valid until before valid from",
+            vec![record(
+                r#"{"license": {"id": "L9", "supplier_id": "NBM", "material": "DY", "status": "LICENSE_STATUS_APPROVED", "quantity_kg": 1, "valid_from": "2025-06-02", "valid_until": "2025-06-01"}}"#,
+            )],
+            "INVALID_RECORD",
+            "records[0].license.valid_",
+        ),
+        (
+            "licence of an unknown supplier",
+            vec![record(
+                r#"{"license": {"id": "L9", "supplier_id": "NOBODY", "material": "DY", "status": "LICENSE_STATUS_PENDING", "quantity_kg": 1}}"#,
+            )],
+            "UNKNOWN_REFERENCE",
+            "records[0].license.supplier_id",
+        ),
     ];
     let mut records = app.records.clone();
     let before = app.export().await;
