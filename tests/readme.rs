@@ -12,9 +12,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{free_port, outside_tool, ServerProcess};
@@ -117,36 +116,56 @@ fn shell(prelude: &str, command: &str, dir: &std::path::Path) -> Command {
     shell
 }
 
-/// A stream left running in the background until its block ends.
+/// A stream left running in the background until its block ends, printing
+/// into files so that it can be read while it runs.
 struct Following {
     block: usize,
     command: String,
     child: Child,
+    out: tempfile::NamedTempFile,
+    err: tempfile::NamedTempFile,
 }
 
 impl Following {
-    /// Stops the stream after a grace period and returns what it printed.
+    fn start(block: usize, command: String, mut shell: Command) -> Following {
+        let (out, err) = (
+            tempfile::NamedTempFile::new().unwrap(),
+            tempfile::NamedTempFile::new().unwrap(),
+        );
+        let child = shell
+            .process_group(0)
+            .stdout(out.reopen().unwrap())
+            .stderr(err.reopen().unwrap())
+            .spawn()
+            .expect("bash runs");
+        Following {
+            block,
+            command,
+            child,
+            out,
+            err,
+        }
+    }
+
+    /// Waits (at most a minute, on a slow machine) until the stream has
+    /// delivered an update or ended, stops it, and returns what it printed.
     fn finish(mut self) -> (String, String) {
-        std::thread::sleep(Duration::from_secs(2));
+        let read = |file: &tempfile::NamedTempFile| {
+            std::fs::read_to_string(file.path()).unwrap_or_default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !read(&self.out).contains("\"update\"")
+            && self.child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // The stream runs in a child of bash: stop the whole process group.
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.child.id())])
             .status();
         let _ = self.child.wait();
-        let (mut out, mut err) = (String::new(), String::new());
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (out, err)
+        (read(&self.out), read(&self.err))
     }
 }
 
@@ -205,17 +224,7 @@ async fn every_command_in_the_readme_works() {
         ran += 1;
         let mut command = shell(&prelude, &s.command, scratch.path());
         if s.command.contains("StreamLicenseUpdates") {
-            let child = command
-                .process_group(0)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("bash runs");
-            following.push(Following {
-                block: s.block,
-                command: s.command.clone(),
-                child,
-            });
+            following.push(Following::start(s.block, s.command.clone(), command));
             // Let the stream subscribe before the next command writes.
             std::thread::sleep(Duration::from_millis(500));
             continue;
