@@ -11,6 +11,7 @@
 //! write.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use lru::LruCache;
@@ -18,7 +19,7 @@ use parking_lot::Mutex;
 
 use crate::domain::date::Date;
 use crate::domain::risk::report::{self, Exposure, Scope};
-use crate::domain::risk::simulate::{evaluate, Evaluation};
+use crate::domain::risk::simulate::{evaluate_unless, Evaluation};
 use crate::domain::risk::structure::Structure;
 use crate::domain::risk::Scenario;
 use crate::view::View;
@@ -97,6 +98,10 @@ pub struct RiskEngine {
     /// The structure of the network, with the structure revision it is of.
     structure: Mutex<Option<(BuiltFrom, Arc<Structure>)>>,
     answers: Mutex<LruCache<(u64, u64, Query), Answer>>,
+    /// Evaluations running now.
+    running: AtomicU64,
+    /// Evaluations given up because their caller had gone.
+    abandoned: AtomicU64,
 }
 
 /// Answers kept by default.
@@ -109,25 +114,53 @@ impl RiskEngine {
             answers: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cached_answers.max(1)).expect("at least one"),
             )),
+            running: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
         }
     }
 
     /// The answer to `query` on `view`, from the cache when it holds one.
     /// CPU-bound on a miss: call it from a blocking thread.
     pub fn answer(&self, view: &View, query: &Query) -> Answer {
+        self.answer_unless(view, query, &AtomicBool::new(false))
+            .expect("an evaluation nobody abandons ends")
+    }
+
+    /// `answer`, given up (`None`, nothing cached) once `abandoned` is set
+    /// during the simulation. A structure being built is finished: it serves
+    /// every later question until the network changes.
+    pub fn answer_unless(
+        &self,
+        view: &View,
+        query: &Query,
+        abandoned: &AtomicBool,
+    ) -> Option<Answer> {
         let key = (view.epoch, view.revision, query.clone());
         if let Some(answer) = self.answers.lock().get(&key) {
-            return answer.clone();
+            return Some(answer.clone());
         }
         let structure = self.structure(view);
         let started = std::time::Instant::now();
-        let evaluation = evaluate(
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let evaluation = evaluate_unless(
             &structure,
             view.licenses.values().map(|l| &**l),
             &query.scenario,
             query.as_of,
             query.horizon_days,
+            abandoned,
         );
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        let Some(evaluation) = evaluation else {
+            self.abandoned.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+            tracing::debug!(
+                revision = view.revision,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "evaluation abandoned: its caller has gone"
+            );
+            return None;
+        };
         tracing::debug!(
             revision = view.revision,
             horizon_days = query.horizon_days,
@@ -146,7 +179,17 @@ impl RiskEngine {
             }),
         };
         self.answers.lock().put(key, answer.clone());
-        answer
+        Some(answer)
+    }
+
+    /// How many evaluations are running now.
+    pub fn running_evaluations(&self) -> u64 {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// How many evaluations were given up because their caller had gone.
+    pub fn abandoned_evaluations(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// A cached answer for a revision (of the store's `epoch`), if it is
@@ -269,5 +312,34 @@ mod tests {
         assert_ne!(rates(&a), rates(&b), "each answer is of its own network");
         assert!(engine.cached(1, 5, &query).is_some());
         assert!(engine.cached(2, 5, &query).is_none());
+    }
+
+    /// An evaluation whose caller has gone stops, keeps nothing, and says so;
+    /// the same question asked again is answered in full.
+    #[test]
+    fn an_abandoned_evaluation_stops_and_is_not_kept() {
+        let size = Size {
+            suppliers: 20,
+            components: 60,
+            lines: 6,
+            licenses: 30,
+        };
+        let view = View::new(3, network(size, 5));
+        let query = Query {
+            as_of: parse_date("2025-06-02").unwrap(),
+            horizon_days: 120,
+            scenario: Scenario::default(),
+        };
+        let engine = RiskEngine::new(4);
+        assert!(engine
+            .answer_unless(&view, &query, &AtomicBool::new(true))
+            .is_none());
+        assert_eq!(engine.abandoned_evaluations(), 1);
+        assert_eq!(engine.running_evaluations(), 0);
+        assert!(engine.cached(view.epoch, view.revision, &query).is_none());
+        let answer = engine.answer(&view, &query);
+        assert_eq!(answer.evaluation.lines.len(), answer.structure.lines.len());
+        assert!(engine.cached(view.epoch, view.revision, &query).is_some());
+        assert_eq!(engine.abandoned_evaluations(), 1);
     }
 }

@@ -103,7 +103,7 @@ const PROBE_BYTES: usize = 1 << 20;
 pub struct Network {
     store: parking_lot::RwLock<Arc<dyn Store>>,
     recovery: Option<Recovery>,
-    failure: parking_lot::Mutex<Option<Failure>>,
+    failure: Arc<parking_lot::Mutex<Option<Failure>>>,
     /// The single writer path: held from planning to commit.
     writer: Arc<Mutex<()>>,
     /// Every record at the current revision; replaced after each commit.
@@ -130,7 +130,7 @@ impl Network {
             view: Arc::new(parking_lot::RwLock::new(Arc::new(view))),
             store: parking_lot::RwLock::new(store),
             recovery: None,
-            failure: parking_lot::Mutex::new(None),
+            failure: Arc::new(parking_lot::Mutex::new(None)),
             writer: Arc::new(Mutex::new(())),
             durable_head: watch::channel(head).0,
         })
@@ -319,61 +319,72 @@ impl Network {
             // place, holding the writer lock as recovery must.
             self.try_recover()?;
         }
+        // From here on the write runs to its end in a task of its own: a
+        // caller that goes away (a deadline, a cancelled call) must not leave
+        // a commit unflushed or its licence events unannounced to the streams.
         let store = self.store();
-        let committing = store.clone();
         let view = self.view.clone();
+        let durable_head = self.durable_head.clone();
+        let failure = self.failure.clone();
         let client = client.to_string();
-        let (committed, value) = tokio::task::spawn_blocking(move || {
-            let _writer = guard;
-            let started = std::time::Instant::now();
-            let (changes, value) = plan(&*committing)?;
-            let planned = started.elapsed();
-            if dry_run || changes.is_empty() {
-                return Ok((None, value));
-            }
-            let count = changes.len();
-            let mut committed = committing.commit(changes, &client)?;
-            let mut next = View::clone(&view.read());
-            next.apply(committed.revision, std::mem::take(&mut committed.changes));
-            *view.write() = Arc::new(next);
-            tracing::debug!(
-                changes = count,
-                plan_ms = planned.as_millis() as u64,
-                commit_ms = (started.elapsed() - planned).as_millis() as u64,
-                revision = committed.revision,
-                "committed"
-            );
-            Ok::<_, Error>((Some(committed), value))
+        tokio::spawn(async move {
+            let committing = store.clone();
+            let (committed, value) = tokio::task::spawn_blocking(move || {
+                let _writer = guard;
+                let started = std::time::Instant::now();
+                let (changes, value) = plan(&*committing)?;
+                let planned = started.elapsed();
+                if dry_run || changes.is_empty() {
+                    return Ok((None, value));
+                }
+                let count = changes.len();
+                let mut committed = committing.commit(changes, &client)?;
+                let mut next = View::clone(&view.read());
+                next.apply(committed.revision, std::mem::take(&mut committed.changes));
+                *view.write() = Arc::new(next);
+                tracing::debug!(
+                    changes = count,
+                    plan_ms = planned.as_millis() as u64,
+                    commit_ms = (started.elapsed() - planned).as_millis() as u64,
+                    revision = committed.revision,
+                    "committed"
+                );
+                Ok::<_, Error>((Some(committed), value))
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
+            .and_then(|result| result)
+            .inspect_err(|error| note_failure(&failure, error))?;
+
+            let revision = match &committed {
+                Some(c) => {
+                    // The writer lock is free again: writers that commit
+                    // meanwhile share this flush.
+                    store
+                        .flush()
+                        .await
+                        .inspect_err(|error| note_failure(&failure, error))?;
+                    if let Some(last) = c.license_changes.last() {
+                        durable_head.send_if_modified(|head| {
+                            let raised = last.sequence > *head;
+                            *head = (*head).max(last.sequence);
+                            raised
+                        });
+                    }
+                    c.revision
+                }
+                None => store.revision(),
+            };
+            Ok((
+                WriteOutcome {
+                    revision,
+                    committed,
+                },
+                value,
+            ))
         })
         .await
-        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
-        .and_then(|result| result)
-        .inspect_err(|error| self.note_failure(error))?;
-
-        let revision = match &committed {
-            Some(c) => {
-                store
-                    .flush()
-                    .await
-                    .inspect_err(|error| self.note_failure(error))?;
-                if let Some(last) = c.license_changes.last() {
-                    self.durable_head.send_if_modified(|head| {
-                        let raised = last.sequence > *head;
-                        *head = (*head).max(last.sequence);
-                        raised
-                    });
-                }
-                c.revision
-            }
-            None => store.revision(),
-        };
-        Ok((
-            WriteOutcome {
-                revision,
-                committed,
-            },
-            value,
-        ))
+        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))?
     }
 
     pub fn get(&self, key: &RecordKey) -> Result<Record, Error> {
@@ -434,18 +445,19 @@ impl Network {
     pub async fn flush(&self) -> Result<(), Error> {
         self.store().flush().await
     }
+}
 
-    /// Stops taking writes after the store failed to write.
-    fn note_failure(&self, error: &Error) {
-        if let Error::Storage(detail) = error {
-            let mut failure = self.failure.lock();
-            if failure.is_none() {
-                tracing::error!(%detail, "the store failed to write; writes are refused until the disk takes them again");
-                *failure = Some(Failure {
-                    detail: detail.clone(),
-                    last_probe: Instant::now(),
-                });
-            }
+/// Remembers the first storage failure: writes are refused from then on
+/// until a probe finds the disk writable again.
+fn note_failure(failure: &parking_lot::Mutex<Option<Failure>>, error: &Error) {
+    if let Error::Storage(detail) = error {
+        let mut failure = failure.lock();
+        if failure.is_none() {
+            tracing::error!(%detail, "the store failed to write; writes are refused until the disk takes them again");
+            *failure = Some(Failure {
+                detail: detail.clone(),
+                last_probe: Instant::now(),
+            });
         }
     }
 }

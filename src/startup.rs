@@ -179,6 +179,7 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     listener: TcpListener,
     network: Arc<Network>,
+    engine: Arc<RiskEngine>,
     streams: Arc<StreamGauges>,
     retention: Retention,
     shutdown: CancellationToken,
@@ -235,6 +236,7 @@ impl Application {
             tls,
             listener,
             network,
+            engine: Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
             streams: Arc::new(StreamGauges::new(config.max_streams)),
             retention: Retention {
                 max_events: (config.log_retain_events > 0).then_some(config.log_retain_events),
@@ -263,6 +265,11 @@ impl Application {
     /// The network the service serves (for in-process tools and tests).
     pub fn network(&self) -> Arc<Network> {
         self.network.clone()
+    }
+
+    /// The risk engine the service answers with (for in-process tests).
+    pub fn engine(&self) -> Arc<RiskEngine> {
+        self.engine.clone()
     }
 
     /// Cancelling this token shuts the service down, as a signal would.
@@ -357,7 +364,7 @@ impl Application {
             .add_service(
                 RiskServiceServer::new(RiskApi::new(
                     self.network.clone(),
-                    Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
+                    self.engine.clone(),
                     shutdown.clone(),
                     self.streams.clone(),
                 ))

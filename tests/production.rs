@@ -358,3 +358,61 @@ async fn past_its_limits_the_server_sheds_load_and_recovers() {
     assert_eq!(app.network.view().revision, revision);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_stops_its_work() {
+    let app = common::spawn_app().await;
+    let network = lodestone::generate::network(
+        lodestone::generate::Size {
+            suppliers: 300,
+            components: 1_500,
+            lines: 30,
+            licenses: 600,
+        },
+        3,
+    );
+    app.records
+        .clone()
+        .import_records(tokio_stream::iter([pb::ImportRecordsRequest {
+            records: network.iter().map(pb::record_to_pb).collect(),
+        }]))
+        .await
+        .unwrap();
+    let mut risk = app.risk.clone();
+    let ask = |day: u32| pb::ListAtRiskLinesRequest {
+        as_of: format!("2025-07-{day:02}"),
+        horizon_days: 730,
+        ..Default::default()
+    };
+    // Without a deadline the question is answered (and the network's
+    // structure built, so that what follows times the simulation alone).
+    risk.list_at_risk_lines(ask(1)).await.unwrap();
+
+    // Deadlines from 1 ms, doubling, each on a day not asked before: one
+    // passes while the simulation runs, which then gives up.
+    let mut deadline = Duration::from_millis(1);
+    for day in 2..=28 {
+        let mut request = Request::new(ask(day));
+        request.set_timeout(deadline);
+        // tonic (client and server alike) ends a call past its deadline
+        // with CANCELLED, "Timeout expired"; other clients report
+        // DEADLINE_EXCEEDED.
+        match risk.list_at_risk_lines(request).await {
+            Err(status) if matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded) => {}
+            other => panic!("with a deadline of {deadline:?}: {other:?}"),
+        }
+        common::eventually(Duration::from_secs(60), || async {
+            (app.engine.running_evaluations() == 0).then_some(())
+        })
+        .await;
+        if app.engine.abandoned_evaluations() > 0 {
+            // The server goes on answering; the abandoned day was not kept.
+            let answer = risk.list_at_risk_lines(ask(day)).await.unwrap();
+            assert!(answer.into_inner().total_size > 0);
+            app.stop().await;
+            return;
+        }
+        deadline *= 2;
+    }
+    panic!("no deadline up to {deadline:?} passed during an evaluation");
+}

@@ -390,3 +390,64 @@ async fn streams_end_unavailable_at_shutdown() {
     assert_eq!(updates, SEED_LICENCES, "what was durable was sent first");
     stopping.await.unwrap();
 }
+
+/// A licence write whose caller gives up (a deadline passing at any moment)
+/// has either not happened or reaches the streams, without waiting for
+/// another write to carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_gave_up_is_absent_or_announced() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut stream = app.subscribe(from(SEED_LICENCES)).await.unwrap();
+    let mut records = app.records.clone();
+    let mut announced = SEED_LICENCES;
+    let mut acknowledged = Vec::new();
+    let mut delivered = HashMap::new();
+    let mut deadline = Duration::from_micros(250);
+    for attempt in 0..48 {
+        let mut request = tonic::Request::new(pb::UpdateLicenseStatusRequest {
+            id: "LIC-NBM-DY-1".into(),
+            quantity_kg: 500.0 + f64::from(attempt),
+            ..Default::default()
+        });
+        request.set_timeout(deadline);
+        match records.update_license_status(request).await {
+            Ok(licence) => acknowledged.push(licence.into_inner().revision),
+            Err(status) => assert!(
+                matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+                "{status:?}"
+            ),
+        }
+        // A dry run waits for the writer path: whatever has reached it is
+        // committed now. (The client gives up on its own clock, so a call
+        // it abandoned can still reach the server, and commit, later.)
+        records
+            .upsert_records(pb::UpsertRecordsRequest {
+                validate_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // Everything committed is sent, in order, with no other write.
+        let head = app.network.store().log_bounds().head;
+        while announced < head {
+            let update = next_update(&mut stream).await;
+            assert_eq!(update.sequence, announced + 1);
+            announced = update.sequence;
+            delivered.insert(update.revision, update);
+        }
+        // From a quarter of a millisecond up to about 32 ms, six times over.
+        deadline = if deadline >= Duration::from_millis(32) {
+            Duration::from_micros(250)
+        } else {
+            deadline * 2
+        };
+    }
+    assert!(!acknowledged.is_empty(), "some writes were answered");
+    for revision in acknowledged {
+        assert!(
+            delivered.contains_key(&revision),
+            "the acknowledged write of revision {revision} was sent"
+        );
+    }
+}

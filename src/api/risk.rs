@@ -1,6 +1,7 @@
 //! `lodestone.v1.RiskService`: translates risk questions into queries of the
 //! engine and answers back into messages.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -44,16 +45,31 @@ impl RiskApi {
         }
     }
 
-    /// The engine's answer on `view`, computed on a blocking thread.
-    async fn answer(&self, view: Arc<View>, query: Query) -> Result<Answer, Error> {
+    /// The engine's answer on `view`, computed on a blocking thread. When
+    /// this future is dropped (the call's deadline passed, or its client
+    /// cancelled it), the evaluation is given up.
+    async fn answer(&self, view: Arc<View>, query: Query) -> Result<Answer, Status> {
         // A cached answer costs a lookup: no need for a blocking thread.
         if let Some(answer) = self.engine.cached(view.epoch, view.revision, &query) {
             return Ok(answer);
         }
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.answer(&view, &query))
+        let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = abandoned.0.clone();
+        tokio::task::spawn_blocking(move || engine.answer_unless(&view, &query, &flag))
             .await
-            .map_err(|e| Error::Storage(format!("the evaluation task failed: {e}")))
+            .map_err(|e| Status::from(Error::Storage(format!("the evaluation task failed: {e}"))))?
+            // Only a dropped call sets the flag, and then nobody reads this.
+            .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
+    }
+}
+
+/// Sets its flag when dropped: the call it belongs to has gone.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -28,6 +28,7 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     pub network: Arc<lodestone::network::Network>,
     pub streams: Arc<lodestone::api::StreamGauges>,
+    pub engine: Arc<lodestone::engine::RiskEngine>,
     shutdown: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
 }
@@ -61,6 +62,7 @@ pub async fn spawn_app_with(
     let shutdown = app.shutdown_token();
     let network = app.network();
     let streams = app.stream_gauges();
+    let engine = app.engine();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .unwrap()
@@ -77,6 +79,7 @@ pub async fn spawn_app_with(
         channel,
         dir,
         network,
+        engine,
         streams,
         shutdown,
         server,
@@ -245,15 +248,21 @@ pub async fn next_event(
         .expect("every message holds an event")
 }
 
-/// The next licence update of a stream, skipping heartbeats.
+/// The next licence update of a stream, skipping heartbeats, within a
+/// generous minute.
 pub async fn next_update(
     stream: &mut tonic::Streaming<pb::StreamLicenseUpdatesResponse>,
 ) -> pb::LicenseUpdate {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let pb::stream_license_updates_response::Event::Update(update) = next_event(stream).await
         {
             return update;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no update within a minute, only heartbeats"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! first day and a scenario, and what it says of every line and pool.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::structure::Structure;
 use super::{day_number, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
@@ -66,6 +67,22 @@ pub fn evaluate<'a>(
     as_of: Date,
     horizon_days: u32,
 ) -> Evaluation {
+    let never = AtomicBool::new(false);
+    evaluate_unless(structure, licenses, scenario, as_of, horizon_days, &never)
+        .expect("an evaluation nobody abandons ends")
+}
+
+/// `evaluate`, given up (`None`) once `abandoned` is set: it is looked at
+/// before every simulated day, so a caller that has gone (a passed deadline,
+/// a cancelled call) stops costing CPU within a day's work.
+pub fn evaluate_unless<'a>(
+    structure: &Structure,
+    licenses: impl IntoIterator<Item = &'a License>,
+    scenario: &Scenario,
+    as_of: Date,
+    horizon_days: u32,
+    abandoned: &AtomicBool,
+) -> Option<Evaluation> {
     let start = day_number(as_of);
     let horizon = horizon_days as usize;
     let pool_count = structure.pools.len();
@@ -156,6 +173,9 @@ pub fn evaluate<'a>(
     ];
 
     for t in 0..horizon {
+        if abandoned.load(Ordering::Relaxed) {
+            return None;
+        }
         let day = start + t as i32;
 
         // Step 1: pools, in order. A pool is covered whole or not at all.
@@ -244,12 +264,12 @@ pub fn evaluate<'a>(
         }
     }
 
-    Evaluation {
+    Some(Evaluation {
         as_of,
         horizon_days,
         lines,
         pools,
-    }
+    })
 }
 
 /// The state of one simulated day; `avail` and `cap` by position.
