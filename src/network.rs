@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Mutex};
+use tracing::Instrument;
 
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
@@ -327,62 +328,65 @@ impl Network {
         let durable_head = self.durable_head.clone();
         let failure = self.failure.clone();
         let client = client.to_string();
-        tokio::spawn(async move {
-            let committing = store.clone();
-            let (committed, value) = tokio::task::spawn_blocking(move || {
-                let _writer = guard;
-                let started = std::time::Instant::now();
-                let (changes, value) = plan(&*committing)?;
-                let planned = started.elapsed();
-                if dry_run || changes.is_empty() {
-                    return Ok((None, value));
-                }
-                let count = changes.len();
-                let mut committed = committing.commit(changes, &client)?;
-                let mut next = View::clone(&view.read());
-                next.apply(committed.revision, std::mem::take(&mut committed.changes));
-                *view.write() = Arc::new(next);
-                tracing::debug!(
-                    changes = count,
-                    plan_ms = planned.as_millis() as u64,
-                    commit_ms = (started.elapsed() - planned).as_millis() as u64,
-                    revision = committed.revision,
-                    "committed"
-                );
-                Ok::<_, Error>((Some(committed), value))
-            })
-            .await
-            .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
-            .and_then(|result| result)
-            .inspect_err(|error| note_failure(&failure, error))?;
-
-            let revision = match &committed {
-                Some(c) => {
-                    // The writer lock is free again: writers that commit
-                    // meanwhile share this flush.
-                    store
-                        .flush()
-                        .await
-                        .inspect_err(|error| note_failure(&failure, error))?;
-                    if let Some(last) = c.license_changes.last() {
-                        durable_head.send_if_modified(|head| {
-                            let raised = last.sequence > *head;
-                            *head = (*head).max(last.sequence);
-                            raised
-                        });
+        tokio::spawn(
+            async move {
+                let committing = store.clone();
+                let (committed, value) = tokio::task::spawn_blocking(move || {
+                    let _writer = guard;
+                    let started = std::time::Instant::now();
+                    let (changes, value) = plan(&*committing)?;
+                    let planned = started.elapsed();
+                    if dry_run || changes.is_empty() {
+                        return Ok((None, value));
                     }
-                    c.revision
-                }
-                None => store.revision(),
-            };
-            Ok((
-                WriteOutcome {
-                    revision,
-                    committed,
-                },
-                value,
-            ))
-        })
+                    let count = changes.len();
+                    let mut committed = committing.commit(changes, &client)?;
+                    let mut next = View::clone(&view.read());
+                    next.apply(committed.revision, std::mem::take(&mut committed.changes));
+                    *view.write() = Arc::new(next);
+                    tracing::debug!(
+                        changes = count,
+                        plan_ms = planned.as_millis() as u64,
+                        commit_ms = (started.elapsed() - planned).as_millis() as u64,
+                        revision = committed.revision,
+                        "committed"
+                    );
+                    Ok::<_, Error>((Some(committed), value))
+                })
+                .await
+                .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
+                .and_then(|result| result)
+                .inspect_err(|error| note_failure(&failure, error))?;
+
+                let revision = match &committed {
+                    Some(c) => {
+                        // The writer lock is free again: writers that commit
+                        // meanwhile share this flush.
+                        store
+                            .flush()
+                            .await
+                            .inspect_err(|error| note_failure(&failure, error))?;
+                        if let Some(last) = c.license_changes.last() {
+                            durable_head.send_if_modified(|head| {
+                                let raised = last.sequence > *head;
+                                *head = (*head).max(last.sequence);
+                                raised
+                            });
+                        }
+                        c.revision
+                    }
+                    None => store.revision(),
+                };
+                Ok((
+                    WriteOutcome {
+                        revision,
+                        committed,
+                    },
+                    value,
+                ))
+            }
+            .in_current_span(),
+        )
         .await
         .map_err(|e| Error::Storage(format!("the write task failed: {e}")))?
     }
