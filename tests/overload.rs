@@ -152,15 +152,7 @@ async fn past_capacity_it_sheds_stays_bounded_and_recovers() {
         ],
     );
     let channel = server.connect().await;
-    let network = lodestone::generate::network(
-        lodestone::generate::Size {
-            suppliers: 300,
-            components: 1500,
-            lines: 30,
-            licenses: 600,
-        },
-        11,
-    );
+    let network = common::import_generated(&channel, 11).await;
     let licences: Arc<Vec<String>> = Arc::new(
         network
             .iter()
@@ -168,12 +160,6 @@ async fn past_capacity_it_sheds_stays_bounded_and_recovers() {
             .map(|r| r.id().to_string())
             .collect(),
     );
-    RecordServiceClient::new(channel.clone())
-        .import_records(tokio_stream::iter([pb::ImportRecordsRequest {
-            records: network.iter().map(pb::record_to_pb).collect(),
-        }]))
-        .await
-        .unwrap();
     let pid = server.child.id();
     let rss_start = rss_mib(pid);
 

@@ -362,22 +362,7 @@ async fn past_its_limits_the_server_sheds_load_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_its_deadline_stops_its_work() {
     let app = common::spawn_app().await;
-    let network = lodestone::generate::network(
-        lodestone::generate::Size {
-            suppliers: 300,
-            components: 1_500,
-            lines: 30,
-            licenses: 600,
-        },
-        3,
-    );
-    app.records
-        .clone()
-        .import_records(tokio_stream::iter([pb::ImportRecordsRequest {
-            records: network.iter().map(pb::record_to_pb).collect(),
-        }]))
-        .await
-        .unwrap();
+    common::import_generated(&app.channel, 3).await;
     let mut risk = app.risk.clone();
     let ask = |day: u32| pb::ListAtRiskLinesRequest {
         as_of: format!("2025-07-{day:02}"),

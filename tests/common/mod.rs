@@ -387,3 +387,27 @@ pub fn error_reason(status: &Status) -> String {
         .map(|i| i.reason.clone())
         .unwrap_or_default()
 }
+
+/// Imports a generated network of a few thousand records (300 suppliers,
+/// 1,500 components, 30 lines, 600 licences) through `channel`; returns it.
+pub async fn import_generated(
+    channel: &Channel,
+    seed: u64,
+) -> Vec<lodestone::domain::record::Record> {
+    let network = lodestone::generate::network(
+        lodestone::generate::Size {
+            suppliers: 300,
+            components: 1_500,
+            lines: 30,
+            licenses: 600,
+        },
+        seed,
+    );
+    RecordServiceClient::new(channel.clone())
+        .import_records(tokio_stream::iter([pb::ImportRecordsRequest {
+            records: network.iter().map(pb::record_to_pb).collect(),
+        }]))
+        .await
+        .expect("the generated network imports");
+    network
+}
