@@ -391,7 +391,7 @@ async fn a_call_past_its_deadline_stops_its_work() {
         })
         .await;
         if app.engine.abandoned_evaluations() > 0 {
-            // The server goes on answering; the abandoned day was not kept.
+            // The same question, asked again, is answered in full.
             let answer = risk.list_at_risk_lines(ask(day)).await.unwrap();
             assert!(answer.into_inner().total_size > 0);
             app.stop().await;
