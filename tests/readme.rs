@@ -3,8 +3,11 @@
 //! cannot go stale.
 //!
 //! Commands run in README order, in one scratch directory, through bash, with
-//! `127.0.0.1:50051` pointed at the test's server and `cargo run --release --`
-//! standing for the `lodestone` binary. A command under a comment that says
+//! `127.0.0.1:50051` pointed at the test's server. `cargo run --release -- …`
+//! runs through the real cargo, as a newcomer types it: the scratch directory
+//! lies inside the project (under the target directory), so cargo finds the
+//! project from there, and a Cargo.toml that no longer picks the `lodestone`
+//! binary by itself fails this test. A command under a comment that says
 //! "refused" must fail with `InvalidArgument`; a `StreamLicenseUpdates` call
 //! runs in the background until its block ends and must have delivered an
 //! update. Four commands are not run here, each for its reason (see
@@ -22,7 +25,7 @@ use common::{free_port, outside_tool, ServerProcess};
 const NOT_RUN_HERE: &[(&str, &str)] = &[
     (
         "cargo run --release -- serve --demo",
-        "the test starts this very server itself, on a free port",
+        "the test starts this very server itself, on a free port; .ci/run runs it as written",
     ),
     ("cargo test", "the command that runs this test"),
     (
@@ -91,7 +94,14 @@ fn shown_commands(readme: &str) -> Vec<Shown> {
 }
 
 /// Shell functions that point the README's commands at the test's server.
-fn prelude(port: u16) -> String {
+/// `cargo run --release -- …` runs through the real cargo when `real_cargo`,
+/// else through the binary this test was built with.
+fn prelude(port: u16, real_cargo: bool) -> String {
+    let run = if real_cargo {
+        "command cargo run --release --".to_string()
+    } else {
+        format!("\"{}\"", env!("CARGO_BIN_EXE_lodestone"))
+    };
     format!(
         r#"
 set -o pipefail
@@ -99,20 +109,21 @@ here() {{ local out=(); for a in "$@"; do out+=("${{a//127.0.0.1:50051/127.0.0.1
 grpcurl() {{ local args; mapfile -d '' args < <(here "$@"); command grpcurl "${{args[@]}}"; }}
 cargo() {{
   if [ "$1 $2 $3" != "run --release --" ]; then echo "not a README command: cargo $*" >&2; return 99; fi
-  shift 3; local args; mapfile -d '' args < <(here "$@"); "{bin}" "${{args[@]}}"
+  shift 3; local args; mapfile -d '' args < <(here "$@"); {run} "${{args[@]}}"
 }}
-"#,
-        bin = env!("CARGO_BIN_EXE_lodestone"),
+"#
     )
 }
 
-fn shell(prelude: &str, command: &str, dir: &std::path::Path) -> Command {
+/// `command` through bash in `dir`; the client commands' default server is
+/// the test's (the README's `127.0.0.1:50051`).
+fn shell(prelude: &str, command: &str, dir: &std::path::Path, port: u16) -> Command {
     let mut shell = Command::new("bash");
     shell
         .arg("-c")
         .arg(format!("{prelude}\n{command}"))
         .current_dir(dir)
-        .env_remove("LODESTONE_SERVER");
+        .env("LODESTONE_SERVER", format!("127.0.0.1:{port}"));
     shell
 }
 
@@ -180,7 +191,7 @@ fn check_stream(following: Following) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_in_the_readme_works() {
-    if outside_tool("grpcurl", &["-version"]).is_none() {
+    if outside_tool("grpcurl", &["-version"], "grpcurl").is_none() {
         return;
     }
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -197,20 +208,48 @@ async fn every_command_in_the_readme_works() {
     }
 
     let data = tempfile::tempdir().unwrap();
-    let scratch = tempfile::tempdir().unwrap();
+    // Inside the project, so that cargo finds it from there.
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let real_cargo = scratch
+        .path()
+        .ancestors()
+        .any(|dir| dir == std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    if !real_cargo {
+        common::skips::skipped(
+            "the target directory lies outside the project, so `cargo run --release -- …` \
+             commands ran through the test's binary instead of cargo",
+        );
+    }
     // Commands name the repository's example files by relative path.
     std::os::unix::fs::symlink(
         concat!(env!("CARGO_MANIFEST_DIR"), "/examples"),
         scratch.path().join("examples"),
     )
     .unwrap();
+    // `target/release/lodestone`, as the README calls the built binary from
+    // the project directory: the release build cargo makes (or, without real
+    // cargo, this test's binary).
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory");
+    if real_cargo {
+        std::os::unix::fs::symlink(target, scratch.path().join("target")).unwrap();
+    } else {
+        std::fs::create_dir_all(scratch.path().join("target/release")).unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_lodestone"),
+            scratch.path().join("target/release/lodestone"),
+        )
+        .unwrap();
+    }
     let port = free_port();
     let server = ServerProcess::start(data.path(), port, &["--demo"]);
     server.connect().await;
-    let prelude = prelude(port);
+    let prelude = prelude(port, real_cargo);
 
     let mut following: Vec<Following> = Vec::new();
     let mut ran = 0;
+    let mut cargo_commands = 0;
     for s in &shown {
         // A block's streams end when the block does.
         let (done, open): (Vec<_>, Vec<_>) =
@@ -222,7 +261,10 @@ async fn every_command_in_the_readme_works() {
             continue;
         }
         ran += 1;
-        let mut command = shell(&prelude, &s.command, scratch.path());
+        if s.command.starts_with("cargo run --release -- ") {
+            cargo_commands += 1;
+        }
+        let mut command = shell(&prelude, &s.command, scratch.path(), port);
         if s.command.contains("StreamLicenseUpdates") {
             following.push(Following::start(s.block, s.command.clone(), command));
             // Let the stream subscribe before the next command writes.
@@ -267,6 +309,10 @@ async fn every_command_in_the_readme_works() {
     }
     following.into_iter().for_each(check_stream);
     assert!(ran > 12);
+    assert!(
+        cargo_commands >= 3,
+        "the README's data commands ran through `cargo run --release --` ({cargo_commands})"
+    );
     // The files the data commands wrote are there.
     for file in ["network.jsonl", "backup.jsonl"] {
         let path = scratch.path().join(file);
