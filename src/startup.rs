@@ -26,7 +26,7 @@ use crate::network::{Network, Reopen, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
-use crate::store::{SledConfig, SledStore, Store};
+use crate::store::{DataDirLock, SledConfig, SledStore, Store};
 use crate::telemetry::prometheus;
 
 /// Everything `lodestone serve` needs to know.
@@ -184,6 +184,8 @@ pub struct Application {
     retention: Retention,
     shutdown: CancellationToken,
     grace: Duration,
+    /// This server's claim on the data directory, held until it stops.
+    _data_lock: DataDirLock,
 }
 
 impl Application {
@@ -212,6 +214,10 @@ impl Application {
             cache_capacity_bytes: config.cache_mb * 1024 * 1024,
             flush_every_ms: config.sync_every_ms,
         };
+        let data_lock = DataDirLock::acquire(&config.data_dir).map_err(|e| match e {
+            crate::domain::Error::Storage(message) => anyhow::anyhow!(message),
+            other => other.into(),
+        })?;
         let network = tokio::task::spawn_blocking(move || {
             let store = SledStore::open(&store_config)?;
             let probe_dir = store_config.path.clone();
@@ -245,6 +251,7 @@ impl Application {
             },
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(config.shutdown_grace_seconds),
+            _data_lock: data_lock,
             config,
         })
     }

@@ -8,6 +8,7 @@
 mod codec;
 mod failed;
 mod keys;
+mod lock;
 mod sled_store;
 
 use std::future::Future;
@@ -19,6 +20,7 @@ use crate::domain::write::{Change, Lookup};
 use crate::domain::Error;
 
 pub use failed::FailedStore;
+pub use lock::DataDirLock;
 
 /// Bytes of the files under `path` (a data directory), 0 where unreadable.
 pub fn size_on_disk(path: &std::path::Path) -> u64 {
