@@ -47,7 +47,8 @@ pub struct GenerateArgs {
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServerArgs {
-    /// The server's address (https:// for TLS).
+    /// The server's address: `host:port` or `http://host:port`, and
+    /// `https://host:port` for TLS.
     #[arg(
         long,
         env = "LODESTONE_SERVER",
@@ -107,7 +108,11 @@ pub async fn health(args: &HealthArgs) -> anyhow::Result<()> {
     .into_inner();
     let status = ServingStatus::try_from(answer.status).unwrap_or(ServingStatus::Unknown);
     if status != ServingStatus::Serving {
-        bail!("{} is {}", args.server.server, status.as_str_name());
+        bail!(
+            "{} is {}",
+            server_uri(&args.server.server),
+            status.as_str_name()
+        );
     }
     println!("SERVING");
     Ok(())
@@ -191,11 +196,22 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's address as a URI: `host:port`, as grpcurl takes it, means
+/// plain `http://host:port`.
+pub fn server_uri(server: &str) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
 /// A connection to the server the flags name, over TLS for https://.
 async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
-    let mut endpoint = Endpoint::from_shared(server.server.clone())
+    let uri = server_uri(&server.server);
+    let mut endpoint = Endpoint::from_shared(uri.clone())
         .with_context(|| format!("{:?} is not a server address", server.server))?;
-    if server.server.starts_with("https://") {
+    if uri.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &server.tls_ca {
             let pem = std::fs::read(ca)
@@ -214,7 +230,18 @@ async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
         .connect_timeout(std::time::Duration::from_secs(10))
         .connect()
         .await
-        .with_context(|| format!("cannot reach {}", server.server))
+        .map_err(|error| {
+            // The transport's chain repeats itself ("transport error: tcp
+            // connect error: tcp connect error: ..."): say it once, with the
+            // innermost cause.
+            let mut cause: &dyn std::error::Error = &error;
+            while let Some(source) = cause.source() {
+                cause = source;
+            }
+            anyhow::anyhow!(
+                "no server answers at {uri} ({cause}); is `lodestone serve` running there?"
+            )
+        })
 }
 
 async fn client(
@@ -264,18 +291,35 @@ fn progress(total: Option<u64>, what: &str) -> ProgressBar {
     let bar = match total {
         Some(total) => ProgressBar::new(total).with_style(
             ProgressStyle::with_template(
-                "{msg} [{bar:40}] {human_pos}/{human_len} records, {per_sec}, {eta} left",
+                "{msg} [{bar:40}] {human_pos}/{human_len} records, {rate}, {eta} left",
             )
             .expect("a valid template")
+            .with_key("rate", rate)
             .progress_chars("=> "),
         ),
         None => ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} {msg} {human_pos} records, {per_sec}")
-                .expect("a valid template"),
+            ProgressStyle::with_template("{spinner} {msg} {human_pos} records, {rate}")
+                .expect("a valid template")
+                .with_key("rate", rate),
         ),
     };
     bar.set_message(what.to_string());
     bar
+}
+
+/// Whole records per second, with thousands separated (`45,806/s`), where
+/// indicatif's own `{per_sec}` prints `45,806.2314/s`.
+fn rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = std::fmt::Write::write_str(out, &records_per_second(state.per_sec()));
+}
+
+fn records_per_second(per_sec: f64) -> String {
+    let whole = if per_sec.is_finite() && per_sec > 0.0 {
+        per_sec.round() as u64
+    } else {
+        0
+    };
+    format!("{}/s", indicatif::HumanCount(whole))
 }
 
 /// `lodestone import FILE...`: every record of every file in one
@@ -394,4 +438,24 @@ pub async fn export(args: &ExportArgs) -> anyhow::Result<()> {
     out.flush()?;
     eprintln!("exported {count} records at revision {revision}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_whole_records_per_second() {
+        assert_eq!(records_per_second(45_806.231_4), "45,806/s");
+        assert_eq!(records_per_second(0.4), "0/s");
+        assert_eq!(records_per_second(f64::NAN), "0/s");
+        assert_eq!(records_per_second(f64::INFINITY), "0/s");
+    }
+
+    #[test]
+    fn a_server_given_as_host_and_port_is_plain_http() {
+        assert_eq!(server_uri("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(server_uri("http://h:1"), "http://h:1");
+        assert_eq!(server_uri("https://h:443"), "https://h:443");
+    }
 }

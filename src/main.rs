@@ -50,6 +50,8 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    let log_format = cli.log_format;
+    let serving = matches!(cli.command, Command::Serve(_));
     let result = match cli.command {
         Command::Serve(config) => serve(config).await,
         Command::Generate(args) => cli::generate(&args),
@@ -61,9 +63,14 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // `{:#}` prints the whole chain of causes.
-            tracing::error!("{error:#}");
-            eprintln!("lodestone: {error:#}");
+            // Once: a server logging JSON reports its failure to its log
+            // collector as a log line; everything else prints it for a
+            // person. `{:#}` prints the whole chain of causes.
+            if serving && log_format == LogFormat::Json {
+                tracing::error!("{error:#}");
+            } else {
+                eprintln!("lodestone: {error:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
