@@ -142,6 +142,20 @@ impl Row {
         }
     }
 
+    /// A date cell, `YYYY-MM-DD` or empty; checked here so that a bad date
+    /// is reported with every other problem of the file, not only once the
+    /// file's other problems are mended and the server sees it.
+    fn date(&self, column: &str, problems: &mut Vec<String>) -> String {
+        let text = self.text(column);
+        if !text.is_empty() && crate::domain::date::parse_date(&text).is_none() {
+            problems.push(format!(
+                "{}: {column}: {text:?} is not a date written YYYY-MM-DD",
+                self.place
+            ));
+        }
+        text
+    }
+
     fn integer(&self, column: &str, problems: &mut Vec<String>) -> i32 {
         let text = self.text(column);
         if text.is_empty() {
@@ -267,7 +281,7 @@ pub fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<L
                 code: row.text("code"),
                 name: row.text("name"),
                 controlled_by: row.text("controlled_by"),
-                controlled_from: row.text("controlled_from"),
+                controlled_from: row.date("controlled_from", problems),
                 revision: 0,
             }),
             row,
@@ -427,11 +441,11 @@ pub fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<L
                 status,
                 quantity_kg,
                 used_kg,
-                submitted_on: row.text("submitted_on"),
-                expected_decision_on: row.text("expected_decision_on"),
-                decided_on: row.text("decided_on"),
-                valid_from: row.text("valid_from"),
-                valid_until: row.text("valid_until"),
+                submitted_on: row.date("submitted_on", problems),
+                expected_decision_on: row.date("expected_decision_on", problems),
+                decided_on: row.date("decided_on", problems),
+                valid_from: row.date("valid_from", problems),
+                valid_until: row.date("valid_until", problems),
                 revision: 0,
             }),
             row,
@@ -540,7 +554,8 @@ mod tests {
             write(
                 d,
                 "licences.csv",
-                "id,supplier_id,material,status\nL,S,DY,maybe\n",
+                "id,supplier_id,material,status,decided_on,valid_from\n\
+                 L,S,DY,maybe,2025-6-2,2025-06-31\n",
             ),
             write(d, "bom.csv", "parent_id,component_id,quantity\nNOPE,A,1\n"),
         ];
@@ -560,9 +575,18 @@ mod tests {
             all.contains("sources.csv:2: component_id: component \"B\""),
             "{all}"
         );
+        // The bad status hides neither bad date of the same row.
         assert!(all.contains("licences.csv:2: status: \"maybe\""), "{all}");
+        assert!(
+            all.contains("licences.csv:2: decided_on: \"2025-6-2\" is not a date"),
+            "{all}"
+        );
+        assert!(
+            all.contains("licences.csv:2: valid_from: \"2025-06-31\" is not a date"),
+            "{all}"
+        );
         assert!(all.contains("bom.csv:2: parent_id: \"NOPE\""), "{all}");
-        assert_eq!(problems.len(), 5, "{all}");
+        assert_eq!(problems.len(), 7, "{all}");
 
         let unnamed = write(d, "erp-export.csv", "id\nX\n");
         assert!(read(&[unnamed.as_path()], &mut Vec::new()).is_err());

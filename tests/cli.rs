@@ -275,3 +275,109 @@ async fn health_token_and_an_authenticated_export_from_the_command_line() {
     assert!(!dead.status.success());
     app.stop().await;
 }
+
+/// Whether `text` holds an ANSI escape sequence (colour codes).
+fn has_ansi(text: &str) -> bool {
+    text.contains('\u{1b}')
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_directory_says_another_server_uses_it() {
+    let data = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let first = common::ServerProcess::start(data.path(), port, &[]);
+    first.connect().await;
+    let dir = data.path().to_str().unwrap().to_string();
+    let second = lodestone_async(
+        ["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains(&format!(
+            "another server (pid {}) is using the data directory {dir}",
+            first.child.id()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("WouldBlock"), "{err}");
+    assert_eq!(err.matches("another server").count(), 1, "said once: {err}");
+    assert!(!has_ansi(&err), "no colour codes off a terminal: {err:?}");
+
+    // Once the first has gone, the directory is free again, with no stale lock.
+    first.kill_9();
+    let port = common::free_port();
+    let again = common::ServerProcess::start(data.path(), port, &[]);
+    again.connect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_may_be_named_without_a_scheme_and_a_missing_one_is_said_plainly() {
+    let app = spawn_app().await;
+    // host:port, as grpcurl takes it.
+    let health = lodestone_async(vec![
+        "health".into(),
+        "--server".into(),
+        app.address.to_string(),
+    ])
+    .await;
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
+
+    // Nobody listens on a port just freed.
+    let nobody = format!("127.0.0.1:{}", common::free_port());
+    for command in ["health", "export"] {
+        let output = lodestone_async(vec![command.into(), "--server".into(), nobody.clone()]).await;
+        assert!(!output.status.success());
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{command}: one line, printed once: {err}"
+        );
+        assert!(
+            err.starts_with(&format!("lodestone: no server answers at http://{nobody}")),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("transport error"), "{command}: {err}");
+        assert!(!has_ansi(&err), "{command}: {err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_problem_of_a_csv_file_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let licences = dir.path().join("licences.csv");
+    std::fs::write(
+        &licences,
+        "id,supplier_id,material,status,decided_on,valid_until\n\
+         L1,S,DY,maybe,2025-13-01,\n\
+         L2,S,DY,APPROVED,2025-06-02,next week\n",
+    )
+    .unwrap();
+    let output = lodestone_async(vec![
+        "import".into(),
+        licences.to_str().unwrap().into(),
+        "--server".into(),
+        format!("127.0.0.1:{}", common::free_port()),
+    ])
+    .await;
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    // Read before any server is asked: all three problems, then the verdict.
+    for problem in [
+        "licences.csv:2: status: \"maybe\"",
+        "licences.csv:2: decided_on: \"2025-13-01\" is not a date",
+        "licences.csv:3: valid_until: \"next week\" is not a date",
+        "3 problem(s) in",
+    ] {
+        assert!(err.contains(problem), "{problem} is not in {err}");
+    }
+}
