@@ -10,7 +10,13 @@ use common::{free_port, outside_tool, ServerProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_generated_from_the_protos_drives_every_rpc() {
-    if outside_tool("python3", &["-c", "import grpc, grpc_tools"]).is_none() {
+    if outside_tool(
+        "python3",
+        &["-c", "import grpc, grpc_tools"],
+        "python3 with the modules grpc and grpc_tools (pip install grpcio grpcio-tools)",
+    )
+    .is_none()
+    {
         return;
     }
     let data = tempfile::tempdir().unwrap();

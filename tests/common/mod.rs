@@ -269,20 +269,68 @@ pub async fn next_update(
 /// An outside tool the test needs (grpcurl, python3 with grpcio, buf), or
 /// `None` when it is missing and may be: a developer's machine need not have
 /// it, but `.ci/run` installs it and sets `LODESTONE_REQUIRE_TOOLS=1`, which
-/// turns a missing tool into a failure.
-pub fn outside_tool(name: &str, probe: &[&str]) -> Option<PathBuf> {
+/// turns a missing tool into a failure. `what` names what is missing in
+/// words a person can act on ("the Python modules grpc and grpc_tools").
+pub fn outside_tool(name: &str, probe: &[&str], what: &str) -> Option<PathBuf> {
     let found = std::process::Command::new(name)
         .args(probe)
         .output()
         .is_ok_and(|o| o.status.success());
     if found {
+        skips::ran();
         return Some(PathBuf::from(name));
     }
     if std::env::var("LODESTONE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
-        panic!("{name} is required (LODESTONE_REQUIRE_TOOLS=1) but `{name} {probe:?}` failed");
+        panic!("{what} is required (LODESTONE_REQUIRE_TOOLS=1) but `{name} {probe:?}` failed");
     }
-    eprintln!("skipped: {name} is not installed here (.ci/run installs it)");
+    skips::skipped(&format!("{what} is missing (.ci/run installs it)"));
     None
+}
+
+/// Which tests skipped, and why, for `tests/zz_skipped.rs` to tell at the end
+/// of `cargo test`: a skip printed inside a passing test is captured and never
+/// shown. One file per test under the target's temporary directory, written
+/// when the test skips and removed when it runs.
+pub mod skips {
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    /// The folder of the records; `tests/zz_skipped.rs` reads it.
+    pub fn folder() -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests")
+    }
+
+    fn record() -> PathBuf {
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .map(|stem| match stem.rsplit_once('-') {
+                // Cargo names test binaries `name-hash`.
+                Some((name, _)) => name.to_string(),
+                None => stem,
+            })
+            .unwrap_or_default();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("main")
+            .replace("::", ".");
+        folder().join(format!("{binary}.{test}"))
+    }
+
+    /// Notes that the current test skipped, and says so at once on the
+    /// process's real standard error (past the test harness's capture).
+    pub fn skipped(why: &str) {
+        let path = record();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let _ = std::fs::create_dir_all(folder());
+        let _ = std::fs::write(&path, why);
+        let _ = writeln!(std::io::stderr(), "skipped: {name}: {why}");
+    }
+
+    /// Notes that the current test ran (clearing an earlier skip of it).
+    pub fn ran() {
+        let _ = std::fs::remove_file(record());
+    }
 }
 
 /// A free port on loopback, for a child process to bind right after.
