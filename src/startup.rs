@@ -44,10 +44,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LODESTONE_CACHE_MB", default_value_t = 256)]
     pub cache_mb: u64,
 
-    /// How often the store syncs to disk in the background, in milliseconds
-    /// (acknowledged writes are on disk whatever this is).
-    #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", default_value_t = 500)]
-    pub sync_every_ms: u64,
+    /// No longer used: every write is synced to disk (fsync) before it is
+    /// acknowledged, so there is no background sync to time. Accepted so
+    /// that existing deployments start; a warning says it is ignored.
+    #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", hide = true)]
+    pub sync_every_ms: Option<u64>,
 
     /// Keep only the newest N licence log events (0 keeps them all).
     #[arg(long, env = "LODESTONE_LOG_RETAIN_EVENTS", default_value_t = 0)]
@@ -128,7 +129,7 @@ impl ServeConfig {
             listen,
             data_dir,
             cache_mb: 256,
-            sync_every_ms: 500,
+            sync_every_ms: None,
             shutdown_grace_seconds: 10,
             log_retain_events: 0,
             log_retain_days: 0,
@@ -212,8 +213,13 @@ impl Application {
         let store_config = SledConfig {
             path: config.data_dir.clone(),
             cache_capacity_bytes: config.cache_mb * 1024 * 1024,
-            flush_every_ms: config.sync_every_ms,
         };
+        if config.sync_every_ms.is_some() {
+            tracing::warn!(
+                "--sync-every-ms (LODESTONE_SYNC_EVERY_MS) is ignored: every write is synced \
+                 to disk before it is acknowledged"
+            );
+        }
         let data_lock = DataDirLock::acquire(&config.data_dir).map_err(|e| match e {
             crate::domain::Error::Storage(message) => anyhow::anyhow!(message),
             other => other.into(),

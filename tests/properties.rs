@@ -209,7 +209,6 @@ fn with_network<T>(f: impl FnOnce(Arc<Network>) -> T) -> T {
     let store = SledStore::open(&SledConfig {
         path: dir.path().join("data"),
         cache_capacity_bytes: 8 << 20,
-        flush_every_ms: 500,
     })
     .unwrap();
     f(Arc::new(Network::new(Arc::new(store)).unwrap()))

@@ -61,7 +61,8 @@ impl DataDirLock {
         let written = file
             .set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(pid.as_bytes()));
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .and_then(|()| file.sync_data());
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "cannot note the pid in the lock file");
         }

@@ -6,6 +6,7 @@
 //! then `flush`, then answer.
 
 mod codec;
+mod durable;
 mod failed;
 mod keys;
 mod lock;
@@ -160,7 +161,8 @@ pub trait Store: Lookup + Send + Sync + 'static {
     /// Does not make them durable: see [`Store::flush`].
     fn commit(&self, changes: Vec<Change>, client: &str) -> Result<Committed, Error>;
 
-    /// Makes every commit so far durable. Concurrent calls share the work.
+    /// Makes every commit so far durable, against a power cut as well as a
+    /// crash (on disk, synced). Concurrent calls share the work.
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
 
     /// Every record at one revision.

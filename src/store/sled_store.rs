@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use parking_lot::RwLock;
@@ -17,6 +18,7 @@ use sled::transaction::{TransactionError, Transactional};
 use sled::{Batch, Tree};
 
 use super::codec::{decode_change, decode_record, encode_change, encode_record};
+use super::durable::GroupSync;
 use super::keys;
 use super::{BoxFuture, Committed, ListPage, ListQuery, LogBounds, Snapshot, Store};
 use crate::domain::changelog::{ChangeKind, LicenseChange};
@@ -41,8 +43,6 @@ pub struct SledConfig {
     pub path: PathBuf,
     /// Bytes of sled's page cache (resident memory can exceed it somewhat).
     pub cache_capacity_bytes: u64,
-    /// How often sled's background flusher syncs to disk, in milliseconds.
-    pub flush_every_ms: u64,
 }
 
 /// Counters that every commit moves, cached from `meta`.
@@ -66,6 +66,8 @@ pub struct SledStore {
     /// Held for writing while a commit applies, and for reading by reads that
     /// span several keys, so that they see whole commits only.
     counters: RwLock<Counters>,
+    /// Flushes and `fsync`s, one for each group of concurrent writers.
+    durable: Arc<GroupSync>,
 }
 
 fn storage(e: impl std::fmt::Display) -> Error {
@@ -82,7 +84,10 @@ impl SledStore {
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
-            .flush_every_ms(Some(config.flush_every_ms))
+            // No background flusher: every write is flushed and synced
+            // before it is acknowledged (see `GroupSync`), and a flusher
+            // writing meanwhile would only add unsynced writes.
+            .flush_every_ms(None)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| {
@@ -91,6 +96,12 @@ impl SledStore {
                     config.path.display()
                 ))
             })?;
+        let durable = GroupSync::new(&config.path).map_err(|e| {
+            Error::Storage(format!(
+                "cannot sync the store's files at {}: {e}",
+                config.path.display()
+            ))
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let records = [
             tree("materials")?,
@@ -107,6 +118,7 @@ impl SledStore {
             records,
             db,
             counters: RwLock::new(Counters::default()),
+            durable: Arc::new(durable),
         };
         store.check_schema()?;
         store.roll_back()?;
@@ -123,6 +135,15 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Makes everything written so far durable against a power cut
+    /// (blocking; concurrent callers share the work).
+    fn make_durable(&self) -> Result<(), Error> {
+        let db = &self.db;
+        self.durable
+            .sync(|| db.flush().map(drop).map_err(std::io::Error::other))
+            .map_err(storage)
+    }
+
     fn check_schema(&self) -> Result<(), Error> {
         match self.meta.get(META_SCHEMA_VERSION).map_err(storage)? {
             Some(v) if keys::u64_value(&v) == Some(SCHEMA_VERSION) => Ok(()),
@@ -134,7 +155,7 @@ impl SledStore {
                 self.meta
                     .insert(META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(storage)?;
-                self.db.flush().map_err(storage)?;
+                self.make_durable()?;
                 Ok(())
             }
         }
@@ -218,7 +239,7 @@ impl SledStore {
         self.meta
             .insert(META_PENDING, &state.revision.to_be_bytes())
             .map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.make_durable()?;
         let result = (|| {
             for chunk in changes.chunks(MAX_CHANGES_PER_TRANSACTION) {
                 self.write_chunk(chunk, state)?;
@@ -321,7 +342,7 @@ impl SledStore {
             self.log.remove(entry.map_err(storage)?).map_err(storage)?;
         }
         self.meta.remove(META_PENDING).map_err(storage)?;
-        self.db.flush().map_err(storage)?;
+        self.make_durable()?;
         self.undo.clear().map_err(storage)?;
         tracing::warn!(
             revision = pending,
@@ -579,12 +600,14 @@ impl Store for SledStore {
         // here with 32 concurrent writers). A blocking flush on tokio's
         // blocking pool waits on the same stability point without starving
         // sled, and concurrent flushes still share the work.
-        let db = self.db.clone();
+        let (db, durable) = (self.db.clone(), self.durable.clone());
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || db.flush())
-                .await
-                .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
-                .map_err(storage)?;
+            tokio::task::spawn_blocking(move || {
+                durable.sync(|| db.flush().map(drop).map_err(std::io::Error::other))
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
+            .map_err(storage)?;
             Ok(())
         })
     }
@@ -784,7 +807,6 @@ mod tests {
         SledStore::open(&SledConfig {
             path: dir.to_path_buf(),
             cache_capacity_bytes: 8 << 20,
-            flush_every_ms: 500,
         })
         .unwrap()
     }
