@@ -22,7 +22,7 @@ pub fn records() -> Vec<pb::Record> {
 /// Loads the demonstration network when the store holds no record yet.
 /// Returns whether it was loaded.
 pub async fn load_if_empty(network: &Network) -> Result<bool, Error> {
-    if network.store().revision() != 0 {
+    if network.view().revision != 0 {
         return Ok(false);
     }
     let mut malformed = Vec::new();

@@ -26,8 +26,8 @@ use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Origin};
 use crate::domain::{Error, Kind, Violation};
-use crate::store::{Committed, ListPage, ListQuery, Store};
-use crate::view::View;
+use crate::store::{Committed, Store};
+use crate::view::{ListPage, ListQuery, View};
 
 /// What a write did.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,9 +105,14 @@ pub struct Network {
     store: parking_lot::RwLock<Arc<dyn Store>>,
     recovery: Option<Recovery>,
     failure: Arc<parking_lot::Mutex<Option<Failure>>>,
-    /// The single writer path: held from planning to commit.
-    writer: Arc<Mutex<()>>,
-    /// Every record at the current revision; replaced after each commit.
+    /// The single writer path: held from planning to commit. Its value is
+    /// the view of everything committed, durable or not yet: the writer
+    /// builds the next view from it, in commit order.
+    writer: Arc<Mutex<Arc<View>>>,
+    /// Every record at the newest revision known to be durable: what every
+    /// read is answered from. Replaced whole, and only by a newer revision,
+    /// once a commit's flush has returned, so that a reader never sees part
+    /// of a write nor a write a crash could take back.
     view: Arc<parking_lot::RwLock<Arc<View>>>,
     /// The newest licence log sequence known to be on disk. Raised after each
     /// flush; streams wait on it so that they never send what a crash could
@@ -127,12 +132,13 @@ impl Network {
             "records loaded into memory"
         );
         let head = store.log_bounds().head;
+        let view = Arc::new(view);
         Ok(Network {
-            view: Arc::new(parking_lot::RwLock::new(Arc::new(view))),
+            view: Arc::new(parking_lot::RwLock::new(view.clone())),
             store: parking_lot::RwLock::new(store),
             recovery: None,
             failure: Arc::new(parking_lot::Mutex::new(None)),
-            writer: Arc::new(Mutex::new(())),
+            writer: Arc::new(Mutex::new(view)),
             durable_head: watch::channel(head).0,
         })
     }
@@ -172,7 +178,7 @@ impl Network {
     /// Called under the writer lock while the store is failed: probes the
     /// disk (at most once a second) and, when it takes writes, opens the
     /// store again and rebuilds the view from what is on disk. Blocking.
-    fn try_recover(&self) -> Result<(), Error> {
+    fn try_recover(&self, staged: &mut Arc<View>) -> Result<(), Error> {
         let Some(failure) = self.failure.lock().clone() else {
             return Ok(());
         };
@@ -214,7 +220,9 @@ impl Network {
                 let head = store.log_bounds().head;
                 let mut view = View::new(snapshot.revision, snapshot.records);
                 view.epoch = self.view.read().epoch + 1;
-                *self.view.write() = Arc::new(view);
+                let view = Arc::new(view);
+                *staged = view.clone();
+                *self.view.write() = view;
                 *self.store.write() = store;
                 *self.failure.lock() = None;
                 self.durable_head.send_modify(|h| *h = head);
@@ -314,11 +322,11 @@ impl Network {
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<(Vec<Change>, T), Error> + Send + 'static,
     {
-        let guard = self.writer.clone().lock_owned().await;
+        let mut guard = self.writer.clone().lock_owned().await;
         if self.failure.lock().is_some() {
             // Rare and short (a probe file, then opening the store): run in
             // place, holding the writer lock as recovery must.
-            self.try_recover()?;
+            self.try_recover(&mut guard)?;
         }
         // From here on the write runs to its end in a task of its own: a
         // caller that goes away (a deadline, a cancelled call) must not leave
@@ -332,18 +340,19 @@ impl Network {
             async move {
                 let committing = store.clone();
                 let (committed, value) = tokio::task::spawn_blocking(move || {
-                    let _writer = guard;
+                    let mut staged = guard;
                     let started = std::time::Instant::now();
                     let (changes, value) = plan(&*committing)?;
                     let planned = started.elapsed();
                     if dry_run || changes.is_empty() {
-                        return Ok((None, value));
+                        return Ok((Err(staged.revision), value));
                     }
                     let count = changes.len();
                     let mut committed = committing.commit(changes, &client)?;
-                    let mut next = View::clone(&view.read());
+                    let mut next = View::clone(&staged);
                     next.apply(committed.revision, std::mem::take(&mut committed.changes));
-                    *view.write() = Arc::new(next);
+                    let next = Arc::new(next);
+                    *staged = next.clone();
                     tracing::debug!(
                         changes = count,
                         plan_ms = planned.as_millis() as u64,
@@ -351,21 +360,30 @@ impl Network {
                         revision = committed.revision,
                         "committed"
                     );
-                    Ok::<_, Error>((Some(committed), value))
+                    Ok::<_, Error>((Ok((committed, next)), value))
                 })
                 .await
                 .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
                 .and_then(|result| result)
                 .inspect_err(|error| note_failure(&failure, error))?;
 
-                let revision = match &committed {
-                    Some(c) => {
+                let (revision, committed) = match committed {
+                    Ok((c, next)) => {
                         // The writer lock is free again: writers that commit
                         // meanwhile share this flush.
                         store
                             .flush()
                             .await
                             .inspect_err(|error| note_failure(&failure, error))?;
+                        // Durable: readers may see it now. A later commit
+                        // whose flush returned first published a view that
+                        // holds this one already.
+                        {
+                            let mut published = view.write();
+                            if (next.epoch, next.revision) > (published.epoch, published.revision) {
+                                *published = next;
+                            }
+                        }
                         if let Some(last) = c.license_changes.last() {
                             durable_head.send_if_modified(|head| {
                                 let raised = last.sequence > *head;
@@ -373,9 +391,9 @@ impl Network {
                                 raised
                             });
                         }
-                        c.revision
+                        (c.revision, Some(c))
                     }
-                    None => store.revision(),
+                    Err(revision) => (revision, None),
                 };
                 Ok((
                     WriteOutcome {
@@ -391,22 +409,17 @@ impl Network {
         .map_err(|e| Error::Storage(format!("the write task failed: {e}")))?
     }
 
+    /// The record at `key`, from the view: never part of a write, never
+    /// waiting for one.
     pub fn get(&self, key: &RecordKey) -> Result<Record, Error> {
-        self.store()
-            .get(key)?
+        self.view()
+            .get(key)
             .ok_or_else(|| Error::not_found(key.kind, key.id.clone()))
     }
 
-    pub async fn list(
-        &self,
-        query: ListQuery,
-        after: Option<String>,
-        limit: usize,
-    ) -> Result<ListPage, Error> {
-        let store = self.store();
-        tokio::task::spawn_blocking(move || store.list(&query, after.as_deref(), limit))
-            .await
-            .map_err(|e| Error::Storage(format!("the read task failed: {e}")))?
+    /// One page of `query`, from the view (see [`View::list`]).
+    pub fn list(&self, query: &ListQuery, after: Option<&str>, limit: usize) -> ListPage {
+        self.view().list(query, after, limit)
     }
 
     /// Removes the oldest licence log events that `retention` lets go, and

@@ -287,16 +287,13 @@ fn stored_counts_match_the_records() {
                 .upsert(incoming(records), vec![], true, false, "")
                 .await
                 .unwrap();
-            let page = network
-                .store()
-                .list(
-                    &lodestone::store::ListQuery::Suppliers {
-                        country: String::new(),
-                    },
-                    None,
-                    2,
-                )
-                .unwrap();
+            let page = network.list(
+                &lodestone::view::ListQuery::Suppliers {
+                    country: String::new(),
+                },
+                None,
+                2,
+            );
             assert_eq!((page.total, page.records.len(), page.more), (5, 2, true));
             assert_eq!(network.store().revision(), 1);
         })

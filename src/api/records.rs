@@ -20,7 +20,7 @@ use crate::domain::write::{Incoming, Origin};
 use crate::domain::{Error, Violation};
 use crate::network::{LicenseDecision, Network};
 use crate::pb::{self, record_service_server::RecordService, DateReader};
-use crate::store::{ListPage, ListQuery};
+use crate::view::{ListPage, ListQuery};
 
 /// Records per `ExportRecordsResponse` message.
 const EXPORT_CHUNK: usize = 500;
@@ -98,7 +98,7 @@ async fn list_page(
     let size = page_size(page_size_requested)?;
     let listing = format!("{query:?}");
     let cursor = decode_token(page_token, &listing)?;
-    let page = network.list(query, cursor.after, size).await?;
+    let page = network.list(&query, cursor.after.as_deref(), size);
     let next = match (page.more, page.records.last()) {
         (true, Some(last)) => encode_token(&listing, last.id(), 0),
         _ => String::new(),

@@ -2,7 +2,7 @@
 //! opened again: it remembers where the failed store stood and refuses
 //! everything else.
 
-use super::{BoxFuture, Committed, ListPage, ListQuery, LogBounds, Snapshot, Store};
+use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::{Record, RecordKey};
 use crate::domain::write::{Change, Lookup};
@@ -43,10 +43,6 @@ impl Lookup for FailedStore {
 impl Store for FailedStore {
     fn revision(&self) -> u64 {
         self.revision
-    }
-
-    fn list(&self, _: &ListQuery, _: Option<&str>, _: usize) -> Result<ListPage, Error> {
-        Err(self.refused())
     }
 
     fn commit(&self, _: Vec<Change>, _: &str) -> Result<Committed, Error> {

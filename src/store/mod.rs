@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::domain::changelog::LicenseChange;
-use crate::domain::record::{Kind, LicenseStatus, Record};
+use crate::domain::record::Record;
 use crate::domain::write::{Change, Lookup};
 use crate::domain::Error;
 
@@ -38,83 +38,6 @@ pub fn size_on_disk(path: &std::path::Path) -> u64 {
         .sum()
 }
 pub use sled_store::{SledConfig, SledStore};
-
-/// What a list request selects. Empty strings and `Unspecified` mean "any".
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ListQuery {
-    Materials,
-    Suppliers {
-        country: String,
-    },
-    Components {
-        supplier_id: String,
-        material: String,
-    },
-    Lines {
-        plant: String,
-    },
-    Licenses {
-        supplier_id: String,
-        material: String,
-        status: LicenseStatus,
-    },
-}
-
-impl ListQuery {
-    pub fn kind(&self) -> Kind {
-        match self {
-            ListQuery::Materials => Kind::Material,
-            ListQuery::Suppliers { .. } => Kind::Supplier,
-            ListQuery::Components { .. } => Kind::Component,
-            ListQuery::Lines { .. } => Kind::Line,
-            ListQuery::Licenses { .. } => Kind::License,
-        }
-    }
-
-    /// Whether `record` passes every filter of the query.
-    pub fn matches(&self, record: &Record) -> bool {
-        let any = |filter: &str, value: &str| filter.is_empty() || filter == value;
-        match (self, record) {
-            (ListQuery::Materials, Record::Material(_)) => true,
-            (ListQuery::Suppliers { country }, Record::Supplier(s)) => any(country, &s.country),
-            (
-                ListQuery::Components {
-                    supplier_id,
-                    material,
-                },
-                Record::Component(c),
-            ) => {
-                (supplier_id.is_empty() || c.sources.iter().any(|s| s.supplier_id == *supplier_id))
-                    && (material.is_empty() || c.materials.iter().any(|m| m.material == *material))
-            }
-            (ListQuery::Lines { plant }, Record::Line(l)) => any(plant, &l.plant),
-            (
-                ListQuery::Licenses {
-                    supplier_id,
-                    material,
-                    status,
-                },
-                Record::License(l),
-            ) => {
-                any(supplier_id, &l.supplier_id)
-                    && any(material, &l.material)
-                    && (*status == LicenseStatus::Unspecified || *status == l.status)
-            }
-            _ => false,
-        }
-    }
-}
-
-/// One page of a list, read at one revision.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ListPage {
-    pub records: Vec<Record>,
-    /// Matches over all pages.
-    pub total: u64,
-    /// Whether records follow the last one of this page.
-    pub more: bool,
-    pub revision: u64,
-}
 
 /// What a commit did.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,10 +73,6 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Store: Lookup + Send + Sync + 'static {
     /// The current store revision (0 for an empty store).
     fn revision(&self) -> u64;
-
-    /// One page of `query`, starting after the id `after`.
-    fn list(&self, query: &ListQuery, after: Option<&str>, limit: usize)
-        -> Result<ListPage, Error>;
 
     /// Applies `changes` atomically at the next revision: the records, their
     /// index entries, the revision and a licence log entry for each licence

@@ -20,7 +20,7 @@ use sled::{Batch, Tree};
 use super::codec::{decode_change, decode_record, encode_change, encode_record};
 use super::durable::GroupSync;
 use super::keys;
-use super::{BoxFuture, Committed, ListPage, ListQuery, LogBounds, Snapshot, Store};
+use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{Change, Lookup};
@@ -63,9 +63,13 @@ pub struct SledStore {
     log: Tree,
     /// The undo journal of a large commit under way (see `commit_journaled`).
     undo: Tree,
-    /// Held for writing while a commit applies, and for reading by reads that
-    /// span several keys, so that they see whole commits only.
+    /// The counters as of the last finished commit. A commit works on a
+    /// copy and stores it back only once it has applied, under the lock for
+    /// a moment: no reader of the counters ever waits for a commit.
     counters: RwLock<Counters>,
+    /// Serialises commits (and compactions), which the writer path does
+    /// anyway; held for a commit's whole duration.
+    committing: parking_lot::Mutex<()>,
     /// Flushes and `fsync`s, one for each group of concurrent writers.
     durable: Arc<GroupSync>,
 }
@@ -118,6 +122,7 @@ impl SledStore {
             records,
             db,
             counters: RwLock::new(Counters::default()),
+            committing: parking_lot::Mutex::new(()),
             durable: Arc::new(durable),
         };
         store.check_schema()?;
@@ -357,124 +362,6 @@ impl SledStore {
         &self.records[slot(kind)]
     }
 
-    /// The ids under `prefix` in the index, after `after`, in order.
-    fn index_ids<'a>(
-        &'a self,
-        prefix: Vec<u8>,
-        after: Option<&str>,
-    ) -> impl Iterator<Item = Result<String, Error>> + 'a {
-        let start = match after {
-            Some(id) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(id.as_bytes());
-                // The smallest key after `prefix + id`.
-                k.push(0);
-                k
-            }
-            None => prefix.clone(),
-        };
-        let len = prefix.len();
-        self.index
-            .range(start..)
-            .take_while(move |entry| match entry {
-                Ok((k, _)) => k.starts_with(&prefix),
-                Err(_) => true,
-            })
-            .map(move |entry| {
-                let (k, _) = entry.map_err(storage)?;
-                String::from_utf8(k[len..].to_vec())
-                    .map_err(|_| Error::Storage("an index key is not UTF-8".into()))
-            })
-    }
-
-    /// The record ids `query` scans, after `after`, and whether every one of
-    /// them matches (so that counting them needs no record reads).
-    fn candidates<'a>(
-        &'a self,
-        query: &ListQuery,
-        after: Option<&str>,
-    ) -> (Box<dyn Iterator<Item = Result<String, Error>> + 'a>, bool) {
-        let by_index = |prefix: Vec<u8>, exact: bool| {
-            (
-                Box::new(self.index_ids(prefix, after))
-                    as Box<dyn Iterator<Item = Result<String, Error>>>,
-                exact,
-            )
-        };
-        let refs = |kind: Kind, id: &str, of: Kind| {
-            keys::referrers_prefix(&RecordKey::new(kind, id), Some(of))
-        };
-        match query {
-            ListQuery::Suppliers { country } if !country.is_empty() => {
-                by_index(keys::country_prefix(country), true)
-            }
-            ListQuery::Components {
-                supplier_id,
-                material,
-            } if !supplier_id.is_empty() => by_index(
-                refs(Kind::Supplier, supplier_id, Kind::Component),
-                material.is_empty(),
-            ),
-            ListQuery::Components { material, .. } if !material.is_empty() => {
-                by_index(refs(Kind::Material, material, Kind::Component), true)
-            }
-            ListQuery::Lines { plant } if !plant.is_empty() => {
-                by_index(keys::plant_prefix(plant), true)
-            }
-            ListQuery::Licenses {
-                supplier_id,
-                material,
-                status,
-            } if !supplier_id.is_empty() => by_index(
-                refs(Kind::Supplier, supplier_id, Kind::License),
-                material.is_empty() && *status == LicenseStatus::Unspecified,
-            ),
-            ListQuery::Licenses {
-                material, status, ..
-            } if !material.is_empty() => by_index(
-                refs(Kind::Material, material, Kind::License),
-                *status == LicenseStatus::Unspecified,
-            ),
-            ListQuery::Licenses { status, .. } if *status != LicenseStatus::Unspecified => {
-                by_index(keys::status_prefix(*status), true)
-            }
-            _ => {
-                let tree = self.tree(query.kind());
-                let iter = match after {
-                    Some(id) => tree.range::<&[u8], _>((
-                        std::ops::Bound::Excluded(id.as_bytes()),
-                        std::ops::Bound::Unbounded,
-                    )),
-                    None => tree.iter(),
-                };
-                (
-                    Box::new(iter.keys().map(|k| {
-                        let k = k.map_err(storage)?;
-                        String::from_utf8(k.to_vec())
-                            .map_err(|_| Error::Storage("a record key is not UTF-8".into()))
-                    })),
-                    true,
-                )
-            }
-        }
-    }
-
-    /// How many records match `query`, over all pages.
-    fn count_matches(&self, query: &ListQuery) -> Result<u64, Error> {
-        let (ids, exact) = self.candidates(query, None);
-        let mut total = 0;
-        for id in ids {
-            let id = id?;
-            total += u64::from(
-                exact
-                    || self
-                        .load(query.kind(), &id)?
-                        .is_some_and(|r| query.matches(&r)),
-            );
-        }
-        Ok(total)
-    }
-
     fn load(&self, kind: Kind, id: &str) -> Result<Option<Record>, Error> {
         match self.tree(kind).get(id.as_bytes()).map_err(storage)? {
             Some(bytes) => decode_record(&bytes).map(Some),
@@ -519,48 +406,9 @@ impl Store for SledStore {
         self.counters.read().revision
     }
 
-    fn list(
-        &self,
-        query: &ListQuery,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<ListPage, Error> {
-        let counters = self.counters.read();
-        let kind = query.kind();
-        let (ids, _) = self.candidates(query, after);
-        let mut records = Vec::with_capacity(limit.min(1024));
-        let mut more = false;
-        for id in ids {
-            let id = id?;
-            let Some(record) = self.load(kind, &id)? else {
-                return Err(Error::Storage(format!(
-                    "the index names {kind} {id:?}, which is not stored"
-                )));
-            };
-            if !query.matches(&record) {
-                continue;
-            }
-            if records.len() == limit {
-                more = true;
-                break;
-            }
-            records.push(record);
-        }
-        let total = if *query == unfiltered(kind) {
-            counters.counts[slot(kind)]
-        } else {
-            self.count_matches(query)?
-        };
-        Ok(ListPage {
-            records,
-            total,
-            more,
-            revision: counters.revision,
-        })
-    }
-
     fn commit(&self, mut changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
-        let mut counters = self.counters.write();
+        let _committing = self.committing.lock();
+        let counters = *self.counters.read();
         let revision = counters.revision + 1;
         for record in changes.iter_mut().filter_map(|c| c.new.as_mut()) {
             record.set_revision(revision);
@@ -583,9 +431,11 @@ impl Store for SledStore {
         } else {
             self.commit_journaled(&changes, &mut state, &counters)?;
         }
-        counters.revision = revision;
-        counters.counts = state.counts;
-        counters.log_head = state.log_head;
+        let mut published = self.counters.write();
+        published.revision = revision;
+        published.counts = state.counts;
+        published.log_head = state.log_head;
+        drop(published);
         Ok(Committed {
             revision,
             license_changes: state.license_changes,
@@ -777,27 +627,6 @@ impl WriteSet {
     }
 }
 
-fn unfiltered(kind: Kind) -> ListQuery {
-    match kind {
-        Kind::Material => ListQuery::Materials,
-        Kind::Supplier => ListQuery::Suppliers {
-            country: String::new(),
-        },
-        Kind::Component => ListQuery::Components {
-            supplier_id: String::new(),
-            material: String::new(),
-        },
-        Kind::Line => ListQuery::Lines {
-            plant: String::new(),
-        },
-        Kind::License => ListQuery::Licenses {
-            supplier_id: String::new(),
-            material: String::new(),
-            status: LicenseStatus::Unspecified,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -857,17 +686,14 @@ mod tests {
             .collect()
     }
 
+    /// The components the reference index lists under `supplier`.
     fn components_of(store: &SledStore, supplier: &str) -> Vec<String> {
-        let query = ListQuery::Components {
-            supplier_id: supplier.into(),
-            material: String::new(),
-        };
         store
-            .list(&query, None, 1000)
+            .referrers(&RecordKey::new(Kind::Supplier, supplier))
             .unwrap()
-            .records
-            .iter()
-            .map(|r| r.id().to_string())
+            .into_iter()
+            .filter(|k| k.kind == Kind::Component)
+            .map(|k| k.id)
             .collect()
     }
 
@@ -880,24 +706,14 @@ mod tests {
         records.extend((0..n).map(|i| component(&format!("C{i:05}"), "S")));
         let committed = store.commit(create(records), "").unwrap();
         assert_eq!(committed.revision, 1);
-        let by_supplier = ListQuery::Components {
-            supplier_id: "S".into(),
-            material: String::new(),
-        };
-        assert_eq!(store.list(&by_supplier, None, 1).unwrap().total, n as u64);
+        assert_eq!(components_of(&store, "S").len(), n);
         assert_eq!(store.undo.len(), 0, "the journal is cleared");
         assert!(store.meta.get(META_PENDING).unwrap().is_none());
-        let page = store
-            .list(
-                &ListQuery::Components {
-                    supplier_id: String::new(),
-                    material: String::new(),
-                },
-                None,
-                1,
-            )
-            .unwrap();
-        assert_eq!(page.total, n as u64);
+        assert_eq!(
+            store.counters.read().counts[slot(Kind::Component)],
+            n as u64
+        );
+        assert_eq!(store.tree(Kind::Component).len(), n);
     }
 
     #[test]
