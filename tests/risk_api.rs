@@ -359,3 +359,145 @@ async fn an_empty_as_of_means_today_and_an_empty_network_is_not_at_risk() {
     assert_eq!((exposure.lines_in_scope, exposure.lines_at_risk), (0, 0));
     assert!(exposure.earliest_stop_date.is_empty());
 }
+
+/// The page token's layout, as a client that forges one would write it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ForgedToken {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(string, tag = "2")]
+    listing: String,
+    #[prost(string, tag = "3")]
+    after: String,
+    #[prost(uint64, tag = "4")]
+    revision: u64,
+    #[prost(uint64, tag = "5")]
+    epoch: u64,
+    #[prost(string, tag = "6")]
+    as_of: String,
+}
+
+fn read_token(token: &str) -> ForgedToken {
+    use base64::Engine;
+    use prost::Message;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .unwrap();
+    ForgedToken::decode(bytes.as_slice()).unwrap()
+}
+
+fn write_token(token: &ForgedToken) -> String {
+    use base64::Engine;
+    use prost::Message;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode_to_vec())
+}
+
+#[tokio::test]
+async fn a_forged_page_position_is_refused_not_wrapped_around() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let first = risk
+        .list_at_risk_lines(list_request(1, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut token = read_token(&first.next_page_token);
+    for after in [
+        usize::MAX.to_string(),
+        (usize::MAX - 1).to_string(),
+        "4".into(),
+    ] {
+        token.after = after.clone();
+        let status = risk
+            .list_at_risk_lines(list_request(1000, write_token(&token)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")[0].0,
+            "page_token",
+            "{after}"
+        );
+    }
+    // The last position is a real one: an empty last page.
+    token.after = "3".into();
+    let last = risk
+        .list_at_risk_lines(list_request(1000, write_token(&token)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(last.lines.is_empty() && last.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn a_token_of_another_store_epoch_does_not_continue_on_this_network() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let first = risk
+        .list_at_risk_lines(list_request(1, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The same revision, but of the store before it was opened again.
+    let mut token = read_token(&first.next_page_token);
+    assert_eq!(token.revision, first.revision);
+    token.epoch += 1;
+    let status = risk
+        .list_at_risk_lines(list_request(1, write_token(&token)))
+        .await
+        .unwrap_err();
+    expect_error(&status, Code::FailedPrecondition, "PAGE_TOKEN_EXPIRED");
+}
+
+#[tokio::test]
+async fn a_listing_for_today_keeps_its_day_past_midnight() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let today = |page_token: String| pb::ListAtRiskLinesRequest {
+        horizon_days: 90,
+        page_size: 1,
+        page_token,
+        ..Default::default()
+    };
+    let first = risk
+        .list_at_risk_lines(today(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The seed's licences all end in 2025 or 2026: today, lines stop.
+    assert!(first.total_size >= 2, "{first:?}");
+    let token = read_token(&first.next_page_token);
+    let today_utc = chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        token.as_of, today_utc,
+        "the token keeps the first page's day"
+    );
+
+    // As if the first page had been asked yesterday: the token's day is
+    // 2 June 2025, and the next page continues that listing (the same
+    // filters, an empty as_of) for that day, not for today.
+    let mut yesterday = token.clone();
+    yesterday.as_of = "2025-06-02".into();
+    let second = risk
+        .list_at_risk_lines(today(write_token(&yesterday)))
+        .await
+        .expect("a listing's later pages are not refused after midnight")
+        .into_inner();
+    let dated = risk
+        .list_at_risk_lines(pb::ListAtRiskLinesRequest {
+            as_of: "2025-06-02".into(),
+            horizon_days: 90,
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.lines[0].line_id, dated.lines[1].line_id);
+    assert_eq!(second.lines[0].stop_date, dated.lines[1].stop_date);
+}

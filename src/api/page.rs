@@ -31,6 +31,24 @@ struct PageToken {
     /// The store revision a pinned listing reads (0 when not pinned).
     #[prost(uint64, tag = "4")]
     revision: u64,
+    /// The store epoch of that revision: after the store was opened again
+    /// (see `View::epoch`), a revision number may name another network.
+    #[prost(uint64, tag = "5")]
+    epoch: u64,
+    /// The date a pinned risk listing answers for, when its first page
+    /// asked for "today": later pages answer for the same day, even once
+    /// midnight has passed.
+    #[prost(string, tag = "6")]
+    as_of: String,
+}
+
+/// What a pinned listing's pages keep: the answer they all come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PagePin {
+    pub epoch: u64,
+    pub revision: u64,
+    /// `YYYY-MM-DD`, or empty when the listing has no date.
+    pub as_of: String,
 }
 
 /// The page size to serve for a requested `page_size`.
@@ -45,11 +63,11 @@ pub fn page_size(requested: i32) -> Result<usize, Error> {
     }
 }
 
-/// Where a page starts: after which id, at which pinned revision.
+/// Where a page starts: after which id (or position), and what it is pinned to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cursor {
     pub after: Option<String>,
-    pub revision: u64,
+    pub pin: PagePin,
 }
 
 /// Reads `token` for the listing `listing`; an empty token starts at the top.
@@ -73,17 +91,23 @@ pub fn decode_token(token: &str, listing: &str) -> Result<Cursor, Error> {
     }
     Ok(Cursor {
         after: Some(decoded.after),
-        revision: decoded.revision,
+        pin: PagePin {
+            epoch: decoded.epoch,
+            revision: decoded.revision,
+            as_of: decoded.as_of,
+        },
     })
 }
 
-/// A token that continues `listing` after `after`.
-pub fn encode_token(listing: &str, after: &str, revision: u64) -> String {
+/// A token that continues `listing` after `after`, pinned to `pin`.
+pub fn encode_token(listing: &str, after: &str, pin: &PagePin) -> String {
     let token = PageToken {
         version: TOKEN_VERSION,
         listing: listing.to_string(),
         after: after.to_string(),
-        revision,
+        revision: pin.revision,
+        epoch: pin.epoch,
+        as_of: pin.as_of.clone(),
     };
     URL_SAFE_NO_PAD.encode(token.encode_to_vec())
 }
@@ -102,14 +126,21 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_and_refuse_other_listings_and_garbage() {
-        let token = encode_token("licenses?status=2", "LIC-9", 0);
+        let token = encode_token("licenses?status=2", "LIC-9", &PagePin::default());
         assert_eq!(
             decode_token(&token, "licenses?status=2").unwrap(),
             Cursor {
                 after: Some("LIC-9".into()),
-                revision: 0
+                pin: PagePin::default(),
             }
         );
+        let pin = PagePin {
+            epoch: 2,
+            revision: 7,
+            as_of: "2025-06-02".into(),
+        };
+        let pinned = encode_token("at-risk", "50", &pin);
+        assert_eq!(decode_token(&pinned, "at-risk").unwrap().pin, pin);
         assert!(decode_token(&token, "licenses?status=1").is_err());
         for garbage in ["%%%", "AAAA", "bm90IGEgdG9rZW4", &token[1..]] {
             assert!(

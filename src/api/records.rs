@@ -11,7 +11,7 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::page::{decode_token, encode_token, page_size};
+use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::refuse_if_any;
 use crate::auth::client_name;
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
@@ -100,7 +100,7 @@ async fn list_page(
     let cursor = decode_token(page_token, &listing)?;
     let page = network.list(&query, cursor.after.as_deref(), size);
     let next = match (page.more, page.records.last()) {
-        (true, Some(last)) => encode_token(&listing, last.id(), 0),
+        (true, Some(last)) => encode_token(&listing, last.id(), &PagePin::default()),
         _ => String::new(),
     };
     Ok((page, next))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::page::{decode_token, encode_token, page_size};
+use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
 use crate::domain::date::{format_optional_date, Date};
@@ -261,33 +261,53 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         refuse_if_any(violations)?;
         let size = page_size(r.page_size)?;
-        let listing = format!("at-risk {:?} plant={:?}", query, r.plant);
+        // The listing as asked: an empty `as_of` stays empty here, so that a
+        // listing's later pages still match after midnight.
+        let listing = format!(
+            "at-risk as_of={:?} horizon={} {:?} plant={:?}",
+            r.as_of, query.horizon_days, query.scenario, r.plant
+        );
         let cursor = decode_token(&r.page_token, &listing)?;
+        let forged =
+            || Error::invalid_argument("page_token", "is not a page token this service issued");
         let offset = match &cursor.after {
-            Some(after) => after.parse::<usize>().map_err(|_| {
-                Error::invalid_argument("page_token", "is not a page token this service issued")
-            })?,
+            Some(after) => after.parse::<usize>().map_err(|_| forged())?,
             None => 0,
         };
-        // Every page of a listing comes from the revision its first page read.
+        if cursor.after.is_some() {
+            // Later pages answer for the day the first page answered for.
+            query.as_of = crate::domain::date::parse_date(&cursor.pin.as_of).ok_or_else(forged)?;
+        }
+        // Every page of a listing comes from the answer its first page read,
+        // pinned by store epoch and revision.
         let answer = match cursor.after {
-            Some(_) if cursor.revision != view.revision => self
-                .engine
-                .cached(view.epoch, cursor.revision, &query)
-                .ok_or(Error::PageTokenExpired {
-                    revision: cursor.revision,
-                })?,
+            Some(_) if (cursor.pin.epoch, cursor.pin.revision) != (view.epoch, view.revision) => {
+                self.engine
+                    .cached(cursor.pin.epoch, cursor.pin.revision, &query)
+                    .ok_or(Error::PageTokenExpired {
+                        revision: cursor.pin.revision,
+                    })?
+            }
             _ => self.answer(view, query).await?,
         };
         let plant = (!r.plant.is_empty()).then_some(r.plant.as_str());
         let lines = answer.at_risk_order(plant);
         let total = lines.len();
-        let end = (offset + size).min(total);
+        // Tokens are only issued for a position inside their answer.
+        if offset > total {
+            return Err(forged().into());
+        }
+        let end = offset.saturating_add(size).min(total);
         let next_page_token = if end < total {
-            encode_token(&listing, &end.to_string(), answer.revision)
+            let pin = PagePin {
+                epoch: answer.epoch,
+                revision: answer.revision,
+                as_of: crate::domain::date::format_date(answer.as_of),
+            };
+            encode_token(&listing, &end.to_string(), &pin)
         } else {
             String::new()
         };
