@@ -4,18 +4,24 @@
 //! Three caches make that so. The structure (demand, pools, topological order)
 //! is kept for as long as no material, supplier, component or line changes,
 //! so a licence decision costs one simulation, not a rebuild. Whole answers
-//! are kept per (revision, query) in a bounded LRU, so repeated queries and
-//! the later pages of a listing cost a lookup. And each answer keeps the
-//! reports built from it (the at-risk order, the exposures asked of it), since
-//! an exposure of a whole plant or material is hundreds of lines to sort and
-//! write.
+//! are kept per (revision, query) in an LRU bounded by count and by bytes, so
+//! repeated queries and the later pages of a listing cost a lookup. And each
+//! answer keeps the reports built from it (the at-risk order, the exposures
+//! asked of it, within a byte budget of its own), since an exposure of a whole
+//! plant or material is hundreds of lines to sort and write.
+//!
+//! Identical cold questions arriving together share one evaluation: the first
+//! evaluates, the others wait for its answer (and evaluate themselves only if
+//! its caller went away and it gave up).
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::domain::date::Date;
 use crate::domain::risk::report::{self, Exposure, Scope};
@@ -35,10 +41,16 @@ pub struct Query {
 /// An evaluation with the structure it ran on.
 #[derive(Clone, Debug)]
 pub struct Answer {
+    /// The store epoch and revision of the view it was computed on.
+    pub epoch: u64,
     pub revision: u64,
+    /// The day it answers for.
+    pub as_of: Date,
     pub structure: Arc<Structure>,
     pub evaluation: Arc<Evaluation>,
     reports: Arc<Reports>,
+    /// Heap bytes of the evaluation (estimated).
+    bytes: usize,
 }
 
 /// What has been built from one answer, kept as long as the answer is.
@@ -46,11 +58,115 @@ pub struct Answer {
 struct Reports {
     /// Every line at risk, in the at-risk order.
     at_risk: OnceLock<Arc<Vec<u32>>>,
-    exposures: Mutex<LruCache<Scope, Arc<Exposure>>>,
+    exposures: Mutex<Exposures>,
 }
 
-/// Exposures kept per answer.
+/// The exposures built from one answer, the most recently used kept within
+/// a count and a byte budget.
+#[derive(Debug)]
+struct Exposures {
+    kept: LruCache<Scope, (Arc<Exposure>, usize)>,
+    bytes: usize,
+    max_bytes: usize,
+    /// Bytes now kept, shared with the answers cache's accounting.
+    shared: Arc<AtomicUsize>,
+}
+
+/// Exposures kept per answer, at most.
 const CACHED_EXPOSURES: usize = 64;
+/// Bytes of exposures kept per answer, at most (one plant of the large
+/// benchmark network is 0.1 MiB as protobuf, several times that in memory).
+const EXPOSURE_BYTES: usize = 16 << 20;
+
+/// Approximate heap bytes of values the caches keep, for their budgets.
+fn string_bytes(s: &str) -> usize {
+    std::mem::size_of::<String>() + s.len()
+}
+
+fn evaluation_bytes(evaluation: &Evaluation) -> usize {
+    use std::mem::size_of_val;
+    let lines: usize = evaluation
+        .lines
+        .iter()
+        .map(|l| {
+            size_of_val(l)
+                + size_of_val(l.root_cause_path.as_slice())
+                + size_of_val(l.blocking_pools.as_slice())
+                + l.blocking_licenses
+                    .iter()
+                    .map(|s| string_bytes(s))
+                    .sum::<usize>()
+        })
+        .sum();
+    lines + size_of_val(evaluation.pools.as_slice()) + std::mem::size_of::<Evaluation>()
+}
+
+fn exposure_bytes(exposure: &Exposure) -> usize {
+    use std::mem::size_of_val;
+    let lines: usize = exposure
+        .lines
+        .iter()
+        .map(|l| {
+            size_of_val(l)
+                + l.line_id.len()
+                + l.plant.len()
+                + l.bottleneck_component_id.len()
+                + l.root_cause_path
+                    .iter()
+                    .map(|s| string_bytes(s))
+                    .sum::<usize>()
+                + l.blocking_pools
+                    .iter()
+                    .map(|(a, b)| string_bytes(a) + string_bytes(b))
+                    .sum::<usize>()
+                + l.blocking_license_ids
+                    .iter()
+                    .map(|s| string_bytes(s))
+                    .sum::<usize>()
+        })
+        .sum();
+    let pools: usize = exposure
+        .pools
+        .iter()
+        .map(|p| size_of_val(p) + p.supplier_id.len() + p.material.len())
+        .sum();
+    lines + pools + std::mem::size_of::<Exposure>()
+}
+
+impl Exposures {
+    fn new(shared: Arc<AtomicUsize>, max_bytes: usize) -> Exposures {
+        Exposures {
+            kept: LruCache::unbounded(),
+            bytes: 0,
+            max_bytes,
+            shared,
+        }
+    }
+
+    fn get(&mut self, scope: &Scope) -> Option<Arc<Exposure>> {
+        self.kept.get(scope).map(|(e, _)| e.clone())
+    }
+
+    /// Keeps `exposure`, letting the least recently used go past the
+    /// count or the byte budget. One larger than the whole budget is not kept.
+    fn put(&mut self, scope: Scope, exposure: Arc<Exposure>) {
+        let bytes = exposure_bytes(&exposure);
+        if bytes > self.max_bytes {
+            return;
+        }
+        if let Some((_, old)) = self.kept.put(scope, (exposure, bytes)) {
+            self.bytes -= old;
+        }
+        self.bytes += bytes;
+        while self.bytes > self.max_bytes || self.kept.len() > CACHED_EXPOSURES {
+            match self.kept.pop_lru() {
+                Some((_, (_, gone))) => self.bytes -= gone,
+                None => break,
+            }
+        }
+        self.shared.store(self.bytes, Ordering::Relaxed);
+    }
+}
 
 impl Answer {
     /// The lines at risk in the at-risk order, restricted to `plant` if given.
@@ -77,10 +193,10 @@ impl Answer {
         }
     }
 
-    /// The exposure of `scope`, built once per answer.
+    /// The exposure of `scope`, built once per answer while it is kept.
     pub fn exposure(&self, scope: &Scope) -> Result<Arc<Exposure>, crate::domain::Error> {
         if let Some(exposure) = self.reports.exposures.lock().get(scope) {
-            return Ok(exposure.clone());
+            return Ok(exposure);
         }
         let exposure = Arc::new(report::exposure(&self.structure, &self.evaluation, scope)?);
         self.reports
@@ -88,6 +204,64 @@ impl Answer {
             .lock()
             .put(scope.clone(), exposure.clone());
         Ok(exposure)
+    }
+
+    /// Bytes this answer holds now: its evaluation and its kept exposures.
+    fn held_bytes(&self) -> usize {
+        self.bytes + self.reports.exposures.lock().shared.load(Ordering::Relaxed)
+    }
+}
+
+/// The cache key of an answer: store epoch, revision, question.
+type Key = (u64, u64, Query);
+
+/// Answers kept, the most recently used, within a count and a byte budget.
+struct Answers {
+    kept: LruCache<Key, Answer>,
+    max_bytes: usize,
+}
+
+impl Answers {
+    fn put(&mut self, key: Key, answer: Answer) {
+        self.kept.put(key, answer);
+        // Exposures grow after an answer is kept: count them now.
+        let mut bytes: usize = self.kept.iter().map(|(_, a)| a.held_bytes()).sum();
+        while bytes > self.max_bytes && self.kept.len() > 1 {
+            match self.kept.pop_lru() {
+                Some((_, gone)) => bytes -= gone.held_bytes(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// One evaluation under way that callers with the same question wait for.
+#[derive(Default)]
+struct Flight {
+    /// `Some` once it ended: the answer, or `None` if it was given up.
+    ended: Mutex<Option<Option<Answer>>>,
+    done: Condvar,
+}
+
+impl Flight {
+    fn end(&self, answer: Option<Answer>) {
+        *self.ended.lock() = Some(answer);
+        self.done.notify_all();
+    }
+
+    /// Waits for the evaluation: `Ok(answer)` when it ended (`None` if it
+    /// was given up), `Err(())` once `abandoned` is set meanwhile.
+    fn wait(&self, abandoned: &AtomicBool) -> Result<Option<Answer>, ()> {
+        let mut ended = self.ended.lock();
+        loop {
+            if let Some(answer) = &*ended {
+                return Ok(answer.clone());
+            }
+            if abandoned.load(Ordering::Relaxed) {
+                return Err(());
+            }
+            self.done.wait_for(&mut ended, Duration::from_millis(20));
+        }
     }
 }
 
@@ -97,24 +271,37 @@ type BuiltFrom = (u64, u64);
 pub struct RiskEngine {
     /// The structure of the network, with the structure revision it is of.
     structure: Mutex<Option<(BuiltFrom, Arc<Structure>)>>,
-    answers: Mutex<LruCache<(u64, u64, Query), Answer>>,
+    answers: Mutex<Answers>,
+    /// Evaluations under way, by question, for callers to share.
+    flights: Mutex<HashMap<Key, Arc<Flight>>>,
     /// Evaluations running now.
     running: AtomicU64,
+    /// Evaluations run to their end, since start.
+    evaluated: AtomicU64,
     /// Evaluations given up because their caller had gone.
     abandoned: AtomicU64,
 }
 
 /// Answers kept by default.
 pub const DEFAULT_CACHED_ANSWERS: usize = 32;
+/// Bytes of answers (with their exposures) kept by default.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 impl RiskEngine {
-    pub fn new(cached_answers: usize) -> RiskEngine {
+    /// An engine keeping at most `cached_answers` answers, in at most
+    /// `cache_bytes` bytes (the newest answer is kept whatever its size).
+    pub fn new(cached_answers: usize, cache_bytes: usize) -> RiskEngine {
         RiskEngine {
             structure: Mutex::new(None),
-            answers: Mutex::new(LruCache::new(
-                NonZeroUsize::new(cached_answers.max(1)).expect("at least one"),
-            )),
+            answers: Mutex::new(Answers {
+                kept: LruCache::new(
+                    NonZeroUsize::new(cached_answers.max(1)).expect("at least one"),
+                ),
+                max_bytes: cache_bytes,
+            }),
+            flights: Mutex::new(HashMap::new()),
             running: AtomicU64::new(0),
+            evaluated: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
         }
     }
@@ -136,9 +323,48 @@ impl RiskEngine {
         abandoned: &AtomicBool,
     ) -> Option<Answer> {
         let key = (view.epoch, view.revision, query.clone());
-        if let Some(answer) = self.answers.lock().get(&key) {
-            return Some(answer.clone());
+        loop {
+            let (flight, first) = {
+                let mut flights = self.flights.lock();
+                // Under the flights lock: an evaluation keeps its answer
+                // before it leaves the flights.
+                if let Some(answer) = self.answers.lock().kept.get(&key) {
+                    return Some(answer.clone());
+                }
+                match flights.get(&key) {
+                    Some(flight) => (flight.clone(), false),
+                    None => {
+                        let flight = Arc::new(Flight::default());
+                        flights.insert(key.clone(), flight.clone());
+                        (flight, true)
+                    }
+                }
+            };
+            if first {
+                let answer = self.evaluate(view, query, abandoned);
+                if let Some(answer) = &answer {
+                    self.answers.lock().put(key.clone(), answer.clone());
+                }
+                self.flights.lock().remove(&key);
+                flight.end(answer.clone());
+                return answer;
+            }
+            match flight.wait(abandoned) {
+                Ok(Some(answer)) => return Some(answer),
+                // Its caller went and it gave up: ask again.
+                Ok(None) => continue,
+                Err(()) => {
+                    self.abandoned.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+                    return None;
+                }
+            }
         }
+    }
+
+    /// One evaluation of `query` on `view`, given up (`None`) once
+    /// `abandoned` is set.
+    fn evaluate(&self, view: &View, query: &Query, abandoned: &AtomicBool) -> Option<Answer> {
         let structure = self.structure(view);
         let started = std::time::Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -167,19 +393,27 @@ impl RiskEngine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "evaluated"
         );
-        let answer = Answer {
+        self.evaluated.fetch_add(1, Ordering::Relaxed);
+        Some(Answer {
+            epoch: view.epoch,
             revision: view.revision,
+            as_of: query.as_of,
             structure,
+            bytes: evaluation_bytes(&evaluation),
             evaluation: Arc::new(evaluation),
             reports: Arc::new(Reports {
                 at_risk: OnceLock::new(),
-                exposures: Mutex::new(LruCache::new(
-                    NonZeroUsize::new(CACHED_EXPOSURES).expect("not zero"),
+                exposures: Mutex::new(Exposures::new(
+                    Arc::new(AtomicUsize::new(0)),
+                    EXPOSURE_BYTES,
                 )),
             }),
-        };
-        self.answers.lock().put(key, answer.clone());
-        Some(answer)
+        })
+    }
+
+    /// How many evaluations ran to their end since the engine started.
+    pub fn evaluations(&self) -> u64 {
+        self.evaluated.load(Ordering::Relaxed)
     }
 
     /// How many evaluations are running now.
@@ -197,6 +431,7 @@ impl RiskEngine {
     pub fn cached(&self, epoch: u64, revision: u64, query: &Query) -> Option<Answer> {
         self.answers
             .lock()
+            .kept
             .get(&(epoch, revision, query.clone()))
             .cloned()
     }
@@ -247,7 +482,7 @@ mod tests {
             licenses: 120,
         };
         let view = View::new(1, network(size, 7));
-        let engine = RiskEngine::new(4);
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
         let query = Query {
             as_of: parse_date("2025-06-02").unwrap(),
             horizon_days: 120,
@@ -294,7 +529,7 @@ mod tests {
             horizon_days: 120,
             scenario: Scenario::default(),
         };
-        let engine = RiskEngine::new(4);
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
         let before = View::new(5, network(size, 1));
         let mut after = View::new(5, network(size, 2));
         after.epoch = 1;
@@ -314,6 +549,126 @@ mod tests {
         assert!(engine.cached(2, 5, &query).is_none());
     }
 
+    fn medium() -> (View, Query) {
+        let size = Size {
+            suppliers: 200,
+            components: 1_000,
+            lines: 40,
+            licenses: 400,
+        };
+        let query = Query {
+            as_of: parse_date("2025-06-02").unwrap(),
+            horizon_days: 365,
+            scenario: Scenario::default(),
+        };
+        (View::new(9, network(size, 11)), query)
+    }
+
+    /// Callers asking the same cold question together share one evaluation.
+    #[test]
+    fn identical_cold_questions_arriving_together_share_one_evaluation() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        let barrier = std::sync::Barrier::new(8);
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let callers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        engine.answer(&view, &query)
+                    })
+                })
+                .collect();
+            callers.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert_eq!(engine.evaluations(), 1);
+        for answer in &answers {
+            assert!(Arc::ptr_eq(&answer.evaluation, &answers[0].evaluation));
+        }
+        assert!(engine.flights.lock().is_empty());
+    }
+
+    /// A caller that waits for another's evaluation and goes away stops
+    /// waiting; when the evaluating caller goes away, a waiter evaluates.
+    #[test]
+    fn a_shared_evaluation_given_up_is_taken_over_by_a_waiter() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        let key = (view.epoch, view.revision, query.clone());
+        let flight = Arc::new(Flight::default());
+        engine.flights.lock().insert(key.clone(), flight.clone());
+        // A waiter whose caller has gone returns at once with nothing.
+        assert!(engine
+            .answer_unless(&view, &query, &AtomicBool::new(true))
+            .is_none());
+        // A waiter that stays gets its own answer once the flight is given up.
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| engine.answer(&view, &query));
+            std::thread::sleep(Duration::from_millis(50));
+            engine.flights.lock().remove(&key);
+            flight.end(None);
+            let answer = waiter.join().unwrap();
+            assert_eq!(answer.revision, view.revision);
+        });
+        assert_eq!(engine.evaluations(), 1);
+    }
+
+    /// The answers kept fit their byte budget; the newest is always kept.
+    #[test]
+    fn answers_are_kept_within_a_byte_budget() {
+        let (view, query) = medium();
+        let one = RiskEngine::new(32, DEFAULT_CACHE_BYTES)
+            .answer(&view, &query)
+            .held_bytes();
+        assert!(one > 1_000, "an answer of 40 lines is not nothing: {one}");
+        let engine = RiskEngine::new(32, one + one / 2);
+        let longer = Query {
+            horizon_days: 366,
+            ..query.clone()
+        };
+        engine.answer(&view, &query);
+        engine.answer(&view, &longer);
+        assert!(engine.cached(view.epoch, view.revision, &longer).is_some());
+        assert!(
+            engine.cached(view.epoch, view.revision, &query).is_none(),
+            "the older answer went to make room"
+        );
+        let tiny = RiskEngine::new(32, 1);
+        tiny.answer(&view, &query);
+        assert!(tiny.cached(view.epoch, view.revision, &query).is_some());
+    }
+
+    /// An answer's exposures are kept within their own byte budget.
+    #[test]
+    fn exposures_are_kept_within_a_byte_budget() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        let answer = engine.answer(&view, &query);
+        let plants: Vec<String> = answer
+            .structure
+            .lines
+            .iter()
+            .map(|l| l.plant.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let exposures: Vec<Arc<Exposure>> = plants
+            .iter()
+            .map(|p| answer.exposure(&Scope::Plant(p.clone())).unwrap())
+            .collect();
+        let largest = exposures.iter().map(|e| exposure_bytes(e)).max().unwrap();
+        let shared = Arc::new(AtomicUsize::new(0));
+        let mut kept = Exposures::new(shared.clone(), largest * 2);
+        for (plant, exposure) in plants.iter().zip(&exposures) {
+            kept.put(Scope::Plant(plant.clone()), exposure.clone());
+            assert!(kept.bytes <= largest * 2);
+            assert_eq!(shared.load(Ordering::Relaxed), kept.bytes);
+        }
+        assert!(kept.kept.len() < plants.len(), "{} plants", plants.len());
+        let last = Scope::Plant(plants.last().unwrap().clone());
+        assert!(kept.get(&last).is_some(), "the newest is kept");
+    }
+
     /// An evaluation whose caller has gone stops, keeps nothing, and says so;
     /// the same question asked again is answered in full.
     #[test]
@@ -330,7 +685,7 @@ mod tests {
             horizon_days: 120,
             scenario: Scenario::default(),
         };
-        let engine = RiskEngine::new(4);
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
         assert!(engine
             .answer_unless(&view, &query, &AtomicBool::new(true))
             .is_none());

@@ -50,6 +50,11 @@ pub struct ServeConfig {
     #[arg(long, env = "LODESTONE_SYNC_EVERY_MS", hide = true)]
     pub sync_every_ms: Option<u64>,
 
+    /// Memory for kept risk answers and the exposures built from them, in
+    /// MiB; the least recently used go first.
+    #[arg(long, env = "LODESTONE_RISK_CACHE_MB", default_value_t = 256)]
+    pub risk_cache_mb: usize,
+
     /// Keep only the newest N licence log events (0 keeps them all).
     #[arg(long, env = "LODESTONE_LOG_RETAIN_EVENTS", default_value_t = 0)]
     pub log_retain_events: u64,
@@ -129,6 +134,7 @@ impl ServeConfig {
             listen,
             data_dir,
             cache_mb: 256,
+            risk_cache_mb: 256,
             sync_every_ms: None,
             shutdown_grace_seconds: 10,
             log_retain_events: 0,
@@ -248,7 +254,10 @@ impl Application {
             tls,
             listener,
             network,
-            engine: Arc::new(RiskEngine::new(DEFAULT_CACHED_ANSWERS)),
+            engine: Arc::new(RiskEngine::new(
+                DEFAULT_CACHED_ANSWERS,
+                config.risk_cache_mb.saturating_mul(1 << 20),
+            )),
             streams: Arc::new(StreamGauges::new(config.max_streams)),
             retention: Retention {
                 max_events: (config.log_retain_events > 0).then_some(config.log_retain_events),
