@@ -451,3 +451,93 @@ async fn a_write_whose_caller_gave_up_is_absent_or_announced() {
         );
     }
 }
+
+/// A subscriber that reads nothing holds its stream's task in a full queue;
+/// shutdown must still end it (within the grace period, not by it), and
+/// every stream's messages, its last status included, must leave the queue
+/// gauge where it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
+    let app = common::spawn_app_with(
+        std::sync::Arc::new(tempfile::tempdir().unwrap()),
+        |config| config.shutdown_grace_seconds = 120,
+    )
+    .await;
+    // Thousands of licences in one import: thousands of log events, more
+    // than the queue and the transport's windows hold together.
+    let licences = 12_000;
+    let mut records = common::seed_network().records;
+    records.extend((0..licences).map(|i| {
+        common::record(&format!(
+            r#"{{"license": {{"id": "BULK-{i:05}", "supplier_id": "NBM", "material": "DY",
+                "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
+        ))
+    }));
+    app.records
+        .clone()
+        .import_records(tokio_stream::iter([pb::ImportRecordsRequest { records }]))
+        .await
+        .unwrap();
+    let streams = app.streams.clone();
+
+    // One subscriber reads everything to its end; one reads nothing.
+    let mut reader = app
+        .subscribe(pb::StreamLicenseUpdatesRequest {
+            from_now: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let Event::Heartbeat(_) = next_event(&mut reader).await else {
+        panic!("a heartbeat comes first")
+    };
+    // Small HTTP/2 windows, so that the transport buffers little of it.
+    let small = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(16 << 10)
+        .initial_connection_window_size(16 << 10)
+        .connect()
+        .await
+        .unwrap();
+    let stalled = pb::risk_service_client::RiskServiceClient::new(small)
+        .stream_license_updates(from(0))
+        .await
+        .unwrap()
+        .into_inner();
+    common::eventually(Duration::from_secs(60), || {
+        let queued = streams.queued.load(Ordering::Relaxed);
+        async move { (queued >= lodestone::api::STREAM_QUEUE as i64).then_some(()) }
+    })
+    .await;
+
+    let started = Instant::now();
+    let stopping = tokio::spawn(app.stop());
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(60), reader.message())
+            .await
+            .expect("the reading stream ends")
+        {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    // The stalled stream's task ends at once, not after the grace period.
+    common::eventually(Duration::from_secs(30), || {
+        let open = streams.open.load(Ordering::Relaxed);
+        async move { (open == 0).then_some(()) }
+    })
+    .await;
+    drop(stalled);
+    tokio::time::timeout(Duration::from_secs(60), stopping)
+        .await
+        .expect("the server stops well within its grace period")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        streams.queued.load(Ordering::Relaxed),
+        0,
+        "every queued message was taken or dropped, the final statuses too"
+    );
+}

@@ -212,10 +212,11 @@ pub fn subscribe(
         tx,
         gauges: gauges.clone(),
         last_sent: Instant::now(),
+        shutdown,
         _slot: slot,
     };
     gauges.open.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(follower.run(head, durable, shutdown));
+    tokio::spawn(follower.run(head, durable));
     Ok(UpdateStream { rx, gauges })
 }
 
@@ -229,6 +230,9 @@ struct Follower {
     tx: mpsc::Sender<Result<pb::StreamLicenseUpdatesResponse, Status>>,
     gauges: Arc<StreamGauges>,
     last_sent: Instant,
+    /// Cancelled when the server shuts down: the stream ends then, even
+    /// while it waits for a client that does not read.
+    shutdown: CancellationToken,
     /// Held for as long as the stream's task runs.
     _slot: OwnedSemaphorePermit,
 }
@@ -242,15 +246,21 @@ enum End {
 }
 
 impl Follower {
-    async fn run(
-        mut self,
-        head: u64,
-        mut durable: tokio::sync::watch::Receiver<u64>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(mut self, head: u64, mut durable: tokio::sync::watch::Receiver<u64>) {
+        let shutdown = self.shutdown.clone();
         let end = self.follow(head, &mut durable, &shutdown).await;
         if let End::Failed(status) = end {
-            let _ = self.tx.send(Err(status)).await;
+            // Counted like every message: the client's end uncounts it.
+            self.gauges.queued.fetch_add(1, Ordering::Relaxed);
+            let sent = if shutdown.is_cancelled() {
+                // A client that does not read would hold the task for ever.
+                self.tx.try_send(Err(status)).is_ok()
+            } else {
+                self.tx.send(Err(status)).await.is_ok()
+            };
+            if !sent {
+                self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         self.gauges.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -330,12 +340,21 @@ impl Follower {
         Ok(())
     }
 
+    /// Queues `message`, waiting while the client's queue is full; at
+    /// shutdown the wait ends with `UNAVAILABLE`.
     async fn send(&mut self, message: pb::StreamLicenseUpdatesResponse) -> Result<(), End> {
         // Count first: the client may take the message before `send` returns.
         self.gauges.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(Ok(message)).await.is_err() {
+        // Biased: at shutdown what fits in the queue is still sent (what
+        // is durable goes out before the goodbye); only a wait ends.
+        let sent = tokio::select! {
+            biased;
+            sent = self.tx.send(Ok(message)) => sent.map_err(|_| End::Gone),
+            () = self.shutdown.cancelled() => Err(End::Failed(Error::ShuttingDown.into())),
+        };
+        if let Err(end) = sent {
             self.gauges.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(End::Gone);
+            return Err(end);
         }
         self.last_sent = Instant::now();
         Ok(())
