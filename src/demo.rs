@@ -4,6 +4,8 @@
 //! and Germany, and licences approved, pending and rejected. The README tells
 //! what it answers, and `tests/readme.rs` holds it to that.
 
+use std::sync::Arc;
+
 use crate::domain::write::{Incoming, Origin};
 use crate::domain::Error;
 use crate::network::Network;
@@ -21,7 +23,7 @@ pub fn records() -> Vec<pb::Record> {
 
 /// Loads the demonstration network when the store holds no record yet.
 /// Returns whether it was loaded.
-pub async fn load_if_empty(network: &Network) -> Result<bool, Error> {
+pub async fn load_if_empty(network: &Arc<Network>) -> Result<bool, Error> {
     if network.view().revision != 0 {
         return Ok(false);
     }

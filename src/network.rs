@@ -248,7 +248,7 @@ impl Network {
     /// revisions are preconditions; with `dry_run`, nothing is stored.
     /// `client` names the caller in the licence log (empty: anonymous).
     pub async fn upsert(
-        &self,
+        self: &Arc<Self>,
         incoming: Vec<Incoming>,
         malformed: Vec<Violation>,
         check_revisions: bool,
@@ -267,7 +267,11 @@ impl Network {
     }
 
     /// Deletes records, all or none.
-    pub async fn delete(&self, keys: Vec<RecordKey>, client: &str) -> Result<WriteOutcome, Error> {
+    pub async fn delete(
+        self: &Arc<Self>,
+        keys: Vec<RecordKey>,
+        client: &str,
+    ) -> Result<WriteOutcome, Error> {
         let (outcome, ()) = self
             .write(false, client, move |store| {
                 Ok((plan_delete(store, &keys)?, ()))
@@ -278,7 +282,7 @@ impl Network {
 
     /// Records a decision on a licence and returns the licence as stored.
     pub async fn decide_license(
-        &self,
+        self: &Arc<Self>,
         decision: LicenseDecision,
         malformed: Vec<Violation>,
         client: &str,
@@ -313,7 +317,7 @@ impl Network {
     /// thread and returns the changes to commit (and anything the caller wants
     /// back from what it read).
     async fn write<T, F>(
-        &self,
+        self: &Arc<Self>,
         dry_run: bool,
         client: &str,
         plan: F,
@@ -324,9 +328,15 @@ impl Network {
     {
         let mut guard = self.writer.clone().lock_owned().await;
         if self.failure.lock().is_some() {
-            // Rare and short (a probe file, then opening the store): run in
-            // place, holding the writer lock as recovery must.
-            self.try_recover(&mut guard)?;
+            // A probe file, waiting for readers, opening the store: blocking
+            // work, on the blocking pool, holding the writer lock as
+            // recovery must.
+            let network = self.clone();
+            guard = tokio::task::spawn_blocking(move || {
+                network.try_recover(&mut guard).map(|()| guard)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("the recovery task failed: {e}")))??;
         }
         // From here on the write runs to its end in a task of its own: a
         // caller that goes away (a deadline, a cancelled call) must not leave
@@ -342,7 +352,27 @@ impl Network {
                 let (committed, value) = tokio::task::spawn_blocking(move || {
                     let mut staged = guard;
                     let started = std::time::Instant::now();
-                    let (changes, value) = plan(&*committing)?;
+                    // A panic while planning is a bug confined to this
+                    // request: nothing was written, so it fails alone
+                    // (INTERNAL) and the writer path goes on. (A panic
+                    // while committing is not caught: it fails the store,
+                    // whose reopening recovers what is on disk.)
+                    let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        plan(&*committing)
+                    }));
+                    let (changes, value) = match planned {
+                        Ok(planned) => planned?,
+                        Err(panic) => {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            return Err(Error::Internal(format!(
+                                "planning the write failed: {what}"
+                            )));
+                        }
+                    };
                     let planned = started.elapsed();
                     if dry_run || changes.is_empty() {
                         return Ok((Err(staged.revision), value));
@@ -476,5 +506,108 @@ fn note_failure(failure: &parking_lot::Mutex<Option<Failure>>, error: &Error) {
                 last_probe: Instant::now(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::record::Supplier;
+    use crate::store::{SledConfig, SledStore};
+
+    fn open(dir: &std::path::Path) -> Arc<dyn Store> {
+        Arc::new(
+            SledStore::open(&SledConfig {
+                path: dir.join("data"),
+                cache_capacity_bytes: 8 << 20,
+            })
+            .unwrap(),
+        )
+    }
+
+    fn supplier(id: &str) -> Vec<Incoming> {
+        vec![Incoming {
+            origin: Origin::Root,
+            record: Record::Supplier(Supplier {
+                id: id.into(),
+                country: "CN".into(),
+                ..Default::default()
+            }),
+        }]
+    }
+
+    /// A bug in planning fails its own request with INTERNAL; the writer
+    /// path is not taken for a failed store, and the next write succeeds.
+    #[tokio::test]
+    async fn a_panic_while_planning_fails_that_write_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = Arc::new(Network::new(open(dir.path())).unwrap());
+        let failed = network
+            .write(
+                false,
+                "",
+                |_: &dyn Store| -> Result<(Vec<Change>, ()), Error> {
+                    panic!("a bug in the planner")
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&failed, Error::Internal(m) if m.contains("a bug in the planner")),
+            "{failed:?}"
+        );
+        assert!(network.failure.lock().is_none(), "the store is not failed");
+        let outcome = network
+            .upsert(supplier("S1"), vec![], true, false, "")
+            .await
+            .expect("the next write goes through");
+        assert_eq!(outcome.revision, 1);
+        assert_eq!(network.view().revision, 1);
+    }
+
+    /// Recovering a failed store (a probe file, opening the store again)
+    /// runs on the blocking pool: the runtime's one worker keeps running
+    /// other tasks meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn recovery_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let store = open(&path);
+        let reopen: Reopen = Arc::new(move || {
+            // Slow, as opening a large store is.
+            std::thread::sleep(Duration::from_millis(600));
+            Ok(open(&path))
+        });
+        let network = Arc::new(
+            Network::new(store)
+                .unwrap()
+                .with_recovery(reopen, dir.path().to_path_buf()),
+        );
+        *network.failure.lock() = Some(Failure {
+            detail: "a full disk".into(),
+            last_probe: Instant::now() - 2 * PROBE_EVERY,
+        });
+        // A ticker on the same (only) worker notes its longest pause.
+        let ticker = tokio::spawn(async {
+            let mut longest = Duration::ZERO;
+            let mut last = Instant::now();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                longest = longest.max(last.elapsed());
+                last = Instant::now();
+            }
+            longest
+        });
+        tokio::task::yield_now().await;
+        network
+            .upsert(supplier("S1"), vec![], true, false, "")
+            .await
+            .expect("the store recovers and takes the write");
+        assert!(network.failure.lock().is_none());
+        let longest = ticker.await.unwrap();
+        assert!(
+            longest < Duration::from_millis(500),
+            "the worker was held for {longest:?}"
+        );
     }
 }

@@ -213,6 +213,10 @@ impl From<Error> for Status {
                 Vec::new(),
                 None,
             ),
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                status(Code::Internal, message, "INTERNAL", Vec::new(), None)
+            }
         }
     }
 }

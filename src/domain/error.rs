@@ -74,6 +74,10 @@ pub enum Error {
     Storage(String),
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// A fault in the service itself (a bug), confined to one request:
+    /// nothing of it was stored, and other requests go on.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store failed to write earlier; writes are refused until the disk
     /// takes them again.
     #[error("the store cannot write ({detail}); reads go on, and writes resume by themselves once the disk takes writes again (free space, or raise the file size limit)")]
