@@ -501,3 +501,51 @@ async fn a_listing_for_today_keeps_its_day_past_midnight() {
     assert_eq!(second.lines[0].line_id, dated.lines[1].line_id);
     assert_eq!(second.lines[0].stop_date, dated.lines[1].stop_date);
 }
+
+#[tokio::test]
+async fn a_basic_exposure_is_the_full_one_without_its_lines() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let ask = |view: pb::ExposureView| pb::GetExposureRequest {
+        scope: Some(pb::get_exposure_request::Scope::Material("DY".into())),
+        as_of: "2025-06-02".into(),
+        view: view as i32,
+        ..Default::default()
+    };
+    let full = risk
+        .get_exposure(ask(pb::ExposureView::Full))
+        .await
+        .unwrap()
+        .into_inner();
+    let unspecified = risk
+        .get_exposure(ask(pb::ExposureView::Unspecified))
+        .await
+        .unwrap()
+        .into_inner();
+    let basic = risk
+        .get_exposure(ask(pb::ExposureView::Basic))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!full.lines.is_empty());
+    assert_eq!(unspecified, full, "unspecified answers everything");
+    assert!(basic.lines.is_empty());
+    assert_eq!(
+        pb::Exposure {
+            lines: Vec::new(),
+            ..full.clone()
+        },
+        basic,
+        "the totals and pools are the full answer's"
+    );
+    assert!(basic.lines_in_scope > 0 && !basic.pools.is_empty());
+
+    let mut bad = ask(pb::ExposureView::Basic);
+    bad.view = 7;
+    let status = risk.get_exposure(bad).await.unwrap_err();
+    assert_eq!(
+        expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT")[0].0,
+        "view"
+    );
+}

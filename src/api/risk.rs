@@ -222,7 +222,9 @@ fn pool_to_pb(pool: &PoolCoverage) -> pb::PoolCoverage {
     }
 }
 
-fn exposure_to_pb(exposure: &Exposure, revision: u64) -> pb::Exposure {
+/// The exposure as protobuf; with `lines` false, without its lines
+/// (`EXPOSURE_VIEW_BASIC`).
+fn exposure_to_pb(exposure: &Exposure, revision: u64, lines: bool) -> pb::Exposure {
     pb::Exposure {
         as_of: crate::domain::date::format_date(exposure.as_of),
         horizon_days: exposure.horizon_days as i32,
@@ -232,7 +234,11 @@ fn exposure_to_pb(exposure: &Exposure, revision: u64) -> pb::Exposure {
         units_per_day: exposure.units_per_day,
         units_at_risk: exposure.units_at_risk,
         earliest_stop_date: format_optional_date(exposure.earliest_stop_date),
-        lines: exposure.lines.iter().cloned().map(line_to_pb).collect(),
+        lines: if lines {
+            exposure.lines.iter().cloned().map(line_to_pb).collect()
+        } else {
+            Vec::new()
+        },
         pools: exposure.pools.iter().map(pool_to_pb).collect(),
     }
 }
@@ -248,10 +254,28 @@ impl RiskService for RiskApi {
         let mut violations = Vec::new();
         let scope = scope_from(r.scope, &mut violations);
         let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let lines = match pb::ExposureView::try_from(r.view) {
+            Ok(pb::ExposureView::Basic) => false,
+            Ok(pb::ExposureView::Full | pb::ExposureView::Unspecified) => true,
+            Err(_) => {
+                violations.push(Violation::new(
+                    "view",
+                    format!(
+                        "{} is not an ExposureView (EXPOSURE_VIEW_BASIC or EXPOSURE_VIEW_FULL)",
+                        r.view
+                    ),
+                ));
+                true
+            }
+        };
         refuse_if_any(violations)?;
         let answer = self.answer(view, query).await?;
         let exposure = answer.exposure(&scope)?;
-        Ok(Response::new(exposure_to_pb(&exposure, answer.revision)))
+        Ok(Response::new(exposure_to_pb(
+            &exposure,
+            answer.revision,
+            lines,
+        )))
     }
 
     async fn list_at_risk_lines(

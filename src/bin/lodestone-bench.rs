@@ -383,16 +383,22 @@ async fn main() -> anyhow::Result<()> {
     ];
     // The broad scopes answer with every line of a plant or material (100 to
     // 200 KiB): also measured one request at a time, where the latency is
-    // the service time rather than the queue behind 32 connections.
+    // the service time rather than the queue behind 32 connections, and in
+    // the basic view (totals and pools, no lines), as a dashboard asks.
+    let full = pb::ExposureView::Full;
     let runs = scopes.iter().flat_map(|(kind, scope)| {
-        let alone = matches!(*kind, "plant" | "material").then_some(1);
-        [Some(args.connections), alone]
-            .into_iter()
-            .flatten()
-            .map(move |connections| (*kind, scope.clone(), connections))
+        let broad = matches!(*kind, "plant" | "material");
+        [
+            Some((args.connections, full)),
+            broad.then_some((1, full)),
+            broad.then_some((args.connections, pb::ExposureView::Basic)),
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |(connections, view)| (*kind, scope.clone(), connections, view))
     });
-    for (kind, scope, connections) in runs.collect::<Vec<_>>() {
-        eprintln!("GetExposure warm, {kind} scopes, {connections} connections");
+    for (kind, scope, connections, view) in runs.collect::<Vec<_>>() {
+        eprintln!("GetExposure warm, {kind} scopes, {connections} connections, {view:?}");
         let a = as_of.clone();
         let sizes: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
         let sizes_ = sizes.clone();
@@ -402,6 +408,7 @@ async fn main() -> anyhow::Result<()> {
                     scope: Some(scope(n)),
                     as_of: a.clone(),
                     horizon_days: 180,
+                    view: view as i32,
                     ..Default::default()
                 };
                 let sizes = sizes_.clone();
@@ -419,10 +426,10 @@ async fn main() -> anyhow::Result<()> {
             .await;
         let sizes = sizes.lock().expect("not poisoned");
         let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
-        let alone = if connections == 1 {
-            ", one connection"
-        } else {
-            ""
+        let alone = match (connections, view) {
+            (1, _) => ", one connection",
+            (_, pb::ExposureView::Basic) => ", basic view",
+            _ => "",
         };
         rows.push(row(
             &format!("GetExposure warm, random {kind}{alone}"),
