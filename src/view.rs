@@ -83,35 +83,53 @@ fn status_key(status: LicenseStatus) -> String {
     (status as i32).to_string()
 }
 
+/// Adds or removes one `(value, id)` entry.
+fn entry(index: &mut Index, value: &str, id: &str, add: bool) {
+    let pair = (value.to_string(), id.to_string());
+    if add {
+        index.insert(pair);
+    } else {
+        index.remove(&pair);
+    }
+}
+
 impl Indexes {
-    /// Adds (`add`) or removes the entries of `record`.
-    fn update(&mut self, record: &Record, add: bool) {
-        let entry = |index: &mut Index, value: &str, id: &str| {
-            let pair = (value.to_string(), id.to_string());
-            if add {
-                index.insert(pair);
-            } else {
-                index.remove(&pair);
-            }
-        };
-        match record {
-            Record::Material(_) => {}
-            Record::Supplier(s) => entry(&mut self.suppliers_by_country, &s.country, &s.id),
-            Record::Component(c) => {
-                for source in &c.sources {
-                    entry(&mut self.components_by_supplier, &source.supplier_id, &c.id);
-                }
-                for content in &c.materials {
-                    entry(&mut self.components_by_material, &content.material, &c.id);
-                }
-            }
-            Record::Line(l) => entry(&mut self.lines_by_plant, &l.plant, &l.id),
-            Record::License(l) => {
-                entry(&mut self.licenses_by_supplier, &l.supplier_id, &l.id);
-                entry(&mut self.licenses_by_material, &l.material, &l.id);
-                entry(&mut self.licenses_by_status, &status_key(l.status), &l.id);
-            }
+    fn supplier(&mut self, s: &Supplier, add: bool) {
+        entry(&mut self.suppliers_by_country, &s.country, &s.id, add);
+    }
+
+    fn component(&mut self, c: &Component, add: bool) {
+        for source in &c.sources {
+            entry(
+                &mut self.components_by_supplier,
+                &source.supplier_id,
+                &c.id,
+                add,
+            );
         }
+        for content in &c.materials {
+            entry(
+                &mut self.components_by_material,
+                &content.material,
+                &c.id,
+                add,
+            );
+        }
+    }
+
+    fn line(&mut self, l: &ProductionLine, add: bool) {
+        entry(&mut self.lines_by_plant, &l.plant, &l.id, add);
+    }
+
+    fn license(&mut self, l: &License, add: bool) {
+        entry(&mut self.licenses_by_supplier, &l.supplier_id, &l.id, add);
+        entry(&mut self.licenses_by_material, &l.material, &l.id, add);
+        entry(
+            &mut self.licenses_by_status,
+            &status_key(l.status),
+            &l.id,
+            add,
+        );
     }
 }
 
@@ -249,41 +267,69 @@ impl View {
         view
     }
 
+    /// Stores `record`, replacing the record of its kind and id, and keeps
+    /// the indexes in step (the replaced record's entries go).
     fn put(&mut self, record: Record) {
-        let key = record.key();
-        if let Some(old) = self.get(&key) {
-            self.indexes.update(&old, false);
-        }
-        self.indexes.update(&record, true);
+        let idx = &mut self.indexes;
         match record {
             Record::Material(r) => {
                 self.materials.insert(r.code.clone(), Arc::new(r));
             }
             Record::Supplier(r) => {
+                if let Some(old) = self.suppliers.get(&r.id) {
+                    idx.supplier(old, false);
+                }
+                idx.supplier(&r, true);
                 self.suppliers.insert(r.id.clone(), Arc::new(r));
             }
             Record::Component(r) => {
+                if let Some(old) = self.components.get(&r.id) {
+                    idx.component(old, false);
+                }
+                idx.component(&r, true);
                 self.components.insert(r.id.clone(), Arc::new(r));
             }
             Record::Line(r) => {
+                if let Some(old) = self.lines.get(&r.id) {
+                    idx.line(old, false);
+                }
+                idx.line(&r, true);
                 self.lines.insert(r.id.clone(), Arc::new(r));
             }
             Record::License(r) => {
+                if let Some(old) = self.licenses.get(&r.id) {
+                    idx.license(old, false);
+                }
+                idx.license(&r, true);
                 self.licenses.insert(r.id.clone(), Arc::new(r));
             }
         }
     }
 
     fn remove(&mut self, kind: Kind, id: &str) {
-        if let Some(old) = self.get(&RecordKey::new(kind, id.to_string())) {
-            self.indexes.update(&old, false);
-        }
+        let idx = &mut self.indexes;
         match kind {
             Kind::Material => drop(self.materials.remove(id)),
-            Kind::Supplier => drop(self.suppliers.remove(id)),
-            Kind::Component => drop(self.components.remove(id)),
-            Kind::Line => drop(self.lines.remove(id)),
-            Kind::License => drop(self.licenses.remove(id)),
+            Kind::Supplier => {
+                if let Some(old) = self.suppliers.remove(id) {
+                    idx.supplier(&old, false);
+                }
+            }
+            Kind::Component => {
+                if let Some(old) = self.components.remove(id) {
+                    idx.component(&old, false);
+                }
+            }
+            Kind::Line => {
+                if let Some(old) = self.lines.remove(id) {
+                    idx.line(&old, false);
+                }
+            }
+            Kind::License => {
+                if let Some(old) = self.licenses.remove(id) {
+                    idx.license(&old, false);
+                }
+            }
         }
     }
 
@@ -435,5 +481,174 @@ impl View {
             + self.components.len()
             + self.lines.len()
             + self.licenses.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::record::{MaterialContent, Source};
+    use proptest::prelude::*;
+
+    const IDS: &[&str] = &["A", "B", "C", "D", "E", "F"];
+    const VALUES: &[&str] = &["CN", "DE", "JP"];
+    const MATERIALS: &[&str] = &["DY", "TB"];
+
+    /// One step: put a record built from small choices, or remove one.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Supplier(usize, usize),
+        Component(usize, Vec<usize>, Vec<usize>),
+        Line(usize, usize),
+        License(usize, usize, usize, i32),
+        Remove(Kind, usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let id = 0..IDS.len();
+        prop_oneof![
+            (id.clone(), 0..VALUES.len()).prop_map(|(i, c)| Step::Supplier(i, c)),
+            (
+                id.clone(),
+                proptest::collection::vec(0..IDS.len(), 0..3),
+                proptest::collection::vec(0..MATERIALS.len(), 0..3)
+            )
+                .prop_map(|(i, s, m)| Step::Component(i, s, m)),
+            (id.clone(), 0..VALUES.len()).prop_map(|(i, p)| Step::Line(i, p)),
+            (id.clone(), 0..IDS.len(), 0..MATERIALS.len(), 1..5i32)
+                .prop_map(|(i, s, m, st)| Step::License(i, s, m, st)),
+            (
+                prop_oneof![
+                    Just(Kind::Supplier),
+                    Just(Kind::Component),
+                    Just(Kind::Line),
+                    Just(Kind::License)
+                ],
+                id
+            )
+                .prop_map(|(k, i)| Step::Remove(k, i)),
+        ]
+    }
+
+    fn apply(view: &mut View, step: &Step) {
+        let id = |i: &usize| IDS[*i].to_string();
+        match step {
+            Step::Supplier(i, c) => view.put(Record::Supplier(Supplier {
+                id: id(i),
+                country: VALUES[*c].into(),
+                ..Default::default()
+            })),
+            Step::Component(i, sources, materials) => view.put(Record::Component(Component {
+                id: id(i),
+                sources: sources
+                    .iter()
+                    .map(|s| Source {
+                        supplier_id: id(s),
+                        share: 1.0,
+                    })
+                    .collect(),
+                materials: materials
+                    .iter()
+                    .map(|m| MaterialContent {
+                        material: MATERIALS[*m].into(),
+                        grams_per_unit: 1.0,
+                    })
+                    .collect(),
+                ..Default::default()
+            })),
+            Step::Line(i, p) => view.put(Record::Line(ProductionLine {
+                id: id(i),
+                plant: VALUES[*p].into(),
+                ..Default::default()
+            })),
+            Step::License(i, s, m, st) => view.put(Record::License(License {
+                id: id(i),
+                supplier_id: id(s),
+                material: MATERIALS[*m].into(),
+                status: LicenseStatus::from_number(*st),
+                ..Default::default()
+            })),
+            Step::Remove(kind, i) => view.remove(*kind, &id(i)),
+        }
+    }
+
+    /// Every query the filters can make, with its meaning written plainly.
+    fn queries() -> Vec<(ListQuery, Box<dyn Fn(&Record) -> bool>)> {
+        let mut all: Vec<(ListQuery, Box<dyn Fn(&Record) -> bool>)> = Vec::new();
+        let any = |filter: &str, value: &str| filter.is_empty() || filter == value;
+        for country in ["", "CN", "DE", "JP"] {
+            all.push((
+                ListQuery::Suppliers {
+                    country: country.into(),
+                },
+                Box::new(move |r| matches!(r, Record::Supplier(s) if any(country, &s.country))),
+            ));
+            all.push((
+                ListQuery::Lines {
+                    plant: country.into(),
+                },
+                Box::new(move |r| matches!(r, Record::Line(l) if any(country, &l.plant))),
+            ));
+        }
+        for supplier in ["", "A", "B", "F"] {
+            for material in ["", "DY", "TB"] {
+                all.push((
+                    ListQuery::Components {
+                        supplier_id: supplier.into(),
+                        material: material.into(),
+                    },
+                    Box::new(move |r| {
+                        matches!(r, Record::Component(c)
+                            if (supplier.is_empty() || c.sources.iter().any(|s| s.supplier_id == supplier))
+                            && (material.is_empty() || c.materials.iter().any(|m| m.material == material)))
+                    }),
+                ));
+                for status in 0..5 {
+                    let status = LicenseStatus::from_number(status);
+                    all.push((
+                        ListQuery::Licenses {
+                            supplier_id: supplier.into(),
+                            material: material.into(),
+                            status,
+                        },
+                        Box::new(move |r| {
+                            matches!(r, Record::License(l)
+                                if any(supplier, &l.supplier_id) && any(material, &l.material)
+                                && (status == LicenseStatus::Unspecified || status == l.status))
+                        }),
+                    ));
+                }
+            }
+        }
+        all
+    }
+
+    proptest! {
+        /// Whatever was put and removed, each listing, read page by page,
+        /// is exactly the records that match it, in id order, with the
+        /// right count on every page.
+        #[test]
+        fn listings_match_a_plain_filter(steps in proptest::collection::vec(step(), 0..40), size in 1usize..4) {
+            let mut view = View::default();
+            for step in &steps {
+                apply(&mut view, step);
+            }
+            let every: Vec<Record> = view.records().collect();
+            for (query, matches) in queries() {
+                let expected: Vec<Record> = every.iter().filter(|r| matches(r)).cloned().collect();
+                let mut listed = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = view.list(&query, after.as_deref(), size);
+                    prop_assert_eq!(page.total as usize, expected.len(), "{:?}", query);
+                    listed.extend(page.records.iter().cloned());
+                    if !page.more {
+                        break;
+                    }
+                    after = page.records.last().map(|r| r.id().to_string());
+                }
+                prop_assert_eq!(&listed, &expected, "{:?}", query);
+            }
+        }
     }
 }
