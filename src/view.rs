@@ -572,9 +572,12 @@ mod tests {
         }
     }
 
-    /// Every query the filters can make, with its meaning written plainly.
-    fn queries() -> Vec<(ListQuery, Box<dyn Fn(&Record) -> bool>)> {
-        let mut all: Vec<(ListQuery, Box<dyn Fn(&Record) -> bool>)> = Vec::new();
+    /// What a query means, written plainly.
+    type Meaning = Box<dyn Fn(&Record) -> bool>;
+
+    /// Every query the filters can make, with its meaning.
+    fn queries() -> Vec<(ListQuery, Meaning)> {
+        let mut all: Vec<(ListQuery, Meaning)> = Vec::new();
         let any = |filter: &str, value: &str| filter.is_empty() || filter == value;
         for country in ["", "CN", "DE", "JP"] {
             all.push((
