@@ -379,6 +379,7 @@ impl Network {
                     }
                     let count = changes.len();
                     let mut committed = committing.commit(changes, &client)?;
+                    let stored = started.elapsed();
                     let mut next = View::clone(&staged);
                     next.apply(committed.revision, std::mem::take(&mut committed.changes));
                     let next = Arc::new(next);
@@ -386,7 +387,8 @@ impl Network {
                     tracing::debug!(
                         changes = count,
                         plan_ms = planned.as_millis() as u64,
-                        commit_ms = (started.elapsed() - planned).as_millis() as u64,
+                        commit_ms = (stored - planned).as_millis() as u64,
+                        view_ms = (started.elapsed() - stored).as_millis() as u64,
                         revision = committed.revision,
                         "committed"
                     );
