@@ -381,3 +381,64 @@ async fn every_problem_of_a_csv_file_is_reported_at_once() {
         assert!(err.contains(problem), "{problem} is not in {err}");
     }
 }
+
+/// Every flag of `serve` can come from its environment variable (here the
+/// address, the directory, the demo, the log format and level), and JSON
+/// logs are one JSON object per line, from start to a clean SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_its_flags_from_the_environment_and_logs_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-env");
+    let port = common::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_lodestone"))
+        .arg("serve")
+        .env("LODESTONE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("LODESTONE_DATA_DIR", &data)
+        .env("LODESTONE_DEMO", "true")
+        .env("LODESTONE_LOG_FORMAT", "json")
+        .env("LODESTONE_LOG", "info")
+        .env("LODESTONE_SHUTDOWN_GRACE_SECONDS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = format!("127.0.0.1:{port}");
+    common::eventually(std::time::Duration::from_secs(60), || {
+        let server = server.clone();
+        async move {
+            let out = lodestone_async(vec!["health".into(), "--server".into(), server]).await;
+            out.status.success().then_some(())
+        }
+    })
+    .await;
+    // The demo is there, in the directory the environment named.
+    let exported = lodestone_async(vec!["export".into(), "--server".into(), server]).await;
+    assert!(exported.status.success());
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("VIG-ICE1"));
+    assert!(data.join("lodestone.lock").exists());
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(output.status.success(), "a clean exit on SIGTERM");
+    let logs = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let said = |message: &str| {
+        lines
+            .iter()
+            .any(|l| l["message"].as_str() == Some(message) && l["level"] == "INFO")
+    };
+    assert!(said("loaded the demonstration network"), "{logs}");
+    assert!(said("serving lodestone.v1"), "{logs}");
+    assert!(said("stopped; the store is flushed"), "{logs}");
+    assert!(!has_ansi(&logs));
+}

@@ -885,3 +885,71 @@ async fn many_concurrent_writers_all_get_their_answer() {
         .expect("every write is answered");
     assert_eq!(app.network.store().revision(), 1 + 32 * 40);
 }
+
+/// An export is one snapshot however many writes land while it streams: a
+/// writer keeps two licences' quantities equal, write after write, and no
+/// export ever holds them unequal or a record newer than its revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_is_one_snapshot_under_concurrent_writes() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let licences = app.all_licenses().await;
+    let (a, b) = (licences[0].clone(), licences[1].clone());
+    // Equal from here on.
+    for l in [&a, &b] {
+        app.set_quantity(&l.id, 1000.0).await.unwrap();
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (app_records, done) = (app.records.clone(), done.clone());
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let both = [&a, &b].map(|l| pb::Record {
+                    record: Some(pb::record::Record::License(pb::License {
+                        quantity_kg: 1000.0 + f64::from(n),
+                        revision: 0,
+                        ..(*l).clone()
+                    })),
+                });
+                app_records
+                    .clone()
+                    .upsert_records(pb::UpsertRecordsRequest {
+                        records: both.to_vec(),
+                        validate_only: false,
+                    })
+                    .await
+                    .unwrap();
+            }
+            n
+        })
+    };
+    for _ in 0..20 {
+        let (revision, records) = app.export().await;
+        let quantity = |id: &str| {
+            records
+                .iter()
+                .find_map(|r| match &r.record {
+                    Some(pb::record::Record::License(l)) if l.id == id => Some(l.quantity_kg),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(quantity(&a.id), quantity(&b.id), "at revision {revision}");
+        let newest = records
+            .iter()
+            .map(|r| {
+                lodestone::pb::record_from_pb(r.clone(), "", &mut Vec::new())
+                    .unwrap()
+                    .revision()
+            })
+            .max()
+            .unwrap();
+        assert!(newest <= revision, "{newest} > {revision}");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let writes = writer.await.unwrap();
+    assert!(writes > 1, "the writer wrote while exports ran ({writes})");
+}

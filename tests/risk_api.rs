@@ -549,3 +549,75 @@ async fn a_basic_exposure_is_the_full_one_without_its_lines() {
         "view"
     );
 }
+
+/// The engine keeps the network's structure while only licences change; a
+/// component or a line that changes must rebuild it, and the answer follow.
+#[tokio::test]
+async fn a_component_or_line_change_rebuilds_the_structure() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let mut records = app.records.clone();
+    let first = risk
+        .list_at_risk_lines(list_request(50, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let line = first.lines[0].clone();
+    assert!(line.at_risk);
+    // Stock enough of the part that runs out for the whole horizon.
+    let mut part = records
+        .get_component(pb::GetComponentRequest {
+            id: line.bottleneck_component_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    part.on_hand_units = 1e9;
+    app.upsert(vec![pb::Record {
+        record: Some(pb::record::Record::Component(part)),
+    }])
+    .await
+    .unwrap();
+    let after = risk
+        .list_at_risk_lines(list_request(50, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(after.revision > first.revision);
+    let moved = after.lines.iter().find(|l| l.line_id == line.line_id);
+    assert!(
+        moved.is_none_or(|l| l.stop_date != line.stop_date),
+        "{} no longer stops on {} for want of {}: {moved:?}",
+        line.line_id,
+        line.stop_date,
+        line.bottleneck_component_id
+    );
+
+    // A line moved to another plant is exposed there.
+    let mut production = records
+        .get_production_line(pb::GetProductionLineRequest {
+            id: first.lines[1].line_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    production.plant = "NEW-PLANT".into();
+    app.upsert(vec![pb::Record {
+        record: Some(pb::record::Record::Line(production.clone())),
+    }])
+    .await
+    .unwrap();
+    let exposure = risk
+        .get_exposure(pb::GetExposureRequest {
+            scope: Some(pb::get_exposure_request::Scope::Plant("NEW-PLANT".into())),
+            as_of: "2025-06-02".into(),
+            horizon_days: 90,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exposure.lines_in_scope, 1);
+    assert_eq!(exposure.lines[0].line_id, production.id);
+}

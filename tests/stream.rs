@@ -541,3 +541,129 @@ async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
         "every queued message was taken or dropped, the final statuses too"
     );
 }
+
+/// A licence deleted reaches the stream as a DELETED update, with the
+/// licence as it was.
+#[tokio::test]
+async fn a_licence_delete_reaches_the_stream() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut stream = app
+        .subscribe(pb::StreamLicenseUpdatesRequest {
+            from_now: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let Event::Heartbeat(_) = next_event(&mut stream).await else {
+        panic!("a heartbeat comes first")
+    };
+    app.records
+        .clone()
+        .delete_records(pb::DeleteRecordsRequest {
+            refs: vec![pb::RecordRef {
+                r#ref: Some(pb::record_ref::Ref::License("LIC-NBM-TB-1".into())),
+            }],
+        })
+        .await
+        .unwrap();
+    let update = next_update(&mut stream).await;
+    assert_eq!(update.sequence, SEED_LICENCES + 1);
+    assert_eq!(update.kind, pb::ChangeKind::Deleted as i32);
+    assert_eq!(update.license.unwrap().id, "LIC-NBM-TB-1");
+}
+
+/// Retention by age keeps the events younger than it, contiguous.
+#[tokio::test]
+async fn retention_by_age_drops_only_older_events() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for i in 0..3 {
+        app.set_quantity("LIC-NBM-DY-1", 500.0 + f64::from(i))
+            .await
+            .unwrap();
+    }
+    let removed = app
+        .network
+        .apply_retention(Retention {
+            max_events: None,
+            max_age: Some(Duration::from_millis(300)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(removed, SEED_LICENCES, "the seed's events were older");
+    let status = app.subscribe(from(0)).await.unwrap_err();
+    expect_error(&status, Code::OutOfRange, "SEQUENCE_COMPACTED");
+    assert_eq!(
+        metadata(&status)["oldestSequence"],
+        (SEED_LICENCES + 1).to_string()
+    );
+}
+
+/// A subscriber that falls behind while retention removes what it has not
+/// read yet is told mid-stream: OUT_OF_RANGE / SEQUENCE_COMPACTED, after
+/// every event it could still be sent, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_overtaken_by_retention_is_told_mid_stream() {
+    let app = spawn_app().await;
+    let mut records = common::seed_network().records;
+    records.extend((0..12_000).map(|i| {
+        common::record(&format!(
+            r#"{{"license": {{"id": "BULK-{i:05}", "supplier_id": "NBM", "material": "DY",
+                "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
+        ))
+    }));
+    app.records
+        .clone()
+        .import_records(tokio_stream::iter([pb::ImportRecordsRequest { records }]))
+        .await
+        .unwrap();
+    // A reader with small windows, so that little is in flight for it.
+    let small = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
+        .unwrap()
+        .initial_stream_window_size(16 << 10)
+        .initial_connection_window_size(16 << 10)
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = pb::risk_service_client::RiskServiceClient::new(small)
+        .stream_license_updates(from(0))
+        .await
+        .unwrap()
+        .into_inner();
+    let Event::Heartbeat(_) = next_event(&mut stream).await else {
+        panic!("a heartbeat comes first")
+    };
+    assert_eq!(next_update(&mut stream).await.sequence, 1);
+    app.network
+        .apply_retention(Retention {
+            max_events: Some(10),
+            max_age: None,
+        })
+        .await
+        .unwrap();
+    let mut last = 1;
+    let status = loop {
+        match tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("the stream goes on")
+        {
+            Ok(Some(message)) => {
+                if let Some(Event::Update(update)) = message.event {
+                    assert_eq!(update.sequence, last + 1, "in order, no gap");
+                    last = update.sequence;
+                }
+            }
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    expect_error(&status, Code::OutOfRange, "SEQUENCE_COMPACTED");
+    assert!(last < 12_000, "it fell behind the retention: {last}");
+    assert_eq!(
+        metadata(&status)["afterSequence"].parse::<u64>().ok(),
+        Some(last),
+        "{status:?}"
+    );
+}
