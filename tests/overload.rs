@@ -4,8 +4,11 @@
 //! its memory bounded, and recovers fully afterwards.
 //!
 //! `LODESTONE_LONG=1 cargo test --release --test overload -- --nocapture`
-//! runs longer and harder; both print the figures. Timings are reported,
-//! never asserted tightly: the tests share two slow cores.
+//! runs longer and harder; both print the figures. The figures are asserted
+//! with the margins of two slow shared cores: admitted requests keep a p99
+//! far below a client's patience (measured about 10 ms; asserted under 2 s),
+//! the flood grows memory by tens of MiB (asserted under 256), memory comes
+//! back afterwards, and one client is served afterwards as before.
 
 mod common;
 
@@ -188,9 +191,10 @@ async fn past_capacity_it_sheds_stays_bounded_and_recovers() {
     assert!(storm.shed > 0, "past its limit the server sheds load");
     assert!(!storm.admitted.is_empty());
     let storm_p99 = p99_ms(storm.admitted.clone());
+    // Shedding, not queueing: what is admitted is served promptly.
     assert!(
-        storm_p99 < 30_000.0,
-        "admitted requests finish: p99 {storm_p99} ms"
+        storm_p99 < 2_000.0,
+        "admitted requests are served promptly: p99 {storm_p99} ms"
     );
 
     // A flood of subscribers, a third of which never read, while licences change.
@@ -287,8 +291,20 @@ async fn past_capacity_it_sheds_stays_bounded_and_recovers() {
     assert!(after.other.is_empty(), "{:?}", after.other);
     let rss_end = rss_mib(pid);
     assert!(
-        rss_flood - rss_start < 512.0,
+        rss_flood - rss_start < 256.0,
         "memory stays bounded: {rss_start:.0} MiB before, {rss_flood:.0} MiB in the flood"
+    );
+    assert!(
+        rss_end - rss_start < 128.0,
+        "memory comes back: {rss_start:.0} MiB before, {rss_end:.0} MiB after"
+    );
+    let (calm_p99, after_p99) = (
+        p99_ms(calm.admitted.clone()),
+        p99_ms(after.admitted.clone()),
+    );
+    assert!(
+        after_p99 < (calm_p99 * 10.0).max(250.0),
+        "one client is served as before: p99 {calm_p99:.1} ms before, {after_p99:.1} ms after"
     );
 
     println!("overload (clients {clients}, limit 8 requests and {max_streams} streams):");
