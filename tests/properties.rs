@@ -14,111 +14,139 @@ use proptest::prelude::*;
 
 const COUNTRIES: [&str; 3] = ["CN", "DE", "JP"];
 
-/// A random valid network: inputs only point to earlier components, so the
-/// input graph is acyclic; every reference names a record of the batch.
-fn network() -> impl Strategy<Value = Vec<Record>> {
+/// A component's choices: how many sources and from which supplier on, an
+/// input (an earlier component) or none, its material, grams and stock.
+type ComponentChoice = (usize, usize, Option<(usize, u32)>, usize, u32, u32);
+
+/// A random valid network of up to `max_components` components, built from
+/// proptest's own strategies so that a failure shrinks to a small network:
+/// inputs only point to earlier components, so the input graph is acyclic;
+/// every reference names a record of the batch; the batch arrives shuffled,
+/// so references may point forward.
+fn network_of(min_components: usize, max_components: usize) -> impl Strategy<Value = Vec<Record>> {
     (
         1usize..5,
         1usize..6,
-        1usize..14,
+        min_components..max_components,
         0usize..4,
         0usize..7,
-        any::<u64>(),
     )
-        .prop_map(
-            |(materials, suppliers, components, lines, licenses, seed)| {
-                let mut rng = seed;
-                let mut next = move |n: usize| {
-                    rng = rng
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((rng >> 33) as usize) % n.max(1)
-                };
-                let mut records = Vec::new();
-                for m in 0..materials {
-                    records.push(Record::Material(Material {
-                        code: format!("M{m}"),
-                        name: format!("Material {m}"),
-                        controlled_by: if next(2) == 0 {
-                            "CN".into()
-                        } else {
-                            String::new()
-                        },
-                        controlled_from: None,
-                        revision: 0,
-                    }));
-                }
-                for s in 0..suppliers {
-                    records.push(Record::Supplier(Supplier {
-                        id: format!("S{s}"),
-                        name: format!("Supplier {s}"),
-                        country: COUNTRIES[next(3)].into(),
-                        tier: next(4) as i32,
-                        revision: 0,
-                    }));
-                }
-                for c in 0..components {
-                    let k = next(3).min(suppliers);
-                    let start = next(suppliers);
-                    let sources = (0..k)
-                        .map(|i| Source {
-                            supplier_id: format!("S{}", (start + i) % suppliers),
-                            share: 1.0 / k as f64,
-                        })
-                        .collect();
-                    let inputs = if c > 0 && next(2) == 0 {
-                        vec![ComponentInput {
-                            component_id: format!("C{}", next(c)),
-                            quantity: 1.0 + next(3) as f64,
-                        }]
-                    } else {
-                        vec![]
-                    };
-                    records.push(Record::Component(Component {
-                        id: format!("C{c}"),
-                        name: String::new(),
-                        sources,
-                        materials: vec![MaterialContent {
-                            material: format!("M{}", next(materials)),
-                            grams_per_unit: next(100) as f64 / 10.0,
-                        }],
-                        inputs,
-                        on_hand_units: next(1000) as f64,
-                        revision: 0,
-                    }));
-                }
-                for l in 0..lines {
-                    records.push(Record::Line(ProductionLine {
-                        id: format!("L{l}"),
-                        name: String::new(),
-                        plant: format!("P{}", next(2)),
-                        units_per_day: 1.0 + next(500) as f64,
-                        bom: vec![BomItem {
-                            component_id: format!("C{}", next(components)),
-                            quantity: 1.0,
-                        }],
-                        revision: 0,
-                    }));
-                }
-                for i in 0..licenses {
-                    records.push(Record::License(License {
-                        id: format!("LIC{i}"),
-                        supplier_id: format!("S{}", next(suppliers)),
-                        material: format!("M{}", next(materials)),
-                        status: LicenseStatus::from_number(1 + next(4) as i32),
-                        quantity_kg: 1.0 + next(100) as f64,
-                        used_kg: 0.0,
-                        ..Default::default()
-                    }));
-                }
-                // Deliver in a scrambled order: references may point forward.
-                let n = records.len();
-                for i in (1..n).rev() {
-                    records.swap(i, next(i + 1));
-                }
-                records
+        .prop_flat_map(|(materials, suppliers, components, lines, licenses)| {
+            let component = |c: usize| {
+                (
+                    0usize..3,
+                    0..suppliers,
+                    proptest::option::of((0..c.max(1), 1u32..4))
+                        .prop_map(move |input| input.filter(|_| c > 0)),
+                    0..materials,
+                    0u32..100,
+                    0u32..1000,
+                )
+            };
+            (
+                proptest::collection::vec(any::<bool>(), materials),
+                proptest::collection::vec((0..COUNTRIES.len(), 0i32..4), suppliers),
+                (0..components).map(component).collect::<Vec<_>>(),
+                proptest::collection::vec((0u32..2, 1u32..501, 0..components), lines),
+                proptest::collection::vec(
+                    (0..suppliers, 0..materials, 1i32..5, 1u32..101),
+                    licenses,
+                ),
+            )
+        })
+        .prop_map(|(materials, suppliers, components, lines, licenses)| {
+            build(&materials, &suppliers, &components, &lines, &licenses)
+        })
+        .prop_shuffle()
+}
+
+fn network() -> impl Strategy<Value = Vec<Record>> {
+    network_of(1, 14)
+}
+
+/// The records the choices describe.
+fn build(
+    materials: &[bool],
+    suppliers: &[(usize, i32)],
+    components: &[ComponentChoice],
+    lines: &[(u32, u32, usize)],
+    licenses: &[(usize, usize, i32, u32)],
+) -> Vec<Record> {
+    let mut records = Vec::new();
+    for (m, controlled) in materials.iter().enumerate() {
+        records.push(Record::Material(Material {
+            code: format!("M{m}"),
+            name: format!("Material {m}"),
+            controlled_by: if *controlled {
+                "CN".into()
+            } else {
+                String::new()
             },
-        )
+            controlled_from: None,
+            revision: 0,
+        }));
+    }
+    for (s, (country, tier)) in suppliers.iter().enumerate() {
+        records.push(Record::Supplier(Supplier {
+            id: format!("S{s}"),
+            name: format!("Supplier {s}"),
+            country: COUNTRIES[*country].into(),
+            tier: *tier,
+            revision: 0,
+        }));
+    }
+    let n = suppliers.len();
+    for (c, (k, start, input, material, grams, stock)) in components.iter().enumerate() {
+        let k = (*k).min(n);
+        records.push(Record::Component(Component {
+            id: format!("C{c}"),
+            name: String::new(),
+            sources: (0..k)
+                .map(|i| Source {
+                    supplier_id: format!("S{}", (start + i) % n),
+                    share: 1.0 / k as f64,
+                })
+                .collect(),
+            materials: vec![MaterialContent {
+                material: format!("M{material}"),
+                grams_per_unit: f64::from(*grams) / 10.0,
+            }],
+            inputs: input
+                .iter()
+                .map(|(of, quantity)| ComponentInput {
+                    component_id: format!("C{of}"),
+                    quantity: f64::from(*quantity),
+                })
+                .collect(),
+            on_hand_units: f64::from(*stock),
+            revision: 0,
+        }));
+    }
+    for (l, (plant, rate, part)) in lines.iter().enumerate() {
+        records.push(Record::Line(ProductionLine {
+            id: format!("L{l}"),
+            name: String::new(),
+            plant: format!("P{plant}"),
+            units_per_day: f64::from(*rate),
+            bom: vec![BomItem {
+                component_id: format!("C{part}"),
+                quantity: 1.0,
+            }],
+            revision: 0,
+        }));
+    }
+    for (i, (supplier, material, status, quantity)) in licenses.iter().enumerate() {
+        records.push(Record::License(License {
+            id: format!("LIC{i}"),
+            supplier_id: format!("S{supplier}"),
+            material: format!("M{material}"),
+            status: LicenseStatus::from_number(*status),
+            quantity_kg: f64::from(*quantity),
+            used_kg: 0.0,
+            ..Default::default()
+        }));
+    }
+    records
 }
 
 /// One way to break a valid batch.
@@ -222,13 +250,15 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
-
-    #[test]
-    fn valid_batches_round_trip_exactly(records in network()) {
-        with_network(|network| block_on(async {
-            let outcome = network.upsert(incoming(records.clone()), vec![], true, false, "").await.unwrap();
+/// A valid batch is stored exactly, at revision 1, in the view and on disk
+/// alike, and the same batch again changes nothing.
+fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
+    with_network(|network| {
+        block_on(async {
+            let outcome = network
+                .upsert(incoming(records.clone()), vec![], true, false, "")
+                .await
+                .unwrap();
             prop_assert_eq!(outcome.revision, 1);
             let view = network.view();
             let stored: Vec<Record> = view.records().collect();
@@ -238,29 +268,81 @@ proptest! {
             let on_disk = network.store().snapshot().unwrap();
             prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
-            let again = network.upsert(incoming(records), vec![], true, false, "").await.unwrap();
+            let again = network
+                .upsert(incoming(records), vec![], true, false, "")
+                .await
+                .unwrap();
             prop_assert_eq!(again.revision, 1);
             prop_assert!(again.committed.is_none());
             Ok(())
-        }))?;
+        })
+    })
+}
+
+/// A broken batch is refused whole: nothing of it in the view, on disk or
+/// in the licence log.
+fn refused_whole(
+    base: Vec<Record>,
+    change: Vec<Record>,
+    how: Breakage,
+) -> Result<(), TestCaseError> {
+    with_network(|network| {
+        block_on(async {
+            network
+                .upsert(incoming(base.clone()), vec![], true, false, "")
+                .await
+                .unwrap();
+            let before = network.view();
+            let mut broken = change;
+            break_batch(&mut broken, &how);
+            let refused = network
+                .upsert(incoming(broken), vec![], true, false, "")
+                .await;
+            prop_assert!(refused.is_err(), "{:?} was accepted", how);
+            let after = network.view();
+            prop_assert_eq!(after.revision, before.revision);
+            prop_assert_eq!(
+                after.records().collect::<Vec<_>>(),
+                before.records().collect::<Vec<_>>()
+            );
+            prop_assert_eq!(
+                network.store().snapshot().unwrap().records,
+                before.records().collect::<Vec<_>>()
+            );
+            prop_assert_eq!(network.store().log_bounds().head, before_log_head(&base));
+            Ok(())
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn valid_batches_round_trip_exactly(records in network()) {
+        round_trips(records)?;
     }
 
     #[test]
     fn invalid_batches_are_refused_whole(base in network(), change in network(), how in breakage()) {
-        with_network(|network| block_on(async {
-            network.upsert(incoming(base.clone()), vec![], true, false, "").await.unwrap();
-            let before = network.view();
-            let mut broken = change;
-            break_batch(&mut broken, &how);
-            let refused = network.upsert(incoming(broken), vec![], true, false, "").await;
-            prop_assert!(refused.is_err(), "{:?} was accepted", how);
-            let after = network.view();
-            prop_assert_eq!(after.revision, before.revision);
-            prop_assert_eq!(after.records().collect::<Vec<_>>(), before.records().collect::<Vec<_>>());
-            prop_assert_eq!(network.store().snapshot().unwrap().records, before.records().collect::<Vec<_>>());
-            prop_assert_eq!(network.store().log_bounds().head, before_log_head(&base));
-            Ok(())
-        }))?;
+        refused_whole(base, change, how)?;
+    }
+}
+
+proptest! {
+    // Batches of more than 2,000 changes commit through the undo journal
+    // rather than one sled transaction: the same properties must hold.
+    #![proptest_config(ProptestConfig::with_cases(3))]
+
+    #[test]
+    fn large_batches_round_trip_exactly(records in network_of(2_001, 2_100)) {
+        prop_assert!(records.len() > 2_000);
+        round_trips(records)?;
+    }
+
+    #[test]
+    fn large_batches_are_refused_whole(base in network_of(2_001, 2_100), change in network_of(2_001, 2_100), how in breakage()) {
+        refused_whole(base, change, how)?;
     }
 }
 

@@ -27,124 +27,174 @@ fn day(offset: i64) -> Date {
     as_of() + chrono::TimeDelta::days(offset)
 }
 
+/// A component's choices: sources (none, or one or two suppliers from a
+/// first one on), an input (an earlier component) or none, its material,
+/// grams and stock.
+type ComponentChoice = (
+    Option<(usize, usize)>,
+    Option<(usize, u32)>,
+    usize,
+    u32,
+    u32,
+);
+/// A licence's choices: supplier, material, status, quantity, days since
+/// submission, expected decision day, first valid day, days valid after 20.
+type LicenseChoice = (
+    usize,
+    usize,
+    i32,
+    u32,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// A random network: CN and DE suppliers, components whose inputs point to
-/// earlier ones (so the graph is acyclic), licences of every status.
+/// earlier ones (so the graph is acyclic), licences of every status. Built
+/// from proptest's own strategies, so that a failure shrinks.
 fn network() -> impl Strategy<Value = Net> {
-    (2usize..6, 2usize..16, 1usize..5, 0usize..12, any::<u64>()).prop_map(
-        |(suppliers, components, lines, licenses, seed)| {
-            let mut state = seed | 1;
-            let mut next = move |n: u64| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state % n.max(1)
+    (2usize..6, 2usize..16, 1usize..5, 0usize..12)
+        .prop_flat_map(|(suppliers, components, lines, licenses)| {
+            let component = |c: usize| -> BoxedStrategy<ComponentChoice> {
+                (
+                    prop_oneof![
+                        1 => Just(None),
+                        5 => (1usize..3, 0..suppliers).prop_map(Some),
+                    ],
+                    proptest::option::of((0..c.max(1), 1u32..3))
+                        .prop_map(move |input| input.filter(|_| c > 0)),
+                    0usize..3,
+                    0u32..50,
+                    0u32..20,
+                )
+                    .boxed()
             };
-            let materials = vec![
-                Material {
-                    code: "DY".into(),
-                    controlled_by: "CN".into(),
-                    ..Default::default()
-                },
-                Material {
-                    code: "HO".into(),
-                    controlled_by: "CN".into(),
-                    controlled_from: Some(day(20)),
-                    ..Default::default()
-                },
-                Material {
-                    code: "ND".into(),
-                    ..Default::default()
-                },
-            ];
-            let suppliers: Vec<Supplier> = (0..suppliers)
-                .map(|s| Supplier {
-                    id: format!("S{s}"),
-                    country: if s % 3 == 2 { "DE" } else { "CN" }.into(),
-                    ..Default::default()
-                })
-                .collect();
-            let mut comps = Vec::new();
-            for c in 0..components {
-                let k = 1 + next(2) as usize;
-                let first = next(suppliers.len() as u64) as usize;
-                let sources = if next(6) == 0 {
-                    vec![]
-                } else {
+            let license: BoxedStrategy<LicenseChoice> = (
+                0..suppliers,
+                0usize..2,
+                1i32..5,
+                1u32..301,
+                0i64..60,
+                proptest::option::of(0i64..30),
+                proptest::option::of(0i64..20),
+                proptest::option::of(0i64..60),
+            )
+                .boxed();
+            (
+                Just(suppliers),
+                (0..components).map(component).collect::<Vec<_>>(),
+                proptest::collection::vec((50u32..250, 1u32..4, 0..components), lines),
+                proptest::collection::vec(license, licenses),
+            )
+        })
+        .prop_map(|(suppliers, components, lines, licenses)| {
+            build(suppliers, &components, &lines, &licenses)
+        })
+}
+
+fn build(
+    suppliers: usize,
+    components: &[ComponentChoice],
+    lines: &[(u32, u32, usize)],
+    licenses: &[LicenseChoice],
+) -> Net {
+    let materials = vec![
+        Material {
+            code: "DY".into(),
+            controlled_by: "CN".into(),
+            ..Default::default()
+        },
+        Material {
+            code: "HO".into(),
+            controlled_by: "CN".into(),
+            controlled_from: Some(day(20)),
+            ..Default::default()
+        },
+        Material {
+            code: "ND".into(),
+            ..Default::default()
+        },
+    ];
+    let suppliers_list: Vec<Supplier> = (0..suppliers)
+        .map(|s| Supplier {
+            id: format!("S{s}"),
+            country: if s % 3 == 2 { "DE" } else { "CN" }.into(),
+            ..Default::default()
+        })
+        .collect();
+    let components_list = components
+        .iter()
+        .enumerate()
+        .map(|(c, (sources, input, material, grams, stock))| Component {
+            id: format!("C{c:02}"),
+            sources: sources
+                .map(|(k, first)| {
                     (0..k)
                         .map(|i| Source {
-                            supplier_id: format!("S{}", (first + i) % suppliers.len()),
+                            supplier_id: format!("S{}", (first + i) % suppliers),
                             share: 1.0 / k as f64,
                         })
                         .collect()
-                };
-                let inputs = if c > 0 && next(2) == 0 {
-                    vec![ComponentInput {
-                        component_id: format!("C{:02}", next(c as u64)),
-                        quantity: 1.0 + next(2) as f64,
-                    }]
-                } else {
-                    vec![]
-                };
-                comps.push(Component {
-                    id: format!("C{c:02}"),
-                    sources,
-                    materials: vec![MaterialContent {
-                        material: ["DY", "HO", "ND"][next(3) as usize].into(),
-                        grams_per_unit: next(50) as f64,
-                    }],
-                    inputs,
-                    on_hand_units: (next(20) * 100) as f64,
-                    ..Default::default()
-                });
-            }
-            let lines: Vec<ProductionLine> = (0..lines)
-                .map(|l| ProductionLine {
-                    id: format!("L{l}"),
-                    plant: format!("P{}", l % 2),
-                    units_per_day: 50.0 + next(200) as f64,
-                    bom: vec![BomItem {
-                        component_id: format!("C{:02}", next(components as u64)),
-                        quantity: 1.0 + next(3) as f64,
-                    }],
-                    ..Default::default()
                 })
-                .collect();
-            let licenses: Vec<License> = (0..licenses)
-                .map(|i| License {
+                .unwrap_or_default(),
+            materials: vec![MaterialContent {
+                material: ["DY", "HO", "ND"][*material].into(),
+                grams_per_unit: f64::from(*grams),
+            }],
+            inputs: input
+                .iter()
+                .map(|(of, quantity)| ComponentInput {
+                    component_id: format!("C{of:02}"),
+                    quantity: f64::from(*quantity),
+                })
+                .collect(),
+            on_hand_units: f64::from(stock * 100),
+            ..Default::default()
+        })
+        .collect();
+    let lines_list = lines
+        .iter()
+        .enumerate()
+        .map(|(l, (rate, quantity, part))| ProductionLine {
+            id: format!("L{l}"),
+            plant: format!("P{}", l % 2),
+            units_per_day: f64::from(*rate),
+            bom: vec![BomItem {
+                component_id: format!("C{part:02}"),
+                quantity: f64::from(*quantity),
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let licenses_list = licenses
+        .iter()
+        .enumerate()
+        .map(
+            |(i, (supplier, material, status, quantity, submitted, expected, from, until))| {
+                License {
                     id: format!("LIC{i:02}"),
-                    supplier_id: format!("S{}", next(suppliers.len() as u64)),
-                    material: ["DY", "HO"][next(2) as usize].into(),
-                    status: LicenseStatus::from_number(1 + next(4) as i32),
-                    quantity_kg: 1.0 + next(300) as f64,
+                    supplier_id: format!("S{supplier}"),
+                    material: ["DY", "HO"][*material].into(),
+                    status: LicenseStatus::from_number(*status),
+                    quantity_kg: f64::from(*quantity),
                     used_kg: 0.0,
-                    submitted_on: Some(day(-(next(60) as i64))),
-                    expected_decision_on: if next(2) == 0 {
-                        Some(day(next(30) as i64))
-                    } else {
-                        None
-                    },
-                    valid_from: if next(2) == 0 {
-                        Some(day(next(20) as i64))
-                    } else {
-                        None
-                    },
-                    valid_until: if next(2) == 0 {
-                        Some(day(20 + next(60) as i64))
-                    } else {
-                        None
-                    },
+                    submitted_on: Some(day(-submitted)),
+                    expected_decision_on: expected.map(day),
+                    valid_from: from.map(day),
+                    valid_until: until.map(|d| day(20 + d)),
                     ..Default::default()
-                })
-                .collect();
-            Net {
-                materials,
-                suppliers,
-                components: comps,
-                lines,
-                licenses,
-            }
-        },
-    )
+                }
+            },
+        )
+        .collect();
+    Net {
+        materials,
+        suppliers: suppliers_list,
+        components: components_list,
+        lines: lines_list,
+        licenses: licenses_list,
+    }
 }
 
 fn run(net: &Net, scenario: &Scenario) -> Evaluation {
