@@ -2,7 +2,7 @@
 //! the store, and the reads beside it.
 //!
 //! Every write goes through `Network::write`: it takes the writer lock, plans
-//! against the current state (so that what the plan read stays true), commits,
+//! against the newest view (so that what the plan read stays true), commits,
 //! lets the lock go, and only then waits for the flush that makes the commit
 //! durable. Writers that flush at the same time share one flush, which is what
 //! makes many small durable writes cheap. A write is never acknowledged before
@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
-use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Origin};
+use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Lookup, Origin};
 use crate::domain::{Error, Kind, Violation};
 use crate::store::{Committed, Store};
 use crate::view::{ListPage, ListQuery, View};
@@ -314,8 +314,9 @@ impl Network {
     }
 
     /// The single writer path. `plan` runs under the writer lock on a blocking
-    /// thread and returns the changes to commit (and anything the caller wants
-    /// back from what it read).
+    /// thread, reading the newest view (everything committed: exactly the
+    /// store), and returns the changes to commit (and anything the caller
+    /// wants back from what it read).
     async fn write<T, F>(
         self: &Arc<Self>,
         dry_run: bool,
@@ -324,7 +325,7 @@ impl Network {
     ) -> Result<(WriteOutcome, T), Error>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Store) -> Result<(Vec<Change>, T), Error> + Send + 'static,
+        F: FnOnce(&dyn Lookup) -> Result<(Vec<Change>, T), Error> + Send + 'static,
     {
         let mut guard = self.writer.clone().lock_owned().await;
         if self.failure.lock().is_some() {
@@ -357,9 +358,8 @@ impl Network {
                     // (INTERNAL) and the writer path goes on. (A panic
                     // while committing is not caught: it fails the store,
                     // whose reopening recovers what is on disk.)
-                    let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        plan(&*committing)
-                    }));
+                    let planned =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&**staged)));
                     let (changes, value) = match planned {
                         Ok(planned) => planned?,
                         Err(panic) => {
@@ -548,7 +548,7 @@ mod tests {
             .write(
                 false,
                 "",
-                |_: &dyn Store| -> Result<(Vec<Change>, ()), Error> {
+                |_: &dyn Lookup| -> Result<(Vec<Change>, ()), Error> {
                     panic!("a bug in the planner")
                 },
             )

@@ -16,8 +16,8 @@ use imbl::{OrdMap, OrdSet};
 use crate::domain::record::{
     Component, License, LicenseStatus, Material, ProductionLine, Record, RecordKey, Supplier,
 };
-use crate::domain::write::Change;
-use crate::domain::Kind;
+use crate::domain::write::{Change, Lookup};
+use crate::domain::{Error, Kind};
 
 /// What a list request selects. Empty strings and `Unspecified` mean "any".
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,13 +67,18 @@ pub struct ListPage {
 /// value of a field (a supplier's components), in id order.
 type Index = OrdSet<(String, String)>;
 
-/// The secondary indexes lists filter by.
+/// The secondary indexes lists filter by, and the writer's planner reads
+/// to find what refers to a record.
 #[derive(Clone, Debug, Default)]
 struct Indexes {
     suppliers_by_country: Index,
     components_by_supplier: Index,
     components_by_material: Index,
+    /// (input component, component that consumes it)
+    components_by_input: Index,
     lines_by_plant: Index,
+    /// (component, line whose bill of materials names it)
+    lines_by_component: Index,
     licenses_by_supplier: Index,
     licenses_by_material: Index,
     licenses_by_status: Index,
@@ -115,10 +120,21 @@ impl Indexes {
                 add,
             );
         }
+        for input in &c.inputs {
+            entry(
+                &mut self.components_by_input,
+                &input.component_id,
+                &c.id,
+                add,
+            );
+        }
     }
 
     fn line(&mut self, l: &ProductionLine, add: bool) {
         entry(&mut self.lines_by_plant, &l.plant, &l.id, add);
+        for item in &l.bom {
+            entry(&mut self.lines_by_component, &item.component_id, &l.id, add);
+        }
     }
 
     fn license(&mut self, l: &License, add: bool) {
@@ -360,6 +376,34 @@ impl View {
         })
     }
 
+    /// Every record that refers to `key`, in key order (by kind, then id).
+    pub fn referrers(&self, key: &RecordKey) -> Vec<RecordKey> {
+        let idx = &self.indexes;
+        let of = |index: &Index, kind: Kind| {
+            indexed(index, &key.id, None)
+                .map(move |id| RecordKey::new(kind, id.clone()))
+                .collect::<Vec<_>>()
+        };
+        match key.kind {
+            Kind::Material => [
+                of(&idx.components_by_material, Kind::Component),
+                of(&idx.licenses_by_material, Kind::License),
+            ]
+            .concat(),
+            Kind::Supplier => [
+                of(&idx.components_by_supplier, Kind::Component),
+                of(&idx.licenses_by_supplier, Kind::License),
+            ]
+            .concat(),
+            Kind::Component => [
+                of(&idx.components_by_input, Kind::Component),
+                of(&idx.lines_by_component, Kind::Line),
+            ]
+            .concat(),
+            Kind::Line | Kind::License => Vec::new(),
+        }
+    }
+
     /// One page of `query`: up to `limit` records after the id `after`, in
     /// id order, with the number of matches over all pages.
     pub fn list(&self, query: &ListQuery, after: Option<&str>, limit: usize) -> ListPage {
@@ -484,10 +528,34 @@ impl View {
     }
 }
 
+/// What the writer's planner reads: the view is exactly the store at its
+/// revision, so a plan made on the newest view (under the writer lock) is a
+/// plan made on the store.
+impl Lookup for View {
+    fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
+        Ok(View::get(self, key))
+    }
+
+    fn contains(&self, key: &RecordKey) -> Result<bool, Error> {
+        let id = key.id.as_str();
+        Ok(match key.kind {
+            Kind::Material => self.materials.contains_key(id),
+            Kind::Supplier => self.suppliers.contains_key(id),
+            Kind::Component => self.components.contains_key(id),
+            Kind::Line => self.lines.contains_key(id),
+            Kind::License => self.licenses.contains_key(id),
+        })
+    }
+
+    fn referrers(&self, key: &RecordKey) -> Result<Vec<RecordKey>, Error> {
+        Ok(View::referrers(self, key))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::record::{MaterialContent, Source};
+    use crate::domain::record::{BomItem, ComponentInput, MaterialContent, Source};
     use proptest::prelude::*;
 
     const IDS: &[&str] = &["A", "B", "C", "D", "E", "F"];
@@ -498,8 +566,8 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Step {
         Supplier(usize, usize),
-        Component(usize, Vec<usize>, Vec<usize>),
-        Line(usize, usize),
+        Component(usize, Vec<usize>, Vec<usize>, Vec<usize>),
+        Line(usize, usize, Vec<usize>),
         License(usize, usize, usize, i32),
         Remove(Kind, usize),
     }
@@ -511,10 +579,16 @@ mod tests {
             (
                 id.clone(),
                 proptest::collection::vec(0..IDS.len(), 0..3),
-                proptest::collection::vec(0..MATERIALS.len(), 0..3)
+                proptest::collection::vec(0..MATERIALS.len(), 0..3),
+                proptest::collection::vec(0..IDS.len(), 0..3)
             )
-                .prop_map(|(i, s, m)| Step::Component(i, s, m)),
-            (id.clone(), 0..VALUES.len()).prop_map(|(i, p)| Step::Line(i, p)),
+                .prop_map(|(i, s, m, inputs)| Step::Component(i, s, m, inputs)),
+            (
+                id.clone(),
+                0..VALUES.len(),
+                proptest::collection::vec(0..IDS.len(), 0..3)
+            )
+                .prop_map(|(i, p, bom)| Step::Line(i, p, bom)),
             (id.clone(), 0..IDS.len(), 0..MATERIALS.len(), 1..5i32)
                 .prop_map(|(i, s, m, st)| Step::License(i, s, m, st)),
             (
@@ -538,27 +612,43 @@ mod tests {
                 country: VALUES[*c].into(),
                 ..Default::default()
             })),
-            Step::Component(i, sources, materials) => view.put(Record::Component(Component {
-                id: id(i),
-                sources: sources
-                    .iter()
-                    .map(|s| Source {
-                        supplier_id: id(s),
-                        share: 1.0,
-                    })
-                    .collect(),
-                materials: materials
-                    .iter()
-                    .map(|m| MaterialContent {
-                        material: MATERIALS[*m].into(),
-                        grams_per_unit: 1.0,
-                    })
-                    .collect(),
-                ..Default::default()
-            })),
-            Step::Line(i, p) => view.put(Record::Line(ProductionLine {
+            Step::Component(i, sources, materials, inputs) => {
+                view.put(Record::Component(Component {
+                    id: id(i),
+                    sources: sources
+                        .iter()
+                        .map(|s| Source {
+                            supplier_id: id(s),
+                            share: 1.0,
+                        })
+                        .collect(),
+                    materials: materials
+                        .iter()
+                        .map(|m| MaterialContent {
+                            material: MATERIALS[*m].into(),
+                            grams_per_unit: 1.0,
+                        })
+                        .collect(),
+                    inputs: inputs
+                        .iter()
+                        .map(|c| ComponentInput {
+                            component_id: id(c),
+                            quantity: 1.0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                }))
+            }
+            Step::Line(i, p, bom) => view.put(Record::Line(ProductionLine {
                 id: id(i),
                 plant: VALUES[*p].into(),
+                bom: bom
+                    .iter()
+                    .map(|c| BomItem {
+                        component_id: id(c),
+                        quantity: 1.0,
+                    })
+                    .collect(),
                 ..Default::default()
             })),
             Step::License(i, s, m, st) => view.put(Record::License(License {
@@ -651,6 +741,21 @@ mod tests {
                     after = page.records.last().map(|r| r.id().to_string());
                 }
                 prop_assert_eq!(&listed, &expected, "{:?}", query);
+            }
+            // What refers to each record is what the records say they refer
+            // to, in key order: the writer's planner reads this.
+            for kind in Kind::ALL {
+                for id in IDS {
+                    let key = RecordKey::new(kind, *id);
+                    let mut expected: Vec<RecordKey> = every
+                        .iter()
+                        .filter(|r| r.references().iter().any(|x| x.target == key))
+                        .map(Record::key)
+                        .collect();
+                    expected.sort();
+                    expected.dedup();
+                    prop_assert_eq!(View::referrers(&view, &key), expected, "{}", key);
+                }
             }
         }
     }

@@ -4,8 +4,7 @@
 
 use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
 use crate::domain::changelog::LicenseChange;
-use crate::domain::record::{Record, RecordKey};
-use crate::domain::write::{Change, Lookup};
+use crate::domain::write::Change;
 use crate::domain::Error;
 
 pub struct FailedStore {
@@ -27,16 +26,6 @@ impl FailedStore {
         Error::StoreFailed {
             detail: self.detail.clone(),
         }
-    }
-}
-
-impl Lookup for FailedStore {
-    fn get(&self, _key: &RecordKey) -> Result<Option<Record>, Error> {
-        Err(self.refused())
-    }
-
-    fn referrers(&self, _key: &RecordKey) -> Result<Vec<RecordKey>, Error> {
-        Err(self.refused())
     }
 }
 

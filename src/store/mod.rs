@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::Record;
-use crate::domain::write::{Change, Lookup};
+use crate::domain::write::Change;
 use crate::domain::Error;
 
 pub use failed::FailedStore;
@@ -70,7 +70,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The storage engine behind the service. Reads may run concurrently with
 /// each other and with a commit; a caller serialises commits itself.
-pub trait Store: Lookup + Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// The current store revision (0 for an empty store).
     fn revision(&self) -> u64;
 

@@ -1,14 +1,13 @@
 //! The store on sled 0.34.
 //!
-//! Trees: one per record kind (id → record), `index` (secondary index entries,
-//! see [`super::keys`]), `meta` (schema version, revision, log head, counts)
+//! Trees: one per record kind (id → record), `meta` (schema version, revision,
+//! log head, counts)
 //! and `log` (sequence → licence change), plus `undo`, the journal of a large
 //! commit under way. A commit writes all of them atomically: in one sled
 //! transaction when small, through the undo journal when large (see
 //! `commit_journaled`). Counters live in `meta` so that the revision and log
 //! sequences stay contiguous across crashes (sled's `generate_id` jumps).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -23,11 +22,14 @@ use super::keys;
 use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
-use crate::domain::write::{Change, Lookup};
+use crate::domain::write::Change;
 use crate::domain::Error;
 
-/// The layout this release reads and writes.
-const SCHEMA_VERSION: u64 = 1;
+/// The layout this release reads and writes. Version 1 also kept secondary
+/// index entries in an `index` tree; since the writer plans against the
+/// in-memory view, which holds those indexes, the store keeps only records,
+/// counters and the log, and opening a version 1 store drops that tree.
+const SCHEMA_VERSION: u64 = 2;
 
 const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 const META_REVISION: &[u8] = b"revision";
@@ -58,7 +60,6 @@ pub struct SledStore {
     db: sled::Db,
     /// One tree per kind, in `Kind::ALL` order.
     records: [Tree; 5],
-    index: Tree,
     meta: Tree,
     log: Tree,
     /// The undo journal of a large commit under way (see `commit_journaled`).
@@ -115,7 +116,6 @@ impl SledStore {
             tree("licenses")?,
         ];
         let store = SledStore {
-            index: tree("index")?,
             meta: tree("meta")?,
             log: tree("log")?,
             undo: tree("undo")?,
@@ -152,6 +152,16 @@ impl SledStore {
     fn check_schema(&self) -> Result<(), Error> {
         match self.meta.get(META_SCHEMA_VERSION).map_err(storage)? {
             Some(v) if keys::u64_value(&v) == Some(SCHEMA_VERSION) => Ok(()),
+            Some(v) if keys::u64_value(&v) == Some(1) => {
+                // Version 1 kept an index nothing reads any more.
+                self.db.drop_tree("index").map_err(storage)?;
+                self.meta
+                    .insert(META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(storage)?;
+                self.make_durable()?;
+                tracing::info!("upgraded the store from schema version 1 to {SCHEMA_VERSION}");
+                Ok(())
+            }
             Some(v) => Err(Error::Storage(format!(
                 "the store has schema version {:?}; this release reads version {SCHEMA_VERSION}",
                 keys::u64_value(&v)
@@ -199,7 +209,6 @@ impl SledStore {
             &self.records[2],
             &self.records[3],
             &self.records[4],
-            &self.index,
             &self.meta,
             &self.log,
         ]
@@ -229,7 +238,7 @@ impl SledStore {
     /// 1. a durable marker names the revision being written;
     /// 2. chunk by chunk (`write_chunk`), the old records go to the undo
     ///    journal, then the new records (stamped with the revision) or their
-    ///    removal, then their index entries and log entries;
+    ///    removal, then their log entries;
     /// 3. one last atomic batch moves the counters and removes the marker.
     ///
     /// sled recovers a prefix of its log, so after a crash anything written
@@ -272,7 +281,7 @@ impl SledStore {
     /// Writes one chunk of a journaled commit in the order that
     /// [`SledStore::roll_back`] relies on: the old records to the undo
     /// journal, the new records (stamped with the revision) or their removal,
-    /// then the index entries and log entries. Key by key, not in batches: a
+    /// then the log entries. Key by key, not in batches: a
     /// sled batch pins one epoch too, and holds on to memory as a transaction
     /// does (2.2 GB more for a million records, against 0.1 GB this way).
     fn write_chunk(&self, changes: &[Change], state: &mut CommitState) -> Result<(), Error> {
@@ -286,7 +295,7 @@ impl SledStore {
             writes.add(change, state);
         }
         let trees = self.trees();
-        for slot in [0, 1, 2, 3, 4, INDEX_SLOT, LOG_SLOT] {
+        for slot in [0, 1, 2, 3, 4, LOG_SLOT] {
             for (key, value) in std::mem::take(&mut writes.writes[slot]) {
                 match value {
                     Some(value) => trees[slot].insert(key, value).map(drop),
@@ -299,9 +308,8 @@ impl SledStore {
     }
 
     /// Undoes a journaled commit that a crash interrupted, if there is one:
-    /// every record stamped with its revision goes, with its index entries;
-    /// every journaled record comes back, with its index entries; log entries
-    /// past the stored head go.
+    /// every record stamped with its revision goes; every journaled record
+    /// comes back; log entries past the stored head go.
     fn roll_back(&self) -> Result<(), Error> {
         let Some(pending) = self.meta.get(META_PENDING).map_err(storage)? else {
             // A finished commit may leave its journal behind: it is garbage.
@@ -315,9 +323,6 @@ impl SledStore {
                 let (id, value) = entry.map_err(storage)?;
                 let record = decode_record(&value)?;
                 if record.revision() == pending {
-                    for entry in keys::index_entries(&record) {
-                        self.index.remove(entry).map_err(storage)?;
-                    }
                     self.tree(kind).remove(id).map_err(storage)?;
                     removed += 1;
                 }
@@ -330,10 +335,7 @@ impl SledStore {
                 .first()
                 .and_then(|&k| Kind::from_byte(k))
                 .ok_or_else(|| Error::Storage("an undo journal key is malformed".into()))?;
-            let record = decode_record(&value)?;
-            for entry in keys::index_entries(&record) {
-                self.index.insert(entry, &[]).map_err(storage)?;
-            }
+            decode_record(&value)?;
             self.tree(kind).insert(&key[1..], value).map_err(storage)?;
             restored += 1;
         }
@@ -361,13 +363,6 @@ impl SledStore {
     fn tree(&self, kind: Kind) -> &Tree {
         &self.records[slot(kind)]
     }
-
-    fn load(&self, kind: Kind, id: &str) -> Result<Option<Record>, Error> {
-        match self.tree(kind).get(id.as_bytes()).map_err(storage)? {
-            Some(bytes) => decode_record(&bytes).map(Some),
-            None => Ok(None),
-        }
-    }
 }
 
 fn count_key(kind: Kind) -> Vec<u8> {
@@ -376,28 +371,18 @@ fn count_key(kind: Kind) -> Vec<u8> {
     key
 }
 
-impl Lookup for SledStore {
+impl SledStore {
+    /// The record at `key` as stored (tests read the store directly).
+    #[cfg(test)]
     fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
-        self.load(key.kind, &key.id)
-    }
-
-    fn contains(&self, key: &RecordKey) -> Result<bool, Error> {
-        self.tree(key.kind)
-            .contains_key(key.id.as_bytes())
-            .map_err(storage)
-    }
-
-    fn referrers(&self, key: &RecordKey) -> Result<Vec<RecordKey>, Error> {
-        let prefix = keys::referrers_prefix(key, None);
-        self.index
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|k| {
-                let k = k.map_err(storage)?;
-                keys::referrer_of(&k, prefix.len())
-                    .ok_or_else(|| Error::Storage("a reference index key is malformed".into()))
-            })
-            .collect()
+        match self
+            .tree(key.kind)
+            .get(key.id.as_bytes())
+            .map_err(storage)?
+        {
+            Some(bytes) => decode_record(&bytes).map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -532,10 +517,9 @@ struct WriteSet {
 }
 
 /// Slots of the trees a commit writes, in `SledStore::trees` order.
-const TREES: usize = 8;
-const INDEX_SLOT: usize = 5;
-const META_SLOT: usize = 6;
-const LOG_SLOT: usize = 7;
+const TREES: usize = 7;
+const META_SLOT: usize = 5;
+const LOG_SLOT: usize = 6;
 
 /// The undo journal's key for a record: its kind, then its id.
 fn journal_key(key: &RecordKey) -> Vec<u8> {
@@ -546,19 +530,10 @@ fn journal_key(key: &RecordKey) -> Vec<u8> {
 }
 
 impl WriteSet {
-    /// Adds one record change: the record, its index entries, and a log entry
-    /// when it is a licence.
+    /// Adds one record change: the record, and a log entry when it is a
+    /// licence.
     fn add(&mut self, change: &Change, state: &mut CommitState) {
         let Change { old, new } = change;
-        let old_entries: HashSet<Vec<u8>> = old.iter().flat_map(keys::index_entries).collect();
-        let new_entries: HashSet<Vec<u8>> = new.iter().flat_map(keys::index_entries).collect();
-        let index = &mut self.writes[INDEX_SLOT];
-        for gone in old_entries.difference(&new_entries) {
-            index.push((gone.clone(), None));
-        }
-        for added in new_entries.difference(&old_entries) {
-            index.push((added.clone(), Some(Vec::new())));
-        }
         let (kind, id) = match (old, new) {
             (_, Some(r)) | (Some(r), None) => (r.kind(), r.id().to_string()),
             (None, None) => return,
@@ -686,15 +661,44 @@ mod tests {
             .collect()
     }
 
-    /// The components the reference index lists under `supplier`.
-    fn components_of(store: &SledStore, supplier: &str) -> Vec<String> {
-        store
-            .referrers(&RecordKey::new(Kind::Supplier, supplier))
+    /// The suppliers the stored component `id` is sourced from (None when
+    /// it is not stored).
+    fn suppliers_of(store: &SledStore, id: &str) -> Option<Vec<String>> {
+        match store.get(&RecordKey::new(Kind::Component, id)).unwrap()? {
+            Record::Component(c) => Some(c.sources.into_iter().map(|s| s.supplier_id).collect()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A version 1 store (with its index tree) opens as version 2, without
+    /// the tree, its records and log as they were.
+    #[test]
+    fn a_version_1_store_is_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store.commit(create(vec![supplier("S")]), "").unwrap();
+            store
+                .meta
+                .insert(META_SCHEMA_VERSION, &1u64.to_be_bytes())
+                .unwrap();
+            store
+                .db
+                .open_tree("index")
+                .unwrap()
+                .insert(b"r\x02S\x00", &[])
+                .unwrap();
+            store.make_durable().unwrap();
+        }
+        let store = open(dir.path());
+        let version = store.meta.get(META_SCHEMA_VERSION).unwrap().unwrap();
+        assert_eq!(keys::u64_value(&version), Some(SCHEMA_VERSION));
+        assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"index"));
+        assert!(store
+            .get(&RecordKey::new(Kind::Supplier, "S"))
             .unwrap()
-            .into_iter()
-            .filter(|k| k.kind == Kind::Component)
-            .map(|k| k.id)
-            .collect()
+            .is_some());
+        assert_eq!(store.revision(), 1);
     }
 
     #[test]
@@ -706,7 +710,7 @@ mod tests {
         records.extend((0..n).map(|i| component(&format!("C{i:05}"), "S")));
         let committed = store.commit(create(records), "").unwrap();
         assert_eq!(committed.revision, 1);
-        assert_eq!(components_of(&store, "S").len(), n);
+        assert_eq!(suppliers_of(&store, "C00000").unwrap(), ["S"]);
         assert_eq!(store.undo.len(), 0, "the journal is cleared");
         assert!(store.meta.get(META_PENDING).unwrap().is_none());
         assert_eq!(
@@ -771,13 +775,14 @@ mod tests {
                     &mut state,
                 )
                 .unwrap();
-            assert_eq!(components_of(&store, "T"), ["KEEP", "NEW"]);
+            assert_eq!(suppliers_of(&store, "KEEP").unwrap(), ["T"]);
+            assert!(suppliers_of(&store, "NEW").is_some());
             store.db.flush().unwrap();
         }
         let store = open(dir.path());
         assert_eq!(store.revision(), 1);
-        assert_eq!(components_of(&store, "S"), ["KEEP"]);
-        assert!(components_of(&store, "T").is_empty());
+        assert_eq!(suppliers_of(&store, "KEEP").unwrap(), ["S"]);
+        assert!(suppliers_of(&store, "NEW").is_none());
         assert!(store
             .get(&RecordKey::new(Kind::Component, "NEW"))
             .unwrap()
@@ -790,12 +795,6 @@ mod tests {
             .get(&RecordKey::new(Kind::License, "L1"))
             .unwrap()
             .is_some());
-        assert_eq!(
-            store
-                .referrers(&RecordKey::new(Kind::Supplier, "T"))
-                .unwrap(),
-            vec![]
-        );
         assert_eq!(store.log_bounds().head, 1);
         assert_eq!(store.read_log(0, 10).unwrap().len(), 1);
         // The store goes on from where it was.
