@@ -44,7 +44,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let data = dir.path().join("data");
     let port = free_port();
     let server = ServerProcess::start(&data, port, &[]);
-    let channel = server.connect().await;
+    let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
     let mut records = RecordServiceClient::new(channel.clone());
     records
         .upsert_records(common::seed_network())
@@ -151,7 +151,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     // whole and ends with the last acknowledged decision.
     server.kill_9();
     let server = ServerProcess::start(&data, port, &[]);
-    let channel = server.connect().await;
+    let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
     let mut records = RecordServiceClient::new(channel.clone());
     let stored = records
         .get_license(pb::GetLicenseRequest {

@@ -174,7 +174,7 @@ async fn a_large_import_that_fails_late_is_never_seen() {
     let data = dir.path().join("data");
     let port = free_port();
     let server = ServerProcess::start(&data, port, &[]);
-    let channel = server.connect().await;
+    let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
     let mut records = RecordServiceClient::new(channel.clone());
     records
         .upsert_records(common::seed_network())
@@ -234,7 +234,8 @@ async fn a_large_import_that_fails_late_is_never_seen() {
     server.kill_9();
     let port = free_port();
     let server = ServerProcess::start(&data, port, &[]);
-    let mut records = RecordServiceClient::new(server.connect().await);
+    let mut records =
+        RecordServiceClient::new(server.connect_with_deadline(Duration::from_secs(120)).await);
     assert!(!present(&mut records, supplier_id(0)).await.unwrap());
     let license = records
         .get_license(pb::GetLicenseRequest {

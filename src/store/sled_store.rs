@@ -38,6 +38,9 @@ const META_COUNT: &[u8] = b"count.";
 /// Present while a journaled commit is under way: the revision it makes.
 const META_PENDING: &[u8] = b"pending_commit";
 
+/// How often sled's background flusher runs (see `SledStore::open`).
+const FLUSHER_WAKES_EVERY_MS: u64 = 200;
+
 /// How to open the store.
 #[derive(Clone, Debug)]
 pub struct SledConfig {
@@ -89,10 +92,13 @@ impl SledStore {
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
-            // No background flusher: every write is flushed and synced
-            // before it is acknowledged (see `GroupSync`), and a flusher
-            // writing meanwhile would only add unsynced writes.
-            .flush_every_ms(None)
+            // Not for durability (every write is flushed and synced before
+            // it is acknowledged, see `GroupSync`), but for liveness: when
+            // sled fails to write a buffer from `exit_reservation`, it sets
+            // its global error without waking the threads waiting in
+            // `flush` for that buffer, which would then wait for ever. Each
+            // background flush sees the error and wakes them.
+            .flush_every_ms(Some(FLUSHER_WAKES_EVERY_MS))
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| {

@@ -383,6 +383,18 @@ impl ServerProcess {
         }
     }
 
+    /// `connect`, with a deadline on every call made through the channel:
+    /// for tests where a hung call must fail the test, not stall it.
+    pub async fn connect_with_deadline(&self, deadline: Duration) -> Channel {
+        self.connect().await;
+        Endpoint::from_shared(format!("http://127.0.0.1:{}", self.port))
+            .unwrap()
+            .timeout(deadline)
+            .connect()
+            .await
+            .expect("the server accepts connections")
+    }
+
     pub fn kill_9(mut self) {
         self.child.kill().expect("SIGKILL is delivered");
         self.child.wait().unwrap();
