@@ -141,3 +141,102 @@ mod reflection {
         }
     }
 }
+
+/// On SIGTERM an import still streaming gets the grace period to finish:
+/// one that finishes within it is applied and answered; one that does not is
+/// cut off when the period ends, and the process exits cleanly either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_calls_in_flight_the_grace_period_and_no_more() {
+    use lodestone::pb::{self, record_service_client::RecordServiceClient};
+    use std::time::{Duration, Instant};
+
+    let supplier = |id: &str| pb::ImportRecordsRequest {
+        records: vec![pb::Record {
+            record: Some(pb::record::Record::Supplier(pb::Supplier {
+                id: id.into(),
+                country: "DE".into(),
+                ..Default::default()
+            })),
+        }],
+    };
+    for (finishes_within_grace, grace) in [(true, 30u64), (false, 2)] {
+        let data = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let mut server = common::ServerProcess::start(
+            data.path(),
+            port,
+            &["--shutdown-grace-seconds", &grace.to_string()],
+        );
+        let channel = server.connect().await;
+        // An import whose client sends one message, then holds the stream
+        // open until told to finish.
+        let (finish, finished) = tokio::sync::oneshot::channel::<()>();
+        let messages = async_stream_of(supplier("GRACE-1"), supplier("GRACE-2"), finished);
+        let import = tokio::spawn(async move {
+            RecordServiceClient::new(channel)
+                .import_records(messages)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let terminated = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if finishes_within_grace {
+            let _ = finish.send(());
+            let answer = tokio::time::timeout(Duration::from_secs(60), import)
+                .await
+                .expect("the import is answered")
+                .unwrap()
+                .expect("an import finished within the grace period is applied");
+            assert_eq!(answer.into_inner().upserted_count, 2);
+        } else {
+            // Never finished: cut off at the end of the grace period.
+            let outcome = tokio::time::timeout(Duration::from_secs(60), import)
+                .await
+                .expect("the import ends when the grace period does")
+                .unwrap();
+            assert!(outcome.is_err(), "{outcome:?}");
+            drop(finish);
+        }
+        let status = tokio::task::spawn_blocking(move || server.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "a clean exit: {status:?}");
+        let took = terminated.elapsed();
+        assert!(
+            took < Duration::from_secs(grace + 30),
+            "stopped {took:?} after SIGTERM (grace {grace} s)"
+        );
+        if !finishes_within_grace {
+            assert!(
+                took >= Duration::from_secs(grace),
+                "the call had its grace period: stopped after {took:?}"
+            );
+        }
+    }
+}
+
+/// Two messages, the second only once `go` fires; the stream then ends.
+/// If `go` is dropped instead, the stream stays open for ever.
+fn async_stream_of(
+    first: lodestone::pb::ImportRecordsRequest,
+    second: lodestone::pb::ImportRecordsRequest,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> impl tokio_stream::Stream<Item = lodestone::pb::ImportRecordsRequest> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tx.try_send(first).expect("room for the first message");
+    tokio::spawn(async move {
+        if go.await.is_ok() {
+            let _ = tx.send(second).await;
+        } else {
+            std::future::pending::<()>().await;
+            drop(tx);
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
