@@ -7,28 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, expect_error, free_port, ServerProcess};
+use common::{eventually, expect_error, free_port, limit_file_size, ServerProcess};
 use lodestone::pb::{self, record_service_client::RecordServiceClient};
 use tonic::Code;
-
-/// Sets the soft file size limit of process `pid` (`None`: unlimited).
-fn limit_file_size(pid: u32, bytes: Option<u64>) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: plain system call on a child process of this test, with a
-    // valid pointer to a local value and a null old-limit pointer.
-    let result = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(result, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
 
 fn decision(id: &str, quantity_kg: f64) -> pb::UpdateLicenseStatusRequest {
     pb::UpdateLicenseStatusRequest {

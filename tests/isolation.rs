@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, spawn_app, ServerProcess};
+use common::{free_port, limit_file_size, spawn_app, ServerProcess};
 use lodestone::pb::{self, record_service_client::RecordServiceClient};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -52,6 +52,20 @@ async fn present(records: &mut RecordServiceClient<Channel>, id: String) -> Resu
     }
 }
 
+/// How many suppliers in China a list counts.
+async fn suppliers_in_china(records: &mut RecordServiceClient<Channel>) -> i32 {
+    records
+        .list_suppliers(pb::ListSuppliersRequest {
+            country: "CN".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .total_size
+}
+
 /// What the readers saw while an import ran.
 #[derive(Debug, Default)]
 struct Seen {
@@ -88,16 +102,7 @@ async fn poll_totals(channel: Channel, done: Arc<AtomicBool>, baseline: i32) -> 
     let mut records = RecordServiceClient::new(channel);
     let mut seen = Seen::default();
     while !done.load(Ordering::SeqCst) {
-        let total = records
-            .list_suppliers(pb::ListSuppliersRequest {
-                country: "CN".into(),
-                page_size: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .total_size;
+        let total = suppliers_in_china(&mut records).await;
         seen.probes += 1;
         if total != baseline && total != baseline + SUPPLIERS as i32 {
             seen.partial_totals.push(total);
@@ -149,25 +154,6 @@ async fn readers_see_a_large_import_whole_or_not_at_all() {
         .unwrap());
 }
 
-/// Sets the soft file size limit of process `pid` (`None`: unlimited).
-fn limit_file_size(pid: u32, bytes: Option<u64>) {
-    let limit = libc::rlimit {
-        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: a plain system call on a child process of this test, with a
-    // valid pointer to a local value and a null old-limit pointer.
-    let result = unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(result, 0, "prlimit: {}", std::io::Error::last_os_error());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_import_that_fails_late_is_never_seen() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,16 +166,7 @@ async fn a_large_import_that_fails_late_is_never_seen() {
         .upsert_records(common::seed_network())
         .await
         .unwrap();
-    let baseline = records
-        .list_suppliers(pb::ListSuppliersRequest {
-            country: "CN".into(),
-            page_size: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .total_size;
+    let baseline = suppliers_in_china(&mut records).await;
 
     // The disk fills up a little way into the import's commit: its first
     // records are written, its last never are.

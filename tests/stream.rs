@@ -466,18 +466,7 @@ async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
     // Thousands of licences in one import: thousands of log events, more
     // than the queue and the transport's windows hold together.
     let licences = 12_000;
-    let mut records = common::seed_network().records;
-    records.extend((0..licences).map(|i| {
-        common::record(&format!(
-            r#"{{"license": {{"id": "BULK-{i:05}", "supplier_id": "NBM", "material": "DY",
-                "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
-        ))
-    }));
-    app.records
-        .clone()
-        .import_records(tokio_stream::iter([pb::ImportRecordsRequest { records }]))
-        .await
-        .unwrap();
+    common::import_seed_with_bulk_licences(&app, licences).await;
     let streams = app.streams.clone();
 
     // One subscriber reads everything to its end; one reads nothing.
@@ -492,13 +481,7 @@ async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
         panic!("a heartbeat comes first")
     };
     // Small HTTP/2 windows, so that the transport buffers little of it.
-    let small = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .initial_stream_window_size(16 << 10)
-        .initial_connection_window_size(16 << 10)
-        .connect()
-        .await
-        .unwrap();
+    let small = common::small_window_channel(app.address).await;
     let stalled = pb::risk_service_client::RiskServiceClient::new(small)
         .stream_license_updates(from(0))
         .await
@@ -607,26 +590,9 @@ async fn retention_by_age_drops_only_older_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_overtaken_by_retention_is_told_mid_stream() {
     let app = spawn_app().await;
-    let mut records = common::seed_network().records;
-    records.extend((0..12_000).map(|i| {
-        common::record(&format!(
-            r#"{{"license": {{"id": "BULK-{i:05}", "supplier_id": "NBM", "material": "DY",
-                "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
-        ))
-    }));
-    app.records
-        .clone()
-        .import_records(tokio_stream::iter([pb::ImportRecordsRequest { records }]))
-        .await
-        .unwrap();
+    common::import_seed_with_bulk_licences(&app, 12_000).await;
     // A reader with small windows, so that little is in flight for it.
-    let small = tonic::transport::Endpoint::from_shared(format!("http://{}", app.address))
-        .unwrap()
-        .initial_stream_window_size(16 << 10)
-        .initial_connection_window_size(16 << 10)
-        .connect()
-        .await
-        .unwrap();
+    let small = common::small_window_channel(app.address).await;
     let mut stream = pb::risk_service_client::RiskServiceClient::new(small)
         .stream_license_updates(from(0))
         .await

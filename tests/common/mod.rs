@@ -333,6 +333,56 @@ pub mod skips {
     }
 }
 
+/// Sets the soft file size limit (RLIMIT_FSIZE) of process `pid`, as a full
+/// disk would stop its files growing (`None`: unlimited again).
+pub fn limit_file_size(pid: u32, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a plain system call on a child process of this test, with a
+    // valid pointer to a local value and a null old-limit pointer.
+    let result = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(result, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// Imports the seed network and `licences` more pending licences of NBM's
+/// dysprosium (`BULK-00000`...) in one ImportRecords: as many licence log
+/// events in one commit.
+pub async fn import_seed_with_bulk_licences(app: &TestApp, licences: usize) {
+    let mut records = seed_network().records;
+    records.extend((0..licences).map(|i| {
+        record(&format!(
+            r#"{{"license": {{"id": "BULK-{i:05}", "supplier_id": "NBM", "material": "DY",
+                "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
+        ))
+    }));
+    app.records
+        .clone()
+        .import_records(tokio_stream::iter([pb::ImportRecordsRequest { records }]))
+        .await
+        .expect("the seed and the bulk licences import");
+}
+
+/// A channel to `address` with small HTTP/2 windows (16 KiB), so that the
+/// transport buffers little of what a stream sends.
+pub async fn small_window_channel(address: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .initial_stream_window_size(16 << 10)
+        .initial_connection_window_size(16 << 10)
+        .connect()
+        .await
+        .expect("the client connects")
+}
+
 /// A free port on loopback, for a child process to bind right after.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
