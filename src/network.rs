@@ -342,14 +342,13 @@ impl Network {
         // From here on the write runs to its end in a task of its own: a
         // caller that goes away (a deadline, a cancelled call) must not leave
         // a commit unflushed or its licence events unannounced to the streams.
-        let store = self.store();
+        let committing = self.store();
         let view = self.view.clone();
         let durable_head = self.durable_head.clone();
         let failure = self.failure.clone();
         let client = client.to_string();
         tokio::spawn(
             async move {
-                let committing = store.clone();
                 let (committed, value) = tokio::task::spawn_blocking(move || {
                     let mut staged = guard;
                     let started = std::time::Instant::now();
@@ -392,6 +391,11 @@ impl Network {
                         revision = committed.revision,
                         "committed"
                     );
+                    // Let the writer lock go, then make the commit durable
+                    // on this same thread: writers that commit meanwhile
+                    // share this sync (group commit).
+                    drop(staged);
+                    committing.sync()?;
                     Ok::<_, Error>((Ok((committed, next)), value))
                 })
                 .await
@@ -401,12 +405,6 @@ impl Network {
 
                 let (revision, committed) = match committed {
                     Ok((c, next)) => {
-                        // The writer lock is free again: writers that commit
-                        // meanwhile share this flush.
-                        store
-                            .flush()
-                            .await
-                            .inspect_err(|error| note_failure(&failure, error))?;
                         // Durable: readers may see it now. A later commit
                         // whose flush returned first published a view that
                         // holds this one already.

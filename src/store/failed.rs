@@ -42,6 +42,10 @@ impl Store for FailedStore {
         Box::pin(async { Err(self.refused()) })
     }
 
+    fn sync(&self) -> Result<(), Error> {
+        Err(self.refused())
+    }
+
     fn snapshot(&self) -> Result<Snapshot, Error> {
         Err(self.refused())
     }

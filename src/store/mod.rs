@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
     /// crash (on disk, synced). Concurrent calls share the work.
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
 
+    /// [`Store::flush`], on the calling thread (blocking): for the writer
+    /// path, which is on a blocking thread already.
+    fn sync(&self) -> Result<(), Error>;
+
     /// Every record at one revision.
     fn snapshot(&self) -> Result<Snapshot, Error>;
 

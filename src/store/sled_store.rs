@@ -434,6 +434,10 @@ impl Store for SledStore {
         })
     }
 
+    fn sync(&self) -> Result<(), Error> {
+        self.make_durable()
+    }
+
     fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
         // Not `flush_async`: it runs on sled's own small I/O thread pool, and
         // a few dozen concurrent calls fill that pool with flushes waiting for
