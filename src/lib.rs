@@ -11,12 +11,13 @@
 //! - [`domain`]: the records, the rules they keep, and how a write request
 //!   becomes a set of changes. Plain Rust, testable alone.
 //! - [`store`]: the [`store::Store`] interface and its sled implementation:
-//!   one tree per record kind, secondary indexes, the licence change log.
-//! - [`network`]: the single writer path (plan, commit, flush, acknowledge)
-//!   and the reads beside it.
+//!   one tree per record kind, the licence change log, the undo journal of
+//!   large commits, and group commit with `fdatasync`.
+//! - [`network`]: the single writer path (plan against the newest view,
+//!   commit, sync, publish, acknowledge) and the reads beside it.
 //! - [`view`]: an in-memory copy-on-write view of every record at one
-//!   revision, updated by the writer path; consistent snapshots for exports
-//!   and the risk engine.
+//!   revision, with the indexes lists filter by and the planner's
+//!   referrers; every read is answered from a published view, whole.
 //! - [`engine`]: the risk engine: the model evaluated on a view, with the
 //!   network's structure and recent answers cached.
 //! - [`api`]: the tonic services, which only translate between protobuf and
