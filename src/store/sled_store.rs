@@ -38,8 +38,8 @@ const META_COUNT: &[u8] = b"count.";
 /// Present while a journaled commit is under way: the revision it makes.
 const META_PENDING: &[u8] = b"pending_commit";
 
-/// How often sled's background flusher runs (see `SledStore::open`).
-const FLUSHER_WAKES_EVERY_MS: u64 = 200;
+/// How often sled's background thread flushes and cleans segments.
+const BACKGROUND_EVERY_MS: u64 = 500;
 
 /// How to open the store.
 #[derive(Clone, Debug)]
@@ -93,12 +93,10 @@ impl SledStore {
             .path(&config.path)
             .cache_capacity(config.cache_capacity_bytes)
             // Not for durability (every write is flushed and synced before
-            // it is acknowledged, see `GroupSync`), but for liveness: when
-            // sled fails to write a buffer from `exit_reservation`, it sets
-            // its global error without waking the threads waiting in
-            // `flush` for that buffer, which would then wait for ever. Each
-            // background flush sees the error and wakes them.
-            .flush_every_ms(Some(FLUSHER_WAKES_EVERY_MS))
+            // it is acknowledged, see `GroupSync`): sled's background thread
+            // also cleans segments (rewriting live pages so that old
+            // segments can be reused), without which the file only grows.
+            .flush_every_ms(Some(BACKGROUND_EVERY_MS))
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| {
@@ -107,7 +105,12 @@ impl SledStore {
                     config.path.display()
                 ))
             })?;
-        let durable = GroupSync::new(&config.path).map_err(|e| {
+        let flushing = db.clone();
+        let durable = GroupSync::new(
+            &config.path,
+            Box::new(move || flushing.flush().map(drop).map_err(std::io::Error::other)),
+        )
+        .map_err(|e| {
             Error::Storage(format!(
                 "cannot sync the store's files at {}: {e}",
                 config.path.display()
@@ -129,7 +132,7 @@ impl SledStore {
             db,
             counters: RwLock::new(Counters::default()),
             committing: parking_lot::Mutex::new(()),
-            durable: Arc::new(durable),
+            durable,
         };
         store.check_schema()?;
         store.roll_back()?;
@@ -149,10 +152,7 @@ impl SledStore {
     /// Makes everything written so far durable against a power cut
     /// (blocking; concurrent callers share the work).
     fn make_durable(&self) -> Result<(), Error> {
-        let db = &self.db;
-        self.durable
-            .sync(|| db.flush().map(drop).map_err(std::io::Error::other))
-            .map_err(storage)
+        self.durable.sync().map_err(storage)
     }
 
     fn check_schema(&self) -> Result<(), Error> {
@@ -445,14 +445,12 @@ impl Store for SledStore {
         // here with 32 concurrent writers). A blocking flush on tokio's
         // blocking pool waits on the same stability point without starving
         // sled, and concurrent flushes still share the work.
-        let (db, durable) = (self.db.clone(), self.durable.clone());
+        let durable = self.durable.clone();
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                durable.sync(|| db.flush().map(drop).map_err(std::io::Error::other))
-            })
-            .await
-            .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
-            .map_err(storage)?;
+            tokio::task::spawn_blocking(move || durable.sync())
+                .await
+                .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
+                .map_err(storage)?;
             Ok(())
         })
     }
