@@ -1,3 +1,5 @@
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 
 // sled allocates on every write; glibc malloc serialises its threads on arena
@@ -69,7 +71,8 @@ async fn main() -> std::process::ExitCode {
             if serving && log_format == LogFormat::Json {
                 tracing::error!("{error:#}");
             } else {
-                eprintln!("lodestone: {error:#}");
+                // Not eprintln!, which panics if standard error fails.
+                let _ = writeln!(std::io::stderr(), "lodestone: {error:#}");
             }
             std::process::ExitCode::FAILURE
         }

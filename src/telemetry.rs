@@ -18,9 +18,14 @@ pub fn init(format: LogFormat) {
     let filter =
         EnvFilter::try_from_env("LODESTONE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a person at a terminal, never in a file or pipe.
+    // A log line that cannot be written is dropped: by default the
+    // subscriber reports the failure with `eprintln!`, which panics when
+    // standard error fails too (a full disk under a log file), and a panic
+    // in a storage thread would strand the writes waiting for it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

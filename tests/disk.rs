@@ -24,7 +24,18 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]);
+    // The server logs to a file already past the size limit set below, as
+    // a log on the full disk would be: its log lines fail too, and that
+    // must not stop it (a failed log write used to panic in whichever
+    // thread logged, and a storage thread's panic stranded the write that
+    // waited for it).
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .unwrap();
+    log.set_len(64 << 20).unwrap();
+    let server = ServerProcess::start_logging_to(&data, port, &[], log.into());
     let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
     let mut records = RecordServiceClient::new(channel.clone());
     records

@@ -400,6 +400,16 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(dir: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        Self::start_logging_to(dir, port, extra, std::process::Stdio::inherit())
+    }
+
+    /// `start`, with the server's log (standard error) sent to `log`.
+    pub fn start_logging_to(
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        log: std::process::Stdio,
+    ) -> ServerProcess {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"))
             .args([
                 "serve",
@@ -411,7 +421,7 @@ impl ServerProcess {
             .args(extra)
             .env("LODESTONE_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("the binary starts");
         ServerProcess { child, port }
