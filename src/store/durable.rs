@@ -8,12 +8,11 @@
 //! that appeared since the last sync, and the directories whose entries
 //! changed. Only then may a write be acknowledged.
 //!
-//! Group commit: a caller takes a ticket once its commit is in sled, notes
-//! the newest ticket issued, and flushes sled itself (concurrent flushes
-//! share sled's work, as sled intends). Then it takes the sync lock: a sync
-//! that ran meanwhile for a newer ticket covers it; otherwise it syncs the
-//! files for every ticket it noted. So a burst of concurrent writers shares
-//! one `fdatasync`.
+//! Group commit: a caller takes a ticket once its commit is in sled, then
+//! waits for the sync lock. Whoever holds the lock syncs for every ticket
+//! issued before it started, so a burst of concurrent writers shares one
+//! flush and one `fdatasync`, and a caller whose ticket a sync already
+//! covered returns without touching the disk.
 //!
 //! A nudger watches the flush. sled 0.34 has a race: a flush that starts
 //! waiting for a buffer whose asynchronous write then fails is never woken
@@ -56,10 +55,8 @@ pub struct GroupSync {
     flush: Flush,
     issued: AtomicU64,
     synced: Mutex<Synced>,
-    /// Flushes under way, and since when one has been (`None`: none is).
-    flushing: Mutex<(usize, Option<Instant>)>,
-    /// Times the files were synced, since the store opened.
-    file_syncs: AtomicU64,
+    /// When the flush under way began (`None`: none is).
+    flushing_since: Mutex<Option<Instant>>,
 }
 
 /// The names in `dir` (none when it does not exist).
@@ -114,8 +111,7 @@ impl GroupSync {
             flush,
             issued: AtomicU64::new(0),
             synced: Mutex::new(Synced::default()),
-            flushing: Mutex::new((0, None)),
-            file_syncs: AtomicU64::new(0),
+            flushing_since: Mutex::new(None),
         });
         // Everything sled created on open, whatever its name, as if new.
         let mut synced = sync.synced.lock();
@@ -137,7 +133,6 @@ impl GroupSync {
 
     /// The data file, new blob files and snapshots, and changed directories.
     fn sync_files(&self, synced: &mut Synced) -> io::Result<()> {
-        self.file_syncs.fetch_add(1, Ordering::Relaxed);
         self.data.sync_data()?;
         let blobs_dir = self.dir.join("blobs");
         let blobs = names(&blobs_dir)?;
@@ -154,40 +149,20 @@ impl GroupSync {
     /// another caller's sync has. Blocking.
     pub fn sync(&self) -> io::Result<()> {
         let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        // Every ticket issued by now belongs to a commit that is in sled
-        // already, so the flush below writes them all out.
-        let covered = self.issued.load(Ordering::SeqCst);
-        self.flushed()?;
         let mut synced = self.synced.lock();
         if synced.ticket >= ticket {
-            // A sync that began after a flush covering this commit.
             return Ok(());
         }
-        self.sync_files(&mut synced)?;
-        synced.ticket = synced.ticket.max(covered);
-        Ok(())
-    }
-
-    /// Flushes sled, noting the flush for the nudger while it is under way.
-    fn flushed(&self) -> io::Result<()> {
-        {
-            let mut flushing = self.flushing.lock();
-            flushing.0 += 1;
-            flushing.1.get_or_insert_with(Instant::now);
-        }
+        // Every ticket issued by now belongs to a commit that is in sled
+        // already: this one flush and sync covers them all.
+        let covered = self.issued.load(Ordering::SeqCst);
+        *self.flushing_since.lock() = Some(Instant::now());
         let flushed = (self.flush)();
-        let mut flushing = self.flushing.lock();
-        flushing.0 -= 1;
-        if flushing.0 == 0 {
-            flushing.1 = None;
-        }
-        flushed
-    }
-
-    /// How many times the files were synced since the store opened.
-    #[cfg(test)]
-    fn file_syncs(&self) -> u64 {
-        self.file_syncs.load(Ordering::Relaxed)
+        *self.flushing_since.lock() = None;
+        flushed?;
+        self.sync_files(&mut synced)?;
+        synced.ticket = covered;
+        Ok(())
     }
 }
 
@@ -201,9 +176,8 @@ fn nudge(watched: Weak<GroupSync>) {
             return;
         };
         let stalled = sync
-            .flushing
+            .flushing_since
             .lock()
-            .1
             .is_some_and(|since| since.elapsed() >= NUDGE_AFTER);
         if stalled {
             // Its own thread: this flush may wait as long as the first.
@@ -247,9 +221,7 @@ mod tests {
         let (_dir, path) = sled_dir();
         let flushes = Arc::new(AtomicUsize::new(0));
         let sync = GroupSync::new(&path, counting(&flushes)).unwrap();
-        // Eight callers arrive while the lock is held: each flushes, and
-        // they share one sync of the files.
-        let syncs_before = sync.file_syncs();
+        // Eight callers arrive while the lock is held: they share one flush.
         let held = sync.synced.lock();
         let callers: Vec<_> = (0..8)
             .map(|_| {
@@ -264,24 +236,13 @@ mod tests {
         for caller in callers {
             caller.join().unwrap();
         }
-        // Each flushed; the syncs covered all eight, at most one each.
-        assert_eq!(flushes.load(Ordering::SeqCst), 8);
-        let syncs = sync.file_syncs() - syncs_before;
-        assert!((1..=8).contains(&syncs), "{syncs} syncs");
+        // The first to take the lock saw all eight tickets and covered them.
+        let flushed = flushes.load(Ordering::SeqCst);
+        assert_eq!(flushed, 1, "{flushed} flushes for 8 callers");
         assert_eq!(sync.synced.lock().ticket, 8);
-        // A caller after them all syncs again: its commit is newer.
+        // A caller after them all flushes again: its commit is newer.
         sync.sync().unwrap();
-        assert_eq!(sync.file_syncs() - syncs_before, syncs + 1);
-        // A caller whose ticket a sync already covered does not sync again:
-        // as if another caller, who noted a newer ticket, synced meanwhile.
-        let next = sync.issued.load(Ordering::SeqCst) + 1;
-        sync.synced.lock().ticket = next;
-        sync.sync().unwrap();
-        assert_eq!(
-            sync.file_syncs() - syncs_before,
-            syncs + 1,
-            "covered: no sync"
-        );
+        assert_eq!(flushes.load(Ordering::SeqCst), flushed + 1);
     }
 
     #[test]
