@@ -40,18 +40,6 @@ pub enum ListQuery {
     },
 }
 
-impl ListQuery {
-    pub fn kind(&self) -> Kind {
-        match self {
-            ListQuery::Materials => Kind::Material,
-            ListQuery::Suppliers { .. } => Kind::Supplier,
-            ListQuery::Components { .. } => Kind::Component,
-            ListQuery::Lines { .. } => Kind::Line,
-            ListQuery::Licenses { .. } => Kind::License,
-        }
-    }
-}
-
 /// One page of a list, read at one revision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListPage {

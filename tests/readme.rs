@@ -307,7 +307,7 @@ async fn every_command_in_the_readme_works() {
     assert!(ran > 12);
     assert!(
         cargo_commands >= 3,
-        "the README's data commands ran through `cargo run --release --` ({cargo_commands})"
+        "the README shows its data commands as `cargo run --release -- …` ({cargo_commands})"
     );
     // The files the data commands wrote are there.
     for file in ["network.jsonl", "backup.jsonl"] {
