@@ -1,12 +1,14 @@
 //! The supply network as the service keeps it: the single writer path over
 //! the store, and the reads beside it.
 //!
-//! Every write goes through `Network::write`: it takes the writer lock, plans
-//! against the newest view (so that what the plan read stays true), commits,
-//! lets the lock go, and only then waits for the flush that makes the commit
-//! durable. Writers that flush at the same time share one flush, which is what
-//! makes many small durable writes cheap. A write is never acknowledged before
-//! its flush returns.
+//! Every write goes through `Network::write`, which queues it for the
+//! writer. The writer takes every write waiting at once, under the writer
+//! lock plans each against the view the one before it left (so that what a
+//! plan read stays true) and commits it at a revision of its own, lets the
+//! lock go, and then syncs once for the whole batch: many small durable
+//! writes share one sync, and writers that commit while it runs share it
+//! too. A write is never acknowledged, nor seen by a reader, before the sync
+//! that made it durable returns.
 //!
 //! When the store fails to write (a full disk, a file size limit), the
 //! network stops taking writes and refuses them at once, while reads go on
@@ -19,8 +21,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Mutex};
-use tracing::Instrument;
+use std::any::Any;
+use std::collections::VecDeque;
+
+use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
 
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
@@ -105,6 +109,8 @@ pub struct Network {
     store: parking_lot::RwLock<Arc<dyn Store>>,
     recovery: Option<Recovery>,
     failure: Arc<parking_lot::Mutex<Option<Failure>>>,
+    /// Writes waiting for the writer, in arrival order.
+    queue: parking_lot::Mutex<VecDeque<Job>>,
     /// The single writer path: held from planning to commit. Its value is
     /// the view of everything committed, durable or not yet: the writer
     /// builds the next view from it, in commit order.
@@ -138,6 +144,7 @@ impl Network {
             store: parking_lot::RwLock::new(store),
             recovery: None,
             failure: Arc::new(parking_lot::Mutex::new(None)),
+            queue: parking_lot::Mutex::new(VecDeque::new()),
             writer: Arc::new(Mutex::new(view)),
             durable_head: watch::channel(head).0,
         })
@@ -313,10 +320,11 @@ impl Network {
         Ok(changed.unwrap_or(current))
     }
 
-    /// The single writer path. `plan` runs under the writer lock on a blocking
-    /// thread, reading the newest view (everything committed: exactly the
-    /// store), and returns the changes to commit (and anything the caller
-    /// wants back from what it read).
+    /// The single writer path. `plan` runs on a blocking thread with the
+    /// writer's view (everything committed: exactly the store) and returns
+    /// the changes to commit, and anything the caller wants back from what
+    /// it read. The write is queued for the writer, which takes every write
+    /// waiting at once (see [`Network::drain`]).
     async fn write<T, F>(
         self: &Arc<Self>,
         dry_run: bool,
@@ -327,116 +335,103 @@ impl Network {
         T: Send + 'static,
         F: FnOnce(&dyn Lookup) -> Result<(Vec<Change>, T), Error> + Send + 'static,
     {
+        let (reply, replied) = oneshot::channel();
+        self.queue.lock().push_back(Job {
+            dry_run,
+            client: client.to_string(),
+            plan: Box::new(move |lookup| {
+                plan(lookup).map(|(changes, value)| (changes, Box::new(value) as Value))
+            }),
+            reply,
+            span: tracing::Span::current(),
+        });
+        // Every queued write starts a drain of its own, so none waits for a
+        // later one; a drain that finds the queue empty (an earlier drain
+        // took its write along) ends at once. Spawned: a caller that goes
+        // away (a deadline, a cancelled call) must not leave its write, or a
+        // commit of others, unflushed or unannounced to the streams.
+        tokio::spawn(self.clone().drain());
+        let (outcome, value) = replied
+            .await
+            .map_err(|_| Error::Internal("the writer dropped the write".into()))??;
+        let value = value
+            .downcast::<T>()
+            .map_err(|_| Error::Internal("the write returned another type".into()))?;
+        Ok((outcome, *value))
+    }
+
+    /// Takes the writer lock and every write waiting (up to [`MAX_BATCH`]),
+    /// and runs them on a blocking thread: each is planned against the view
+    /// the one before it left, and committed at its own revision; then one
+    /// sync makes the whole batch durable, after the writer lock has gone
+    /// (writers that commit meanwhile share the sync too). Only then is the
+    /// newest view published and each write answered.
+    async fn drain(self: Arc<Self>) {
         let mut guard = self.writer.clone().lock_owned().await;
+        let batch: Vec<Job> = {
+            let mut queue = self.queue.lock();
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
         if self.failure.lock().is_some() {
             // A probe file, waiting for readers, opening the store: blocking
             // work, on the blocking pool, holding the writer lock as
             // recovery must.
             let network = self.clone();
-            guard = tokio::task::spawn_blocking(move || {
+            let recovered = tokio::task::spawn_blocking(move || {
                 network.try_recover(&mut guard).map(|()| guard)
             })
             .await
-            .map_err(|e| Error::Internal(format!("the recovery task failed: {e}")))??;
-        }
-        // From here on the write runs to its end in a task of its own: a
-        // caller that goes away (a deadline, a cancelled call) must not leave
-        // a commit unflushed or its licence events unannounced to the streams.
-        let committing = self.store();
-        let view = self.view.clone();
-        let durable_head = self.durable_head.clone();
-        let failure = self.failure.clone();
-        let client = client.to_string();
-        tokio::spawn(
-            async move {
-                let (committed, value) = tokio::task::spawn_blocking(move || {
-                    let mut staged = guard;
-                    let started = std::time::Instant::now();
-                    // A panic while planning is a bug confined to this
-                    // request: nothing was written, so it fails alone
-                    // (INTERNAL) and the writer path goes on. (A panic
-                    // while committing is not caught: it fails the store,
-                    // whose reopening recovers what is on disk.)
-                    let planned =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&**staged)));
-                    let (changes, value) = match planned {
-                        Ok(planned) => planned?,
-                        Err(panic) => {
-                            let what = panic
-                                .downcast_ref::<&str>()
-                                .map(|s| s.to_string())
-                                .or_else(|| panic.downcast_ref::<String>().cloned())
-                                .unwrap_or_default();
-                            return Err(Error::Internal(format!(
-                                "planning the write failed: {what}"
-                            )));
-                        }
-                    };
-                    let planned = started.elapsed();
-                    if dry_run || changes.is_empty() {
-                        return Ok((Err(staged.revision), value));
+            .map_err(|e| Error::Internal(format!("the recovery task failed: {e}")))
+            .and_then(|result| result);
+            match recovered {
+                Ok(g) => guard = g,
+                Err(error) => {
+                    for job in batch {
+                        let _ = job.reply.send(Err(repeat(&error)));
                     }
-                    let count = changes.len();
-                    let mut committed = committing.commit(changes, &client)?;
-                    let stored = started.elapsed();
-                    let mut next = View::clone(&staged);
-                    next.apply(committed.revision, std::mem::take(&mut committed.changes));
-                    let next = Arc::new(next);
-                    *staged = next.clone();
-                    tracing::debug!(
-                        changes = count,
-                        plan_ms = planned.as_millis() as u64,
-                        commit_ms = (stored - planned).as_millis() as u64,
-                        view_ms = (started.elapsed() - stored).as_millis() as u64,
-                        revision = committed.revision,
-                        "committed"
-                    );
-                    // Let the writer lock go, then make the commit durable
-                    // on this same thread: writers that commit meanwhile
-                    // share this sync (group commit).
-                    drop(staged);
-                    committing.sync()?;
-                    Ok::<_, Error>((Ok((committed, next)), value))
-                })
-                .await
-                .map_err(|e| Error::Storage(format!("the write task failed: {e}")))
-                .and_then(|result| result)
-                .inspect_err(|error| note_failure(&failure, error))?;
-
-                let (revision, committed) = match committed {
-                    Ok((c, next)) => {
-                        // Durable: readers may see it now. A later commit
-                        // whose flush returned first published a view that
-                        // holds this one already.
-                        {
-                            let mut published = view.write();
-                            if (next.epoch, next.revision) > (published.epoch, published.revision) {
-                                *published = next;
-                            }
-                        }
-                        if let Some(last) = c.license_changes.last() {
-                            durable_head.send_if_modified(|head| {
-                                let raised = last.sequence > *head;
-                                *head = (*head).max(last.sequence);
-                                raised
-                            });
-                        }
-                        (c.revision, Some(c))
-                    }
-                    Err(revision) => (revision, None),
-                };
-                Ok((
-                    WriteOutcome {
-                        revision,
-                        committed,
-                    },
-                    value,
-                ))
+                    return;
+                }
             }
-            .in_current_span(),
-        )
-        .await
-        .map_err(|e| Error::Storage(format!("the write task failed: {e}")))?
+        }
+        let committing = self.store();
+        let ran = tokio::task::spawn_blocking(move || run_batch(guard, batch, &*committing)).await;
+        let Ok(ran) = ran else {
+            // A panic while committing: the store may hold part of a batch
+            // nobody was told of. Fail it, so that reopening recovers what
+            // is on disk; the writes' callers see the writer go.
+            note_failure(
+                &self.failure,
+                &Error::Storage("the writer panicked while committing".into()),
+            );
+            return;
+        };
+        if let Some(error) = &ran.failed {
+            note_failure(&self.failure, error);
+        }
+        if let Some(next) = ran.durable {
+            // Durable: readers may see it now. A later batch whose sync
+            // returned first published a view that holds this one already.
+            {
+                let mut published = self.view.write();
+                if (next.epoch, next.revision) > (published.epoch, published.revision) {
+                    *published = next;
+                }
+            }
+            if let Some(last) = ran.log_head {
+                self.durable_head.send_if_modified(|head| {
+                    let raised = last > *head;
+                    *head = (*head).max(last);
+                    raised
+                });
+            }
+        }
+        for (reply, answer) in ran.replies {
+            let _ = reply.send(answer);
+        }
     }
 
     /// The record at `key`, from the view: never part of a write, never
@@ -491,6 +486,172 @@ impl Network {
     /// Makes everything committed durable (used at shutdown).
     pub async fn flush(&self) -> Result<(), Error> {
         self.store().flush().await
+    }
+}
+
+/// Most writes committed in one batch: enough for every connection's write
+/// to share one sync, few enough that the first of them is answered soon.
+const MAX_BATCH: usize = 256;
+
+/// What a plan returns to its caller beside the changes.
+type Value = Box<dyn Any + Send>;
+type Plan = Box<dyn FnOnce(&dyn Lookup) -> Result<(Vec<Change>, Value), Error> + Send>;
+type Reply = Result<(WriteOutcome, Value), Error>;
+
+/// A write waiting for the writer.
+struct Job {
+    dry_run: bool,
+    client: String,
+    plan: Plan,
+    reply: oneshot::Sender<Reply>,
+    /// The caller's span, for what the writer logs of this write.
+    span: tracing::Span,
+}
+
+/// What a batch did.
+struct Ran {
+    /// The view after the batch, now durable; `None` when nothing was
+    /// committed, or the sync failed.
+    durable: Option<Arc<View>>,
+    /// The newest licence log sequence the batch made durable.
+    log_head: Option<u64>,
+    /// The storage failure the batch met, if any.
+    failed: Option<Error>,
+    /// Each write's answer, in the order they were planned.
+    replies: Vec<(oneshot::Sender<Reply>, Reply)>,
+}
+
+/// Plans and commits a batch of writes in order, each against the view the
+/// one before it left, under the writer lock (`staged`); lets the lock go;
+/// then syncs once for all of them (blocking).
+fn run_batch(mut staged: OwnedMutexGuard<Arc<View>>, batch: Vec<Job>, store: &dyn Store) -> Ran {
+    let mut replies = Vec::with_capacity(batch.len());
+    // Committed, waiting for the sync.
+    let mut pending: Vec<(oneshot::Sender<Reply>, Committed, Value)> = Vec::new();
+    let mut failed: Option<Error> = None;
+    for job in batch {
+        let Job {
+            dry_run,
+            client,
+            plan,
+            reply,
+            span,
+        } = job;
+        let _entered = span.enter();
+        if let Some(error) = &failed {
+            replies.push((reply, Err(repeat(error))));
+            continue;
+        }
+        let started = Instant::now();
+        // A panic while planning is a bug confined to this request: nothing
+        // was written, so it fails alone (INTERNAL) and the writer goes on.
+        // (A panic while committing is not caught here: it fails the store,
+        // whose reopening recovers what is on disk.)
+        let (changes, value) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&**staged))) {
+                Ok(Ok(planned)) => planned,
+                Ok(Err(error)) => {
+                    replies.push((reply, Err(error)));
+                    continue;
+                }
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    let error = Error::Internal(format!("planning the write failed: {what}"));
+                    replies.push((reply, Err(error)));
+                    continue;
+                }
+            };
+        if dry_run || changes.is_empty() {
+            let outcome = WriteOutcome {
+                revision: staged.revision,
+                committed: None,
+            };
+            replies.push((reply, Ok((outcome, value))));
+            continue;
+        }
+        let planned = started.elapsed();
+        let count = changes.len();
+        match store.commit(changes, &client) {
+            Ok(mut committed) => {
+                let stored = started.elapsed();
+                let mut next = View::clone(&staged);
+                next.apply(committed.revision, std::mem::take(&mut committed.changes));
+                *staged = Arc::new(next);
+                tracing::debug!(
+                    changes = count,
+                    plan_ms = planned.as_millis() as u64,
+                    commit_ms = (stored - planned).as_millis() as u64,
+                    view_ms = (started.elapsed() - stored).as_millis() as u64,
+                    revision = committed.revision,
+                    "committed"
+                );
+                pending.push((reply, committed, value));
+            }
+            Err(error) => {
+                // The failed commit left nothing behind; those before it in
+                // the batch are still synced and answered below.
+                replies.push((reply, Err(repeat(&error))));
+                failed = Some(error);
+            }
+        }
+    }
+    let newest = staged.clone();
+    drop(staged);
+    if pending.is_empty() {
+        return Ran {
+            durable: None,
+            log_head: None,
+            failed,
+            replies,
+        };
+    }
+    match store.sync() {
+        Ok(()) => {
+            let log_head = pending
+                .iter()
+                .filter_map(|(_, c, _)| c.license_changes.last())
+                .map(|c| c.sequence)
+                .max();
+            for (reply, committed, value) in pending {
+                let outcome = WriteOutcome {
+                    revision: committed.revision,
+                    committed: Some(committed),
+                };
+                replies.push((reply, Ok((outcome, value))));
+            }
+            Ran {
+                durable: Some(newest),
+                log_head,
+                failed,
+                replies,
+            }
+        }
+        Err(error) => {
+            for (reply, _, _) in pending {
+                replies.push((reply, Err(repeat(&error))));
+            }
+            Ran {
+                durable: None,
+                log_head: None,
+                failed: failed.or(Some(error)),
+                replies,
+            }
+        }
+    }
+}
+
+/// The same failure, for another write of the batch it ended.
+fn repeat(error: &Error) -> Error {
+    match error {
+        Error::Storage(detail) => Error::Storage(detail.clone()),
+        Error::StoreFailed { detail } => Error::StoreFailed {
+            detail: detail.clone(),
+        },
+        other => Error::Internal(other.to_string()),
     }
 }
 
@@ -563,6 +724,100 @@ mod tests {
             .expect("the next write goes through");
         assert_eq!(outcome.revision, 1);
         assert_eq!(network.view().revision, 1);
+    }
+
+    /// A store that counts its syncs.
+    struct CountingSyncs {
+        inner: Arc<dyn Store>,
+        syncs: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for CountingSyncs {
+        fn revision(&self) -> u64 {
+            self.inner.revision()
+        }
+        fn commit(&self, changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
+            self.inner.commit(changes, client)
+        }
+        fn flush(&self) -> crate::store::BoxFuture<'_, Result<(), Error>> {
+            self.inner.flush()
+        }
+        fn sync(&self) -> Result<(), Error> {
+            self.syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.sync()
+        }
+        fn snapshot(&self) -> Result<crate::store::Snapshot, Error> {
+            self.inner.snapshot()
+        }
+        fn log_bounds(&self) -> crate::store::LogBounds {
+            self.inner.log_bounds()
+        }
+        fn read_log(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<crate::domain::changelog::LicenseChange>, Error> {
+            self.inner.read_log(after, limit)
+        }
+        fn compact_log(&self, through: u64) -> Result<u64, Error> {
+            self.inner.compact_log(through)
+        }
+    }
+
+    /// Writes that arrive together are planned one after another, each
+    /// against what the one before it left, committed at revisions of their
+    /// own, and made durable by one sync; a write that fails (a missing
+    /// record, a planner's panic) fails alone.
+    #[tokio::test]
+    async fn writes_that_arrive_together_share_a_sync_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CountingSyncs {
+            inner: open(dir.path()),
+            syncs: Default::default(),
+        });
+        let network = Arc::new(Network::new(store.clone()).unwrap());
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..48 {
+            let network = network.clone();
+            writes.spawn(async move {
+                let result = match i % 4 {
+                    3 => {
+                        let missing = RecordKey::new(Kind::Supplier, format!("missing-{i}"));
+                        network.delete(vec![missing], "").await
+                    }
+                    2 if i == 6 => network
+                        .write(false, "", |_: &dyn Lookup| -> Result<(Vec<Change>, ()), Error> {
+                            panic!("a bug in the planner")
+                        })
+                        .await
+                        .map(|(outcome, ())| outcome),
+                    _ => {
+                        network
+                            .upsert(supplier(&format!("S{i:02}")), vec![], true, false, "")
+                            .await
+                    }
+                };
+                (i, result.map(|outcome| outcome.revision))
+            });
+        }
+        let mut revisions = Vec::new();
+        while let Some(done) = writes.join_next().await {
+            let (i, result) = done.unwrap();
+            match (i % 4, result) {
+                (3, Err(Error::NotFound { .. })) => {}
+                (2, Err(Error::Internal(m))) if i == 6 => assert!(m.contains("a bug")),
+                (_, Ok(revision)) if i % 4 != 3 && i != 6 => revisions.push(revision),
+                (_, other) => panic!("write {i} ended {other:?}"),
+            }
+        }
+        revisions.sort_unstable();
+        assert_eq!(revisions, (1..=35).collect::<Vec<u64>>());
+        let view = network.view();
+        assert_eq!(view.revision, 35);
+        assert_eq!(view.record_count(), 35);
+        let syncs = store.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(syncs < 12, "48 writes arriving together took {syncs} syncs");
     }
 
     /// Recovering a failed store (a probe file, opening the store again)
