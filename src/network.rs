@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use std::any::Any;
 use std::collections::VecDeque;
 
-use tokio::sync::{oneshot, watch, Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, watch, Mutex};
 
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Lookup, Origin};
 use crate::domain::{Error, Kind, Violation};
-use crate::store::{Committed, Store};
+use crate::store::{Committed, FeedEntry, Store, WriteSet};
 use crate::view::{ListPage, ListQuery, View};
 
 /// What a write did.
@@ -106,38 +106,47 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_BYTES: usize = 1 << 20;
 
 pub struct Network {
+    /// Where records are kept; replaced by a [`crate::store::FailedStore`]
+    /// while a failed store is opened again.
     store: parking_lot::RwLock<Arc<dyn Store>>,
+    /// How to get over a store that failed to write (none: refuse writes).
     recovery: Option<Recovery>,
+    /// The store's failure while it lasts: writes are refused meanwhile.
     failure: Arc<parking_lot::Mutex<Option<Failure>>>,
     /// Writes waiting for the writer, in arrival order.
     queue: parking_lot::Mutex<VecDeque<Job>>,
-    /// The single writer path: held from planning to commit. Its value is
-    /// the view of everything committed, durable or not yet: the writer
+    /// The single writer path, held from a turn's start to its commit. Its
+    /// value is the view of every revision the writer has seen committed:
+    /// each turn catches it up to the store's head, plans against it, and
     /// builds the next view from it, in commit order.
     writer: Arc<Mutex<Arc<View>>>,
     /// Every record at the newest revision known to be durable: what every
     /// read is answered from. Replaced whole, and only by a newer revision,
-    /// once a commit's flush has returned, so that a reader never sees part
-    /// of a write nor a write a crash could take back.
+    /// once a commit is durable, so that a reader never sees part of a
+    /// write nor a write a crash could take back.
     view: Arc<parking_lot::RwLock<Arc<View>>>,
-    /// The newest licence log sequence known to be on disk. Raised after each
-    /// flush; streams wait on it so that they never send what a crash could
+    /// The newest licence log sequence known to be durable. Raised with the
+    /// view; streams wait on it so that they never send what a crash could
     /// take back.
     durable_head: watch::Sender<u64>,
 }
 
 impl Network {
-    /// Wraps an open store, reading every record into the view (blocking).
-    pub fn new(store: Arc<dyn Store>) -> Result<Network, Error> {
+    /// Wraps an open store, reading every record into the view.
+    pub async fn open(store: Arc<dyn Store>) -> Result<Network, Error> {
         let started = std::time::Instant::now();
-        let snapshot = store.snapshot()?;
-        let view = View::new(snapshot.revision, snapshot.records);
+        let snapshot = store.snapshot().await?;
+        let log_head = snapshot.log_head;
+        let mut view =
+            tokio::task::spawn_blocking(move || View::new(snapshot.revision, snapshot.records))
+                .await
+                .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
+        view.log_head = log_head;
         tracing::info!(
             records = view.record_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "records loaded into memory"
         );
-        let head = store.log_bounds().head;
         let view = Arc::new(view);
         Ok(Network {
             view: Arc::new(parking_lot::RwLock::new(view.clone())),
@@ -146,7 +155,7 @@ impl Network {
             failure: Arc::new(parking_lot::Mutex::new(None)),
             queue: parking_lot::Mutex::new(VecDeque::new()),
             writer: Arc::new(Mutex::new(view)),
-            durable_head: watch::channel(head).0,
+            durable_head: watch::channel(log_head).0,
         })
     }
 
@@ -169,7 +178,7 @@ impl Network {
     }
 
     /// Whether the disk takes writes again: a probe file written, synced
-    /// and removed.
+    /// and removed (blocking).
     fn disk_takes_writes(dir: &std::path::Path) -> bool {
         use std::io::Write;
         let path = dir.join(".lodestone-write-probe");
@@ -184,8 +193,9 @@ impl Network {
 
     /// Called under the writer lock while the store is failed: probes the
     /// disk (at most once a second) and, when it takes writes, opens the
-    /// store again and rebuilds the view from what is on disk. Blocking.
-    fn try_recover(&self, staged: &mut Arc<View>) -> Result<(), Error> {
+    /// store again and rebuilds the view from what is on disk. The blocking
+    /// parts run on the blocking pool.
+    async fn try_recover(&self, staged: &mut Arc<View>) -> Result<(), Error> {
         let Some(failure) = self.failure.lock().clone() else {
             return Ok(());
         };
@@ -201,7 +211,11 @@ impl Network {
         if let Some(f) = self.failure.lock().as_mut() {
             f.last_probe = Instant::now();
         }
-        if !Self::disk_takes_writes(&recovery.probe_dir) {
+        let probe_dir = recovery.probe_dir.clone();
+        let writable = tokio::task::spawn_blocking(move || Self::disk_takes_writes(&probe_dir))
+            .await
+            .unwrap_or(false);
+        if !writable {
             return Err(refused());
         }
         // Close the failed store (sled holds a lock on its files) once the
@@ -219,22 +233,37 @@ impl Network {
         };
         drop(old);
         while Arc::strong_count(&closed) > 1 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         drop(closed);
-        match (recovery.reopen)().and_then(|store| Ok((store.snapshot()?, store))) {
-            Ok((snapshot, store)) => {
-                let head = store.log_bounds().head;
+        let reopen = recovery.reopen.clone();
+        let reopened = async {
+            let store = tokio::task::spawn_blocking(move || reopen())
+                .await
+                .map_err(|e| Error::Internal(format!("reopening the store failed: {e}")))??;
+            let snapshot = store.snapshot().await?;
+            let epoch = self.view.read().epoch + 1;
+            let log_head = snapshot.log_head;
+            let view = tokio::task::spawn_blocking(move || {
                 let mut view = View::new(snapshot.revision, snapshot.records);
-                view.epoch = self.view.read().epoch + 1;
-                let view = Arc::new(view);
+                view.epoch = epoch;
+                view.log_head = log_head;
+                view
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
+            Ok::<_, Error>((store, Arc::new(view), log_head))
+        };
+        match reopened.await {
+            Ok((store, view, log_head)) => {
+                let revision = view.revision;
                 *staged = view.clone();
                 *self.view.write() = view;
                 *self.store.write() = store;
                 *self.failure.lock() = None;
-                self.durable_head.send_modify(|h| *h = head);
+                self.durable_head.send_modify(|h| *h = log_head);
                 tracing::warn!(
-                    revision = snapshot.revision,
+                    revision,
                     "the store takes writes again; recovered what was on disk"
                 );
                 Ok(())
@@ -321,10 +350,10 @@ impl Network {
     }
 
     /// The single writer path. `plan` runs on a blocking thread with the
-    /// writer's view (everything committed: exactly the store) and returns
-    /// the changes to commit, and anything the caller wants back from what
-    /// it read. The write is queued for the writer, which takes every write
-    /// waiting at once (see [`Network::drain`]).
+    /// writer's view (every committed revision: exactly the store) and
+    /// returns the changes to commit, and anything the caller wants back
+    /// from what it read. The write is queued for the writer, which takes
+    /// every write waiting at once (see [`Network::drain`]).
     async fn write<T, F>(
         self: &Arc<Self>,
         dry_run: bool,
@@ -349,7 +378,7 @@ impl Network {
         // later one; a drain that finds the queue empty (an earlier drain
         // took its write along) ends at once. Spawned: a caller that goes
         // away (a deadline, a cancelled call) must not leave its write, or a
-        // commit of others, unflushed or unannounced to the streams.
+        // commit of others, unannounced to readers and streams.
         tokio::spawn(self.clone().drain());
         let (outcome, value) = replied
             .await
@@ -361,13 +390,13 @@ impl Network {
     }
 
     /// Takes the writer lock and every write waiting (up to [`MAX_BATCH`]),
-    /// and runs them on a blocking thread: each is planned against the view
-    /// the one before it left, and committed at its own revision; then one
-    /// sync makes the whole batch durable, after the writer lock has gone
-    /// (writers that commit meanwhile share the sync too). Only then is the
-    /// newest view published and each write answered.
+    /// and takes a turn at the store: catches the writer's view up to the
+    /// store's head, plans each write (on a blocking thread) against the
+    /// view the one before it left, and commits them all at once, each at a
+    /// revision of its own, durably. Only then is the newest view published
+    /// and each write answered.
     async fn drain(self: Arc<Self>) {
-        let mut guard = self.writer.clone().lock_owned().await;
+        let mut staged = self.writer.clone().lock_owned().await;
         let batch: Vec<Job> = {
             let mut queue = self.queue.lock();
             let n = queue.len().min(MAX_BATCH);
@@ -376,62 +405,150 @@ impl Network {
         if batch.is_empty() {
             return;
         }
+        let fail_all = |batch: Vec<Job>, error: &Error| {
+            for job in batch {
+                let _ = job.reply.send(Err(repeat(error)));
+            }
+        };
         if self.failure.lock().is_some() {
-            // A probe file, waiting for readers, opening the store: blocking
-            // work, on the blocking pool, holding the writer lock as
-            // recovery must.
-            let network = self.clone();
-            let recovered = tokio::task::spawn_blocking(move || {
-                network.try_recover(&mut guard).map(|()| guard)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("the recovery task failed: {e}")))
-            .and_then(|result| result);
-            match recovered {
-                Ok(g) => guard = g,
-                Err(error) => {
-                    for job in batch {
-                        let _ = job.reply.send(Err(repeat(&error)));
-                    }
-                    return;
-                }
+            if let Err(error) = self.try_recover(&mut staged).await {
+                return fail_all(batch, &error);
             }
         }
-        let committing = self.store();
-        let ran = tokio::task::spawn_blocking(move || run_batch(guard, batch, &*committing)).await;
-        let Ok(ran) = ran else {
-            // A panic while committing: the store may hold part of a batch
-            // nobody was told of. Fail it, so that reopening recovers what
-            // is on disk; the writes' callers see the writer go.
-            note_failure(
-                &self.failure,
-                &Error::Storage("the writer panicked while committing".into()),
-            );
+        let store = self.store();
+        let turn = async {
+            let mut turn = store.begin().await?;
+            let feed = match turn.head().cmp(&staged.revision) {
+                std::cmp::Ordering::Equal => Vec::new(),
+                std::cmp::Ordering::Greater => turn.catch_up(staged.revision).await?,
+                std::cmp::Ordering::Less => {
+                    return Err(Error::Internal(format!(
+                        "the store is at revision {}, behind the writer's view at {}",
+                        turn.head(),
+                        staged.revision
+                    )))
+                }
+            };
+            Ok((turn, feed))
+        };
+        let (turn, feed) = match turn.await {
+            Ok(begun) => begun,
+            Err(error) => {
+                note_failure(&self.failure, &error);
+                return fail_all(batch, &error);
+            }
+        };
+        let from = staged.clone();
+        let planned = tokio::task::spawn_blocking(move || plan_batch(from, feed, batch)).await;
+        let Ok(planned) = planned else {
+            // Planning panics are caught write by write; this is the view's
+            // own code failing. Nothing was committed; the callers see the
+            // writer go.
+            tracing::error!("the writer failed while planning a batch");
             return;
         };
-        if let Some(error) = &ran.failed {
-            note_failure(&self.failure, error);
-        }
-        if let Some(next) = ran.durable {
-            // Durable: readers may see it now. A later batch whose sync
-            // returned first published a view that holds this one already.
-            {
-                let mut published = self.view.write();
-                if (next.epoch, next.revision) > (published.epoch, published.revision) {
-                    *published = next;
+        let Planned {
+            base,
+            next,
+            sets,
+            committing,
+            mut replies,
+        } = planned;
+        // Caught up, whatever becomes of the batch.
+        *staged = base.clone();
+        let mut newest = base;
+        if !sets.is_empty() {
+            let first = staged.revision + 1;
+            let count = sets.len();
+            let committed = turn.commit(sets).await.and_then(|committed| {
+                let revisions: Vec<u64> = committed.iter().map(|c| c.revision).collect();
+                if revisions != (first..first + count as u64).collect::<Vec<_>>() {
+                    return Err(Error::Storage(format!(
+                        "the store committed revisions {revisions:?}, not {first} to {}",
+                        first + count as u64 - 1
+                    )));
+                }
+                Ok(committed)
+            });
+            match committed {
+                Ok(committed) => {
+                    let appended = committed
+                        .iter()
+                        .filter_map(|c| c.license_changes.last())
+                        .map(|c| c.sequence)
+                        .max();
+                    let mut next = next;
+                    if let Some(head) = appended.filter(|&h| h != next.log_head) {
+                        // The store's count is the truth.
+                        tracing::error!(
+                            predicted = next.log_head,
+                            head,
+                            "the licence log head differs from the plan's"
+                        );
+                        Arc::make_mut(&mut next).log_head = head;
+                    }
+                    *staged = next.clone();
+                    newest = next;
+                    for ((reply, value), committed) in committing.into_iter().zip(committed) {
+                        let outcome = WriteOutcome {
+                            revision: committed.revision,
+                            committed: Some(committed),
+                        };
+                        replies.push((reply, Ok((outcome, value))));
+                    }
+                }
+                Err(error) => {
+                    note_failure(&self.failure, &error);
+                    for (reply, _) in committing {
+                        replies.push((reply, Err(repeat(&error))));
+                    }
                 }
             }
-            if let Some(last) = ran.log_head {
-                self.durable_head.send_if_modified(|head| {
-                    let raised = last > *head;
-                    *head = (*head).max(last);
-                    raised
-                });
-            }
         }
-        for (reply, answer) in ran.replies {
+        let log_head = newest.log_head;
+        drop(staged);
+        self.publish(newest, log_head);
+        for (reply, answer) in replies {
             let _ = reply.send(answer);
         }
+    }
+
+    /// Lets readers see `view` (durable, with the licence log at `log_head`)
+    /// unless they see a newer one already.
+    fn publish(&self, view: Arc<View>, log_head: u64) {
+        {
+            let mut published = self.view.write();
+            if (view.epoch, view.revision) > (published.epoch, published.revision) {
+                *published = view;
+            }
+        }
+        self.durable_head.send_if_modified(|head| {
+            let raised = log_head > *head;
+            *head = (*head).max(log_head);
+            raised
+        });
+    }
+
+    /// Applies what other replicas committed since the writer's view, up to
+    /// `limit` revisions, and publishes it. Returns how many revisions it
+    /// applied (0: the view is current).
+    pub async fn follow(&self, limit: usize) -> Result<usize, Error> {
+        let mut staged = self.writer.clone().lock_owned().await;
+        let store = self.store();
+        let feed = store.feed(staged.revision, limit).await?;
+        if feed.is_empty() {
+            return Ok(0);
+        }
+        let count = feed.len();
+        let from = staged.clone();
+        let next = tokio::task::spawn_blocking(move || catch_up(from, feed))
+            .await
+            .map_err(|e| Error::Internal(format!("applying the change feed failed: {e}")))??;
+        *staged = next.clone();
+        drop(staged);
+        let log_head = next.log_head;
+        self.publish(next, log_head);
+        Ok(count)
     }
 
     /// The record at `key`, from the view: never part of a write, never
@@ -451,36 +568,32 @@ impl Network {
     /// only those, so that what is kept stays contiguous. Returns how many.
     pub async fn apply_retention(&self, retention: Retention) -> Result<u64, Error> {
         let store = self.store();
-        tokio::task::spawn_blocking(move || {
-            let bounds = store.log_bounds();
-            let mut through = 0;
-            if let Some(keep) = retention.max_events {
-                through = bounds.head.saturating_sub(keep);
-            }
-            if let Some(age) = retention.max_age {
-                let cutoff = std::time::SystemTime::now() - age;
-                let mut after = bounds.oldest.saturating_sub(1);
-                'scan: loop {
-                    let batch = store.read_log(after, 1024)?;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for change in batch {
-                        if change.recorded_at >= cutoff {
-                            break 'scan;
-                        }
-                        after = change.sequence;
-                    }
+        let bounds = store.log_bounds();
+        let mut through = 0;
+        if let Some(keep) = retention.max_events {
+            through = bounds.head.saturating_sub(keep);
+        }
+        if let Some(age) = retention.max_age {
+            let cutoff = std::time::SystemTime::now() - age;
+            let mut after = bounds.oldest.saturating_sub(1);
+            'scan: loop {
+                let batch = store.read_log(after, 1024).await?;
+                if batch.is_empty() {
+                    break;
                 }
-                through = through.max(after);
+                for change in batch {
+                    if change.recorded_at >= cutoff {
+                        break 'scan;
+                    }
+                    after = change.sequence;
+                }
             }
-            if through < bounds.oldest {
-                return Ok(0);
-            }
-            store.compact_log(through)
-        })
-        .await
-        .map_err(|e| Error::Storage(format!("the compaction task failed: {e}")))?
+            through = through.max(after);
+        }
+        if through < bounds.oldest {
+            return Ok(0);
+        }
+        store.compact_log(through).await
     }
 
     /// Makes everything committed durable (used at shutdown).
@@ -508,27 +621,64 @@ struct Job {
     span: tracing::Span,
 }
 
-/// What a batch did.
-struct Ran {
-    /// The view after the batch, now durable; `None` when nothing was
-    /// committed, or the sync failed.
-    durable: Option<Arc<View>>,
-    /// The newest licence log sequence the batch made durable.
-    log_head: Option<u64>,
-    /// The storage failure the batch met, if any.
-    failed: Option<Error>,
-    /// Each write's answer, in the order they were planned.
+/// A batch, planned against the writer's view caught up to the turn's head.
+struct Planned {
+    /// The view caught up to the turn's head.
+    base: Arc<View>,
+    /// The view after every write of the batch commits.
+    next: Arc<View>,
+    /// What to commit, a write set per revision.
+    sets: Vec<WriteSet>,
+    /// The writes that commit, in the order of `sets`.
+    committing: Vec<(oneshot::Sender<Reply>, Value)>,
+    /// The writes answered without a commit: refused, a dry run, or nothing
+    /// to change.
     replies: Vec<(oneshot::Sender<Reply>, Reply)>,
 }
 
-/// Plans and commits a batch of writes in order, each against the view the
-/// one before it left, under the writer lock (`staged`); lets the lock go;
-/// then syncs once for all of them (blocking).
-fn run_batch(mut staged: OwnedMutexGuard<Arc<View>>, batch: Vec<Job>, store: &dyn Store) -> Ran {
+/// `view` with the change feed's revisions applied, in order; they must
+/// follow on from it.
+fn catch_up(view: Arc<View>, feed: Vec<FeedEntry>) -> Result<Arc<View>, Error> {
+    if feed.is_empty() {
+        return Ok(view);
+    }
+    let mut next = View::clone(&view);
+    for entry in feed {
+        if entry.revision != next.revision + 1 {
+            return Err(Error::Storage(format!(
+                "the change feed skips from revision {} to {}",
+                next.revision, entry.revision
+            )));
+        }
+        next.apply(entry.revision, entry.changes);
+        next.log_head = next.log_head.max(entry.log_head);
+    }
+    Ok(Arc::new(next))
+}
+
+/// Plans a batch of writes in order, each against the view the one before
+/// it left, on `view` caught up with `feed` (blocking).
+fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned {
     let mut replies = Vec::with_capacity(batch.len());
-    // Committed, waiting for the sync.
-    let mut pending: Vec<(oneshot::Sender<Reply>, Committed, Value)> = Vec::new();
-    let mut failed: Option<Error> = None;
+    let base = match catch_up(view, feed) {
+        Ok(base) => base,
+        Err(error) => {
+            let view = Arc::new(View::default());
+            for job in batch {
+                replies.push((job.reply, Err(repeat(&error))));
+            }
+            return Planned {
+                base: view.clone(),
+                next: view,
+                sets: Vec::new(),
+                committing: Vec::new(),
+                replies,
+            };
+        }
+    };
+    let mut next = base.clone();
+    let mut sets = Vec::new();
+    let mut committing = Vec::new();
     for job in batch {
         let Job {
             dry_run,
@@ -538,17 +688,11 @@ fn run_batch(mut staged: OwnedMutexGuard<Arc<View>>, batch: Vec<Job>, store: &dy
             span,
         } = job;
         let _entered = span.enter();
-        if let Some(error) = &failed {
-            replies.push((reply, Err(repeat(error))));
-            continue;
-        }
         let started = Instant::now();
         // A panic while planning is a bug confined to this request: nothing
         // was written, so it fails alone (INTERNAL) and the writer goes on.
-        // (A panic while committing is not caught here: it fails the store,
-        // whose reopening recovers what is on disk.)
-        let (changes, value) =
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&**staged))) {
+        let (mut changes, value) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&*next))) {
                 Ok(Ok(planned)) => planned,
                 Ok(Err(error)) => {
                     replies.push((reply, Err(error)));
@@ -567,80 +711,40 @@ fn run_batch(mut staged: OwnedMutexGuard<Arc<View>>, batch: Vec<Job>, store: &dy
             };
         if dry_run || changes.is_empty() {
             let outcome = WriteOutcome {
-                revision: staged.revision,
+                revision: next.revision,
                 committed: None,
             };
             replies.push((reply, Ok((outcome, value))));
             continue;
         }
         let planned = started.elapsed();
-        let count = changes.len();
-        match store.commit(changes, &client) {
-            Ok(mut committed) => {
-                let stored = started.elapsed();
-                let mut next = View::clone(&staged);
-                next.apply(committed.revision, std::mem::take(&mut committed.changes));
-                *staged = Arc::new(next);
-                tracing::debug!(
-                    changes = count,
-                    plan_ms = planned.as_millis() as u64,
-                    commit_ms = (stored - planned).as_millis() as u64,
-                    view_ms = (started.elapsed() - stored).as_millis() as u64,
-                    revision = committed.revision,
-                    "committed"
-                );
-                pending.push((reply, committed, value));
-            }
-            Err(error) => {
-                // The failed commit left nothing behind; those before it in
-                // the batch are still synced and answered below.
-                replies.push((reply, Err(repeat(&error))));
-                failed = Some(error);
-            }
+        let revision = next.revision + 1;
+        for record in changes.iter_mut().filter_map(|c| c.new.as_mut()) {
+            record.set_revision(revision);
         }
+        let mut view = View::clone(&next);
+        view.apply(revision, changes.clone());
+        view.log_head += changes
+            .iter()
+            .filter(|c| c.key().kind == Kind::License)
+            .count() as u64;
+        next = Arc::new(view);
+        tracing::debug!(
+            changes = changes.len(),
+            plan_ms = planned.as_millis() as u64,
+            view_ms = (started.elapsed() - planned).as_millis() as u64,
+            revision,
+            "planned"
+        );
+        sets.push(WriteSet { changes, client });
+        committing.push((reply, value));
     }
-    let newest = staged.clone();
-    drop(staged);
-    if pending.is_empty() {
-        return Ran {
-            durable: None,
-            log_head: None,
-            failed,
-            replies,
-        };
-    }
-    match store.sync() {
-        Ok(()) => {
-            let log_head = pending
-                .iter()
-                .filter_map(|(_, c, _)| c.license_changes.last())
-                .map(|c| c.sequence)
-                .max();
-            for (reply, committed, value) in pending {
-                let outcome = WriteOutcome {
-                    revision: committed.revision,
-                    committed: Some(committed),
-                };
-                replies.push((reply, Ok((outcome, value))));
-            }
-            Ran {
-                durable: Some(newest),
-                log_head,
-                failed,
-                replies,
-            }
-        }
-        Err(error) => {
-            for (reply, _, _) in pending {
-                replies.push((reply, Err(repeat(&error))));
-            }
-            Ran {
-                durable: None,
-                log_head: None,
-                failed: failed.or(Some(error)),
-                replies,
-            }
-        }
+    Planned {
+        base,
+        next,
+        sets,
+        committing,
+        replies,
     }
 }
 
@@ -702,7 +806,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_while_planning_fails_that_write_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let network = Arc::new(Network::new(open(dir.path())).unwrap());
+        let network = Arc::new(Network::open(open(dir.path())).await.unwrap());
         let failed = network
             .write(
                 false,
@@ -726,42 +830,47 @@ mod tests {
         assert_eq!(network.view().revision, 1);
     }
 
-    /// A store that counts its syncs.
-    struct CountingSyncs {
+    /// A store that counts the writer's turns (each commits and syncs once).
+    struct CountingTurns {
         inner: Arc<dyn Store>,
-        syncs: std::sync::atomic::AtomicUsize,
+        turns: std::sync::atomic::AtomicUsize,
     }
 
-    impl Store for CountingSyncs {
+    impl Store for CountingTurns {
         fn revision(&self) -> u64 {
             self.inner.revision()
         }
-        fn commit(&self, changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
-            self.inner.commit(changes, client)
-        }
-        fn flush(&self) -> crate::store::BoxFuture<'_, Result<(), Error>> {
-            self.inner.flush()
-        }
-        fn sync(&self) -> Result<(), Error> {
-            self.syncs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.inner.sync()
-        }
-        fn snapshot(&self) -> Result<crate::store::Snapshot, Error> {
-            self.inner.snapshot()
-        }
         fn log_bounds(&self) -> crate::store::LogBounds {
             self.inner.log_bounds()
+        }
+        fn begin(&self) -> crate::store::BoxFuture<'_, Result<Box<dyn crate::store::Turn>, Error>> {
+            self.turns
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.begin()
+        }
+        fn snapshot(&self) -> crate::store::BoxFuture<'_, Result<crate::store::Snapshot, Error>> {
+            self.inner.snapshot()
+        }
+        fn feed(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> crate::store::BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+            self.inner.feed(after, limit)
         }
         fn read_log(
             &self,
             after: u64,
             limit: usize,
-        ) -> Result<Vec<crate::domain::changelog::LicenseChange>, Error> {
+        ) -> crate::store::BoxFuture<'_, Result<Vec<crate::domain::changelog::LicenseChange>, Error>>
+        {
             self.inner.read_log(after, limit)
         }
-        fn compact_log(&self, through: u64) -> Result<u64, Error> {
+        fn compact_log(&self, through: u64) -> crate::store::BoxFuture<'_, Result<u64, Error>> {
             self.inner.compact_log(through)
+        }
+        fn flush(&self) -> crate::store::BoxFuture<'_, Result<(), Error>> {
+            self.inner.flush()
         }
     }
 
@@ -772,11 +881,11 @@ mod tests {
     #[tokio::test]
     async fn writes_that_arrive_together_share_a_sync_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(CountingSyncs {
+        let store = Arc::new(CountingTurns {
             inner: open(dir.path()),
-            syncs: Default::default(),
+            turns: Default::default(),
         });
-        let network = Arc::new(Network::new(store.clone()).unwrap());
+        let network = Arc::new(Network::open(store.clone()).await.unwrap());
         let mut writes = tokio::task::JoinSet::new();
         for i in 0..48 {
             let network = network.clone();
@@ -787,9 +896,13 @@ mod tests {
                         network.delete(vec![missing], "").await
                     }
                     2 if i == 6 => network
-                        .write(false, "", |_: &dyn Lookup| -> Result<(Vec<Change>, ()), Error> {
-                            panic!("a bug in the planner")
-                        })
+                        .write(
+                            false,
+                            "",
+                            |_: &dyn Lookup| -> Result<(Vec<Change>, ()), Error> {
+                                panic!("a bug in the planner")
+                            },
+                        )
                         .await
                         .map(|(outcome, ())| outcome),
                     _ => {
@@ -816,8 +929,8 @@ mod tests {
         let view = network.view();
         assert_eq!(view.revision, 35);
         assert_eq!(view.record_count(), 35);
-        let syncs = store.syncs.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(syncs < 12, "48 writes arriving together took {syncs} syncs");
+        let turns = store.turns.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(turns < 12, "48 writes arriving together took {turns} turns");
     }
 
     /// Recovering a failed store (a probe file, opening the store again)
@@ -834,7 +947,8 @@ mod tests {
             Ok(open(&path))
         });
         let network = Arc::new(
-            Network::new(store)
+            Network::open(store)
+                .await
                 .unwrap()
                 .with_recovery(reopen, dir.path().to_path_buf()),
         );

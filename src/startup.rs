@@ -230,17 +230,23 @@ impl Application {
             crate::domain::Error::Storage(message) => anyhow::anyhow!(message),
             other => other.into(),
         })?;
-        let network = tokio::task::spawn_blocking(move || {
-            let store = SledStore::open(&store_config)?;
-            let probe_dir = store_config.path.clone();
+        let probe_dir = store_config.path.clone();
+        let opening = store_config.clone();
+        let network = async {
+            let store = tokio::task::spawn_blocking(move || SledStore::open(&opening))
+                .await
+                .map_err(|e| {
+                    crate::domain::Error::Internal(format!("opening the store failed: {e}"))
+                })??;
             let reopen: Reopen =
                 Arc::new(move || Ok(Arc::new(SledStore::open(&store_config)?) as Arc<dyn Store>));
             Ok::<_, crate::domain::Error>(
-                Network::new(Arc::new(store))?.with_recovery(reopen, probe_dir),
+                Network::open(Arc::new(store))
+                    .await?
+                    .with_recovery(reopen, probe_dir),
             )
-        })
+        }
         .await
-        .context("the store opening task failed")?
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let listener = TcpListener::bind(config.listen)
             .await

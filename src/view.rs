@@ -249,6 +249,9 @@ pub struct View {
     /// The revision of the last change to anything but a licence: the risk
     /// model's structure stays valid while this stays the same.
     pub structure_revision: u64,
+    /// The licence log's head at this revision: every licence change up to
+    /// it is in the view.
+    pub log_head: u64,
     pub materials: OrdMap<String, Arc<Material>>,
     pub suppliers: OrdMap<String, Arc<Supplier>>,
     pub components: OrdMap<String, Arc<Component>>,

@@ -239,7 +239,7 @@ fn with_network<T>(f: impl FnOnce(Arc<Network>) -> T) -> T {
         cache_capacity_bytes: 8 << 20,
     })
     .unwrap();
-    f(Arc::new(Network::new(Arc::new(store)).unwrap()))
+    f(Arc::new(block_on(Network::open(Arc::new(store))).unwrap()))
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -265,7 +265,7 @@ fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
             prop_assert!(stored.iter().all(|r| r.revision() == 1));
             prop_assert_eq!(sorted(stored), sorted(records.clone()));
             // The view and the store agree.
-            let on_disk = network.store().snapshot().unwrap();
+            let on_disk = network.store().snapshot().await.unwrap();
             prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
             let again = network
@@ -306,7 +306,7 @@ fn refused_whole(
                 before.records().collect::<Vec<_>>()
             );
             prop_assert_eq!(
-                network.store().snapshot().unwrap().records,
+                network.store().snapshot().await.unwrap().records,
                 before.records().collect::<Vec<_>>()
             );
             prop_assert_eq!(network.store().log_bounds().head, before_log_head(&base));

@@ -312,6 +312,7 @@ impl Follower {
                 .network
                 .store()
                 .read_log(self.cursor, BATCH)
+                .await
                 .map_err(|e| End::Failed(e.into()))?;
             match batch.first() {
                 Some(first) if first.sequence == self.cursor + 1 => {}

@@ -2,9 +2,8 @@
 //! opened again: it remembers where the failed store stood and refuses
 //! everything else.
 
-use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
+use super::{BoxFuture, FeedEntry, LogBounds, Snapshot, Store, Turn};
 use crate::domain::changelog::LicenseChange;
-use crate::domain::write::Change;
 use crate::domain::Error;
 
 pub struct FailedStore {
@@ -34,31 +33,31 @@ impl Store for FailedStore {
         self.revision
     }
 
-    fn commit(&self, _: Vec<Change>, _: &str) -> Result<Committed, Error> {
-        Err(self.refused())
-    }
-
-    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async { Err(self.refused()) })
-    }
-
-    fn sync(&self) -> Result<(), Error> {
-        Err(self.refused())
-    }
-
-    fn snapshot(&self) -> Result<Snapshot, Error> {
-        Err(self.refused())
-    }
-
     fn log_bounds(&self) -> LogBounds {
         self.bounds
     }
 
-    fn read_log(&self, _: u64, _: usize) -> Result<Vec<LicenseChange>, Error> {
-        Err(self.refused())
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
+        Box::pin(async { Err(self.refused()) })
     }
 
-    fn compact_log(&self, _: u64) -> Result<u64, Error> {
-        Err(self.refused())
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn feed(&self, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn read_log(&self, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn compact_log(&self, _: u64) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Err(self.refused()) })
     }
 }

@@ -39,6 +39,16 @@ pub fn size_on_disk(path: &std::path::Path) -> u64 {
 }
 pub use sled_store::{SledConfig, SledStore};
 
+/// One write of a batch, as its plan left it.
+#[derive(Clone, Debug)]
+pub struct WriteSet {
+    /// New records stamped with the revision the write commits at.
+    pub changes: Vec<Change>,
+    /// Who asked (the authenticated caller, or empty): the licence log
+    /// names them.
+    pub client: String,
+}
+
 /// What a commit did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Committed {
@@ -46,8 +56,16 @@ pub struct Committed {
     pub revision: u64,
     /// The licence log entries the commit appended, in order.
     pub license_changes: Vec<LicenseChange>,
-    /// The changes as committed, new records stamped with the revision.
+}
+
+/// One committed revision, as the change feed carries it to a replica's
+/// view: the records it stored, and the records it removed (as they were).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEntry {
+    pub revision: u64,
     pub changes: Vec<Change>,
+    /// The licence log's head once this revision committed.
+    pub log_head: u64,
 }
 
 /// Every record at one revision, in export order (materials, suppliers,
@@ -56,6 +74,8 @@ pub struct Committed {
 pub struct Snapshot {
     pub revision: u64,
     pub records: Vec<Record>,
+    /// The licence log's head at that revision.
+    pub log_head: u64,
 }
 
 /// The oldest and newest sequence the licence log holds; `oldest` is
@@ -68,35 +88,63 @@ pub struct LogBounds {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The storage engine behind the service. Reads may run concurrently with
-/// each other and with a commit; a caller serialises commits itself.
+/// The storage engine behind the service: sled in one process, or a
+/// database that several replicas share.
+///
+/// Writes go through [`Store::begin`]: the writer's turn at the store,
+/// during which no one else commits (sled: this process is the only
+/// writer; PostgreSQL: the turn's transaction holds the head row). The
+/// writer catches its view up to the turn's head through the change feed,
+/// plans against it, and commits every write of its batch at once.
 pub trait Store: Send + Sync + 'static {
-    /// The current store revision (0 for an empty store).
+    /// The newest revision this process knows committed (0 for an empty
+    /// store).
     fn revision(&self) -> u64;
 
-    /// Applies `changes` atomically at the next revision: the records, their
-    /// index entries, the revision and a licence log entry for each licence
-    /// change, which names `client` (the authenticated caller, or empty).
-    /// Does not make them durable: see [`Store::flush`].
-    fn commit(&self, changes: Vec<Change>, client: &str) -> Result<Committed, Error>;
-
-    /// Makes every commit so far durable, against a power cut as well as a
-    /// crash (on disk, synced). Concurrent calls share the work.
-    fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
-
-    /// [`Store::flush`], on the calling thread (blocking): for the writer
-    /// path, which is on a blocking thread already.
-    fn sync(&self) -> Result<(), Error>;
-
-    /// Every record at one revision.
-    fn snapshot(&self) -> Result<Snapshot, Error>;
-
+    /// The licence log's bounds as this process last knew them.
     fn log_bounds(&self) -> LogBounds;
 
+    /// Takes the writer's turn: while it is held, nobody else commits.
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>>;
+
+    /// Every record at one revision.
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, Error>>;
+
+    /// The change feed: up to `limit` committed revisions after `after`, in
+    /// revision order. A store that only this process writes has nothing
+    /// for it, and answers none.
+    fn feed(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>>;
+
     /// Up to `limit` licence log entries with a sequence above `after`.
-    fn read_log(&self, after: u64, limit: usize) -> Result<Vec<LicenseChange>, Error>;
+    fn read_log(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>>;
 
     /// Removes the licence log's entries up to `through` (never past the
     /// head), so that what is kept stays contiguous. Returns how many went.
-    fn compact_log(&self, through: u64) -> Result<u64, Error>;
+    fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>>;
+
+    /// Makes every commit so far durable (at shutdown; commits are durable
+    /// when [`Turn::commit`] returns already).
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+/// The writer's turn at the store (see [`Store::begin`]).
+pub trait Turn: Send {
+    /// The newest revision committed at the store when the turn began.
+    fn head(&self) -> u64;
+
+    /// The committed revisions after `after`, up to the turn's head: what
+    /// the writer's view lacks.
+    fn catch_up(&mut self, after: u64) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>>;
+
+    /// Commits `sets` at the revisions after the head, in order, and makes
+    /// them durable (against a power cut as well as a crash) before it
+    /// returns. On an error none of them may be acknowledged.
+    fn commit(
+        self: Box<Self>,
+        sets: Vec<WriteSet>,
+    ) -> BoxFuture<'static, Result<Vec<Committed>, Error>>;
 }

@@ -19,7 +19,7 @@ use sled::{Batch, Tree};
 use super::codec::{decode_change, decode_record, encode_change, encode_record};
 use super::durable::GroupSync;
 use super::keys;
-use super::{BoxFuture, Committed, LogBounds, Snapshot, Store};
+use super::{BoxFuture, Committed, FeedEntry, LogBounds, Snapshot, Store, Turn, WriteSet};
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::write::Change;
@@ -59,7 +59,18 @@ struct Counters {
     counts: [u64; 5],
 }
 
-pub struct SledStore {
+/// The sled store, shared with the writer's turns.
+#[derive(Clone)]
+pub struct SledStore(Arc<Sled>);
+
+impl std::ops::Deref for SledStore {
+    type Target = Sled;
+    fn deref(&self) -> &Sled {
+        &self.0
+    }
+}
+
+pub struct Sled {
     db: sled::Db,
     /// One tree per kind, in `Kind::ALL` order.
     records: [Tree; 5],
@@ -88,6 +99,12 @@ fn slot(kind: Kind) -> usize {
 
 impl SledStore {
     pub fn open(config: &SledConfig) -> Result<SledStore, Error> {
+        Sled::open(config).map(|sled| SledStore(Arc::new(sled)))
+    }
+}
+
+impl Sled {
+    fn open(config: &SledConfig) -> Result<Sled, Error> {
         let started = Instant::now();
         let db = sled::Config::new()
             .path(&config.path)
@@ -124,7 +141,7 @@ impl SledStore {
             tree("lines")?,
             tree("licenses")?,
         ];
-        let store = SledStore {
+        let store = Sled {
             meta: tree("meta")?,
             log: tree("log")?,
             undo: tree("undo")?,
@@ -221,7 +238,7 @@ impl SledStore {
     }
 
     /// Applies one write set in one sled transaction.
-    fn apply(&self, writes: &WriteSet) -> Result<(), Error> {
+    fn apply(&self, writes: &KeyWrites) -> Result<(), Error> {
         let trees = self.trees();
         trees[..]
             .transaction(|tx| {
@@ -249,7 +266,7 @@ impl SledStore {
     ///
     /// sled recovers a prefix of its log, so after a crash anything written
     /// in step 2 is found either by its revision or in the journal, and
-    /// opening the store rolls it back (see [`SledStore::roll_back`]).
+    /// opening the store rolls it back (see [`Sled::roll_back`]).
     fn commit_journaled(
         &self,
         changes: &[Change],
@@ -264,7 +281,7 @@ impl SledStore {
             for chunk in changes.chunks(MAX_CHANGES_PER_TRANSACTION) {
                 self.write_chunk(chunk, state)?;
             }
-            let mut writes = WriteSet::default();
+            let mut writes = KeyWrites::default();
             writes.meta(state, before);
             let mut meta = Batch::default();
             for (key, value) in std::mem::take(&mut writes.writes[META_SLOT]) {
@@ -285,13 +302,13 @@ impl SledStore {
     }
 
     /// Writes one chunk of a journaled commit in the order that
-    /// [`SledStore::roll_back`] relies on: the old records to the undo
+    /// [`Sled::roll_back`] relies on: the old records to the undo
     /// journal, the new records (stamped with the revision) or their removal,
     /// then the log entries. Key by key, not in batches: a
     /// sled batch pins one epoch too, and holds on to memory as a transaction
     /// does (2.2 GB more for a million records, against 0.1 GB this way).
     fn write_chunk(&self, changes: &[Change], state: &mut CommitState) -> Result<(), Error> {
-        let mut writes = WriteSet::default();
+        let mut writes = KeyWrites::default();
         for change in changes {
             if let Some(old) = &change.old {
                 self.undo
@@ -377,7 +394,7 @@ fn count_key(kind: Kind) -> Vec<u8> {
     key
 }
 
-impl SledStore {
+impl Sled {
     /// The record at `key` as stored (tests read the store directly).
     #[cfg(test)]
     fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
@@ -392,12 +409,9 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn revision(&self) -> u64 {
-        self.counters.read().revision
-    }
-
-    fn commit(&self, mut changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
+impl Sled {
+    /// Commits one write set at the next revision (not yet durable).
+    fn commit_set(&self, mut changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
         let _committing = self.committing.lock();
         let counters = *self.counters.read();
         let revision = counters.revision + 1;
@@ -413,7 +427,7 @@ impl Store for SledStore {
             license_changes: Vec::new(),
         };
         if changes.len() <= MAX_CHANGES_PER_TRANSACTION {
-            let mut writes = WriteSet::default();
+            let mut writes = KeyWrites::default();
             for change in &changes {
                 writes.add(change, &mut state);
             }
@@ -430,33 +444,12 @@ impl Store for SledStore {
         Ok(Committed {
             revision,
             license_changes: state.license_changes,
-            changes,
         })
     }
 
-    fn sync(&self) -> Result<(), Error> {
-        self.make_durable()
-    }
-
-    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
-        // Not `flush_async`: it runs on sled's own small I/O thread pool, and
-        // a few dozen concurrent calls fill that pool with flushes waiting for
-        // I/O that only the same pool can do: a deadlock (sled #1308; seen
-        // here with 32 concurrent writers). A blocking flush on tokio's
-        // blocking pool waits on the same stability point without starving
-        // sled, and concurrent flushes still share the work.
-        let durable = self.durable.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || durable.sync())
-                .await
-                .map_err(|e| Error::Storage(format!("the flush task failed: {e}")))?
-                .map_err(storage)?;
-            Ok(())
-        })
-    }
-
-    fn snapshot(&self) -> Result<Snapshot, Error> {
-        let counters = self.counters.read();
+    fn snapshot_now(&self) -> Result<Snapshot, Error> {
+        let _committing = self.committing.lock();
+        let counters = *self.counters.read();
         let mut records = Vec::with_capacity(counters.counts.iter().sum::<u64>() as usize);
         for kind in Kind::ALL {
             for value in self.tree(kind).iter().values() {
@@ -466,18 +459,11 @@ impl Store for SledStore {
         Ok(Snapshot {
             revision: counters.revision,
             records,
+            log_head: counters.log_head,
         })
     }
 
-    fn log_bounds(&self) -> LogBounds {
-        let counters = self.counters.read();
-        LogBounds {
-            oldest: counters.log_oldest,
-            head: counters.log_head,
-        }
-    }
-
-    fn read_log(&self, after: u64, limit: usize) -> Result<Vec<LicenseChange>, Error> {
+    fn read_log_now(&self, after: u64, limit: usize) -> Result<Vec<LicenseChange>, Error> {
         self.log
             .range(keys::sequence(after.saturating_add(1))..)
             .values()
@@ -486,7 +472,8 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn compact_log(&self, through: u64) -> Result<u64, Error> {
+    fn compact_log_now(&self, through: u64) -> Result<u64, Error> {
+        let _committing = self.committing.lock();
         let through = through.min(self.counters.read().log_head);
         let mut removed = 0;
         for key in self.log.range(..=keys::sequence(through)).keys() {
@@ -496,6 +483,127 @@ impl Store for SledStore {
         let mut counters = self.counters.write();
         counters.log_oldest = counters.log_oldest.max(through + 1);
         Ok(removed)
+    }
+
+    fn revision(&self) -> u64 {
+        self.counters.read().revision
+    }
+
+    fn log_bounds(&self) -> LogBounds {
+        let counters = self.counters.read();
+        LogBounds {
+            oldest: counters.log_oldest,
+            head: counters.log_head,
+        }
+    }
+}
+
+/// Runs `work` on the blocking pool: sled's calls block on its I/O.
+fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> BoxFuture<'static, Result<T, Error>> {
+    Box::pin(async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Storage(format!("a store task failed: {e}")))?
+    })
+}
+
+impl Store for SledStore {
+    fn revision(&self) -> u64 {
+        self.0.revision()
+    }
+
+    fn log_bounds(&self) -> LogBounds {
+        self.0.log_bounds()
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
+        // This process is the store's only writer (the data directory's
+        // lock sees to it), and its writer path takes one turn at a time.
+        let turn = SledTurn {
+            store: self.0.clone(),
+            head: self.0.revision(),
+        };
+        Box::pin(async move { Ok(Box::new(turn) as Box<dyn Turn>) })
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, Error>> {
+        let sled = self.0.clone();
+        blocking(move || sled.snapshot_now())
+    }
+
+    fn feed(&self, _after: u64, _limit: usize) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn read_log(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>> {
+        // Reads of a few entries from sled's page cache: not worth a thread.
+        let read = self.0.read_log_now(after, limit);
+        Box::pin(async move { read })
+    }
+
+    fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>> {
+        let sled = self.0.clone();
+        blocking(move || sled.compact_log_now(through))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
+        // Not `flush_async`: it runs on sled's own small I/O thread pool, and
+        // a few dozen concurrent calls fill that pool with flushes waiting for
+        // I/O that only the same pool can do: a deadlock (sled #1308; seen
+        // here with 32 concurrent writers). A blocking flush on tokio's
+        // blocking pool waits on the same stability point without starving
+        // sled, and concurrent flushes still share the work.
+        let sled = self.0.clone();
+        blocking(move || sled.make_durable())
+    }
+}
+
+/// The writer's turn at the sled store.
+struct SledTurn {
+    store: Arc<Sled>,
+    head: u64,
+}
+
+impl Turn for SledTurn {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn catch_up(&mut self, after: u64) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+        // Only this process writes: its view cannot lag the store.
+        let lagging = after != self.head;
+        let head = self.head;
+        Box::pin(async move {
+            if lagging {
+                return Err(Error::Internal(format!(
+                    "the writer's view is at revision {after}, the store at {head}"
+                )));
+            }
+            Ok(Vec::new())
+        })
+    }
+
+    fn commit(
+        self: Box<Self>,
+        sets: Vec<WriteSet>,
+    ) -> BoxFuture<'static, Result<Vec<Committed>, Error>> {
+        let store = self.store;
+        blocking(move || {
+            let mut committed = Vec::with_capacity(sets.len());
+            for set in sets {
+                committed.push(store.commit_set(set.changes, &set.client)?);
+            }
+            // One sync for the whole batch; turns that commit while it runs
+            // share it too.
+            store.make_durable()?;
+            Ok(committed)
+        })
     }
 }
 
@@ -518,13 +626,13 @@ struct CommitState {
 /// One key's new value, or its removal (`None`).
 type KeyWrite = (Vec<u8>, Option<Vec<u8>>);
 
-/// The writes of one commit, per tree (in `SledStore::trees` order).
+/// The writes of one commit, per tree (in `Sled::trees` order).
 #[derive(Default)]
-struct WriteSet {
+struct KeyWrites {
     writes: [Vec<KeyWrite>; TREES],
 }
 
-/// Slots of the trees a commit writes, in `SledStore::trees` order.
+/// Slots of the trees a commit writes, in `Sled::trees` order.
 const TREES: usize = 7;
 const META_SLOT: usize = 5;
 const LOG_SLOT: usize = 6;
@@ -537,7 +645,7 @@ fn journal_key(key: &RecordKey) -> Vec<u8> {
     k
 }
 
-impl WriteSet {
+impl KeyWrites {
     /// Adds one record change: the record, and a log entry when it is a
     /// licence.
     fn add(&mut self, change: &Change, state: &mut CommitState) {
@@ -685,7 +793,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
-            store.commit(create(vec![supplier("S")]), "").unwrap();
+            store.commit_set(create(vec![supplier("S")]), "").unwrap();
             store
                 .meta
                 .insert(META_SCHEMA_VERSION, &1u64.to_be_bytes())
@@ -716,7 +824,7 @@ mod tests {
         let n = MAX_CHANGES_PER_TRANSACTION * 2 + 7;
         let mut records = vec![supplier("S")];
         records.extend((0..n).map(|i| component(&format!("C{i:05}"), "S")));
-        let committed = store.commit(create(records), "").unwrap();
+        let committed = store.commit_set(create(records), "").unwrap();
         assert_eq!(committed.revision, 1);
         assert_eq!(suppliers_of(&store, "C00000").unwrap(), ["S"]);
         assert_eq!(store.undo.len(), 0, "the journal is cleared");
@@ -734,7 +842,7 @@ mod tests {
         {
             let store = open(dir.path());
             store
-                .commit(
+                .commit_set(
                     create(vec![
                         supplier("S"),
                         supplier("T"),
@@ -804,11 +912,11 @@ mod tests {
             .unwrap()
             .is_some());
         assert_eq!(store.log_bounds().head, 1);
-        assert_eq!(store.read_log(0, 10).unwrap().len(), 1);
+        assert_eq!(store.read_log_now(0, 10).unwrap().len(), 1);
         // The store goes on from where it was.
         assert_eq!(
             store
-                .commit(create(vec![supplier("U")]), "")
+                .commit_set(create(vec![supplier("U")]), "")
                 .unwrap()
                 .revision,
             2
