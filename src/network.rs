@@ -564,6 +564,34 @@ impl Network {
         self.view().list(query, after, limit)
     }
 
+    /// Keeps the view current with what other replicas commit, until
+    /// `stop`: woken by the store, and every `poll` in case a wake-up was
+    /// lost.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        changed: Arc<tokio::sync::Notify>,
+        poll: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                () = stop.cancelled() => return,
+            }
+            loop {
+                match self.follow(FOLLOW_BATCH).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the change feed; trying again");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// Removes the oldest licence log events that `retention` lets go, and
     /// only those, so that what is kept stays contiguous. Returns how many.
     pub async fn apply_retention(&self, retention: Retention) -> Result<u64, Error> {
@@ -601,6 +629,9 @@ impl Network {
         self.store().flush().await
     }
 }
+
+/// Most revisions the follower applies at once.
+const FOLLOW_BATCH: usize = 256;
 
 /// Most writes committed in one batch: enough for every connection's write
 /// to share one sync, few enough that the first of them is answered soon.
@@ -755,6 +786,7 @@ fn repeat(error: &Error) -> Error {
         Error::StoreFailed { detail } => Error::StoreFailed {
             detail: detail.clone(),
         },
+        Error::DatabaseUnavailable(detail) => Error::DatabaseUnavailable(detail.clone()),
         other => Error::Internal(other.to_string()),
     }
 }

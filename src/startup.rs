@@ -26,7 +26,9 @@ use crate::network::{Network, Reopen, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
 use crate::pb::FILE_DESCRIPTOR_SET;
-use crate::store::{DataDirLock, SledConfig, SledStore, Store};
+use crate::store::{
+    is_postgres_url, DataDirLock, PostgresConfig, PostgresStore, SledConfig, SledStore, Store,
+};
 use crate::telemetry::prometheus;
 
 /// Everything `lodestone serve` needs to know.
@@ -39,6 +41,14 @@ pub struct ServeConfig {
     /// Directory of the database; created when missing.
     #[arg(long, env = "LODESTONE_DATA_DIR", default_value = "./lodestone-data")]
     pub data_dir: PathBuf,
+
+    /// A PostgreSQL database to keep the records in instead of the data
+    /// directory (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`, or
+    /// `postgresql://`; `?sslmode=require` or `verify-full` for TLS,
+    /// `&sslrootcert=FILE` for a private CA). Any number of servers may
+    /// share one database: each serves every call.
+    #[arg(long, env = "LODESTONE_STORE")]
+    pub store: Option<String>,
 
     /// Memory for the store's page cache, in MiB.
     #[arg(long, env = "LODESTONE_CACHE_MB", default_value_t = 256)]
@@ -133,6 +143,7 @@ impl ServeConfig {
         ServeConfig {
             listen,
             data_dir,
+            store: None,
             cache_mb: 256,
             risk_cache_mb: 256,
             sync_every_ms: None,
@@ -154,6 +165,10 @@ impl ServeConfig {
         }
     }
 }
+
+/// How often a replica reads the change feed without being woken: a
+/// notification is lost while its connection is down.
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
 
 /// HTTP/2 flow-control windows the server offers, per connection and per stream.
 const CONNECTION_WINDOW: u32 = 8 << 20;
@@ -179,6 +194,54 @@ fn tls(config: &ServeConfig) -> anyhow::Result<Option<ServerTlsConfig>> {
     Ok(Some(tls))
 }
 
+/// Opens the sled store in the data directory, which this server then
+/// holds, with recovery from a disk that failed to write.
+async fn open_sled(config: &ServeConfig) -> anyhow::Result<(Network, DataDirLock)> {
+    let store_config = SledConfig {
+        path: config.data_dir.clone(),
+        cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+    };
+    let data_lock = DataDirLock::acquire(&config.data_dir).map_err(|e| match e {
+        crate::domain::Error::Storage(message) => anyhow::anyhow!(message),
+        other => other.into(),
+    })?;
+    let probe_dir = store_config.path.clone();
+    let opening = store_config.clone();
+    let network = async {
+        let store = tokio::task::spawn_blocking(move || SledStore::open(&opening))
+            .await
+            .map_err(|e| {
+                crate::domain::Error::Internal(format!("opening the store failed: {e}"))
+            })??;
+        let reopen: Reopen =
+            Arc::new(move || Ok(Arc::new(SledStore::open(&store_config)?) as Arc<dyn Store>));
+        Ok::<_, crate::domain::Error>(
+            Network::open(Arc::new(store))
+                .await?
+                .with_recovery(reopen, probe_dir),
+        )
+    }
+    .await
+    .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    Ok((network, data_lock))
+}
+
+/// Connects to the PostgreSQL database `url`, creating or migrating its
+/// schema.
+async fn open_postgres(url: &str) -> anyhow::Result<Network> {
+    anyhow::ensure!(
+        is_postgres_url(url),
+        "--store takes a postgres:// or postgresql:// URL, not {:?}",
+        url.split('@').next_back().unwrap_or_default()
+    );
+    let store = PostgresStore::connect(&PostgresConfig::new(url))
+        .await
+        .context("cannot open the store in PostgreSQL")?;
+    Network::open(Arc::new(store))
+        .await
+        .context("cannot read the records from PostgreSQL")
+}
+
 /// A built service: bound to its port, store open, not serving yet.
 pub struct Application {
     config: ServeConfig,
@@ -191,8 +254,9 @@ pub struct Application {
     retention: Retention,
     shutdown: CancellationToken,
     grace: Duration,
-    /// This server's claim on the data directory, held until it stops.
-    _data_lock: DataDirLock,
+    /// This server's claim on the data directory (sled), held until it
+    /// stops.
+    _data_lock: Option<DataDirLock>,
 }
 
 impl Application {
@@ -216,38 +280,19 @@ impl Application {
         }
         let tls = tls(&config)?;
         let gate = Gate::new(tokens, config.max_concurrent_requests);
-        let store_config = SledConfig {
-            path: config.data_dir.clone(),
-            cache_capacity_bytes: config.cache_mb * 1024 * 1024,
-        };
         if config.sync_every_ms.is_some() {
             tracing::warn!(
                 "--sync-every-ms (LODESTONE_SYNC_EVERY_MS) is ignored: every write is synced \
                  to disk before it is acknowledged"
             );
         }
-        let data_lock = DataDirLock::acquire(&config.data_dir).map_err(|e| match e {
-            crate::domain::Error::Storage(message) => anyhow::anyhow!(message),
-            other => other.into(),
-        })?;
-        let probe_dir = store_config.path.clone();
-        let opening = store_config.clone();
-        let network = async {
-            let store = tokio::task::spawn_blocking(move || SledStore::open(&opening))
-                .await
-                .map_err(|e| {
-                    crate::domain::Error::Internal(format!("opening the store failed: {e}"))
-                })??;
-            let reopen: Reopen =
-                Arc::new(move || Ok(Arc::new(SledStore::open(&store_config)?) as Arc<dyn Store>));
-            Ok::<_, crate::domain::Error>(
-                Network::open(Arc::new(store))
-                    .await?
-                    .with_recovery(reopen, probe_dir),
-            )
-        }
-        .await
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+        let (network, data_lock) = match &config.store {
+            Some(url) => (open_postgres(url).await?, None),
+            None => {
+                let (network, lock) = open_sled(&config).await?;
+                (network, Some(lock))
+            }
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -411,6 +456,14 @@ impl Application {
                 shutdown.clone().cancelled_owned(),
             );
         tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
+        if let Some(changed) = self.network.store().changed() {
+            // Other replicas commit too: follow what they do.
+            tokio::spawn(self.network.clone().follow_changes(
+                changed,
+                FOLLOW_POLL,
+                shutdown.clone(),
+            ));
+        }
         if self.retention.is_set() {
             tokio::spawn(keep_retention(
                 self.network.clone(),

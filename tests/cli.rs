@@ -2,6 +2,8 @@
 
 mod common;
 
+use lodestone_test_macros::both_stores;
+
 use std::process::Command;
 
 use common::spawn_app;
@@ -22,6 +24,7 @@ fn lodestone(args: &[&str]) -> std::process::Output {
         .expect("the binary runs")
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_network_imports_and_exports_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,6 +99,7 @@ async fn a_generated_network_imports_and_exports_again() {
     assert_eq!(first_difference, None);
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_line_is_reported_by_number_and_nothing_is_imported() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,6 +150,7 @@ fn example_csv() -> Vec<String> {
     files
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn erp_csv_files_import_as_one_network() {
     let app = spawn_app().await;
@@ -196,6 +201,7 @@ async fn erp_csv_files_import_as_one_network() {
     assert_eq!(licence.expected_decision_on, "2025-07-10");
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_csv_row_the_server_refuses_is_named_by_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,6 +233,7 @@ async fn a_csv_row_the_server_refuses_is_named_by_file_and_line() {
     assert_eq!(app.export().await, (0, vec![]));
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_token_and_an_authenticated_export_from_the_command_line() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
@@ -314,6 +321,7 @@ async fn a_second_server_on_the_same_directory_says_another_server_uses_it() {
     again.connect().await;
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_may_be_named_without_a_scheme_and_a_missing_one_is_said_plainly() {
     let app = spawn_app().await;
@@ -385,12 +393,19 @@ async fn every_problem_of_a_csv_file_is_reported_at_once() {
 /// Every flag of `serve` can come from its environment variable (here the
 /// address, the directory, the demo, the log format and level), and JSON
 /// logs are one JSON object per line, from start to a clean SIGTERM.
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_takes_its_flags_from_the_environment_and_logs_json() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("from-env");
     let port = common::free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_lodestone"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lodestone"));
+    let postgres = common::store_kind() == common::StoreKind::Postgres;
+    if postgres {
+        let cluster = common::postgres::cluster().expect("on_store checked for PostgreSQL");
+        command.env("LODESTONE_STORE", cluster.database("from_env").await);
+    }
+    let child = command
         .arg("serve")
         .env("LODESTONE_LISTEN", format!("127.0.0.1:{port}"))
         .env("LODESTONE_DATA_DIR", &data)
@@ -415,7 +430,8 @@ async fn serve_takes_its_flags_from_the_environment_and_logs_json() {
     let exported = lodestone_async(vec!["export".into(), "--server".into(), server]).await;
     assert!(exported.status.success());
     assert!(String::from_utf8_lossy(&exported.stdout).contains("VIG-ICE1"));
-    assert!(data.join("lodestone.lock").exists());
+    // sled keeps it in the directory; PostgreSQL in the database.
+    assert_eq!(data.join("lodestone.lock").exists(), !postgres);
 
     let terminated = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -2,6 +2,8 @@
 
 mod common;
 
+use lodestone_test_macros::both_stores;
+
 use common::{expect_error, metadata, record, seed_network, spawn_app, spawn_app_in};
 use lodestone::pb;
 use tonic::Code;
@@ -35,6 +37,7 @@ fn ref_to(kind: &str, id: &str) -> pb::RecordRef {
     pb::RecordRef { r#ref: Some(r) }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn upserted_records_are_served_back_with_their_revision() {
     let app = spawn_app().await;
@@ -106,6 +109,7 @@ async fn upserted_records_are_served_back_with_their_revision() {
     assert_eq!(violations[0].0, "id");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn upserting_the_same_records_again_changes_nothing() {
     let app = spawn_app().await;
@@ -135,6 +139,7 @@ async fn upserting_the_same_records_again_changes_nothing() {
     assert_eq!(btm.revision, 1);
 }
 
+#[both_stores]
 #[tokio::test]
 async fn an_invalid_request_lists_every_violation_and_stores_nothing_of_it() {
     let app = spawn_app().await;
@@ -185,6 +190,7 @@ async fn an_invalid_request_lists_every_violation_and_stores_nothing_of_it() {
     assert_eq!(app.export().await, (0, vec![]));
 }
 
+#[both_stores]
 #[tokio::test]
 async fn references_must_name_records_that_exist_after_the_request() {
     let app = spawn_app().await;
@@ -208,6 +214,7 @@ async fn references_must_name_records_that_exist_after_the_request() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn an_input_cycle_is_refused_and_named() {
     let app = spawn_app().await;
@@ -244,6 +251,7 @@ async fn an_input_cycle_is_refused_and_named() {
     assert_eq!(metadata(&status)["cycle"], "SELF -> SELF");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn one_request_holds_at_most_ten_thousand_records() {
     let app = spawn_app().await;
@@ -255,6 +263,7 @@ async fn one_request_holds_at_most_ten_thousand_records() {
     assert_eq!(metadata(&status)["limit"], "10000");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn revisions_are_preconditions() {
     let app = spawn_app().await;
@@ -282,6 +291,7 @@ async fn revisions_are_preconditions() {
     expect_error(&status, Code::Aborted, "REVISION_MISMATCH");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn validate_only_checks_and_stores_nothing() {
     let app = spawn_app().await;
@@ -306,6 +316,7 @@ async fn validate_only_checks_and_stores_nothing() {
     expect_error(&status, Code::InvalidArgument, "UNKNOWN_REFERENCE");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn deletes_are_atomic_and_keep_references_whole() {
     let app = spawn_app().await;
@@ -376,6 +387,7 @@ async fn deletes_are_atomic_and_keep_references_whole() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn lists_page_through_everything_in_id_order() {
     let app = spawn_app().await;
@@ -498,6 +510,7 @@ async fn lists_page_through_everything_in_id_order() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn lists_filter_by_every_documented_field() {
     let app = spawn_app().await;
@@ -634,6 +647,7 @@ async fn lists_filter_by_every_documented_field() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn update_license_status_records_a_decision_and_keeps_the_rest() {
     let app = spawn_app().await;
@@ -736,6 +750,7 @@ async fn update_license_status_records_a_decision_and_keeps_the_rest() {
     assert_eq!(unchanged, decided, "refused decisions change nothing");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn export_then_import_restores_the_network_exactly() {
     let source = spawn_app().await;
@@ -794,6 +809,7 @@ async fn export_then_import_restores_the_network_exactly() {
     assert_eq!(strip(restored), strip(exported));
 }
 
+#[both_stores]
 #[tokio::test]
 async fn an_import_is_validated_whole_and_refused_whole() {
     let app = spawn_app().await;
@@ -820,6 +836,7 @@ async fn an_import_is_validated_whole_and_refused_whole() {
     assert_eq!(app.export().await, (0, vec![]));
 }
 
+#[both_stores]
 #[tokio::test]
 async fn data_survives_a_restart() {
     let app = spawn_app().await;
@@ -850,6 +867,7 @@ async fn data_survives_a_restart() {
     assert_eq!(total, 8);
 }
 
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_writers_all_get_their_answer() {
     // 32 clients writing at once once deadlocked sled's flush thread pool.
@@ -889,6 +907,7 @@ async fn many_concurrent_writers_all_get_their_answer() {
 /// An export is one snapshot however many writes land while it streams: a
 /// writer keeps two licences' quantities equal, write after write, and no
 /// export ever holds them unequal or a record newer than its revision.
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_is_one_snapshot_under_concurrent_writes() {
     let app = spawn_app().await;

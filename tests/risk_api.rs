@@ -3,6 +3,8 @@
 
 mod common;
 
+use lodestone_test_macros::both_stores;
+
 use common::{expect_error, fixture, metadata, spawn_app};
 use lodestone::pb::{self, json};
 use serde_json::Value;
@@ -90,6 +92,7 @@ fn check_exposure(actual: &pb::Exposure, expected: &pb::Exposure, case: &str) {
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn the_worked_example_gives_every_expected_answer() {
     let app = spawn_app().await;
@@ -142,6 +145,7 @@ fn list_request(page_size: i32, page_token: String) -> pb::ListAtRiskLinesReques
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn every_page_of_a_listing_comes_from_the_revision_its_first_page_read() {
     let app = spawn_app().await;
@@ -224,6 +228,7 @@ async fn every_page_of_a_listing_comes_from_the_revision_its_first_page_read() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_token_whose_answer_is_no_longer_held_has_expired() {
     let app = spawn_app().await;
@@ -258,6 +263,7 @@ async fn a_token_whose_answer_is_no_longer_held_has_expired() {
     assert_eq!(metadata(&status)["revision"], first.revision.to_string());
 }
 
+#[both_stores]
 #[tokio::test]
 async fn bad_questions_get_clear_answers() {
     let app = spawn_app().await;
@@ -338,6 +344,7 @@ async fn bad_questions_get_clear_answers() {
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn an_empty_as_of_means_today_and_an_empty_network_is_not_at_risk() {
     let app = spawn_app().await;
@@ -392,6 +399,7 @@ fn write_token(token: &ForgedToken) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.encode_to_vec())
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_forged_page_position_is_refused_not_wrapped_around() {
     let app = spawn_app().await;
@@ -429,6 +437,7 @@ async fn a_forged_page_position_is_refused_not_wrapped_around() {
     assert!(last.lines.is_empty() && last.next_page_token.is_empty());
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_token_of_another_store_epoch_does_not_continue_on_this_network() {
     let app = spawn_app().await;
@@ -450,6 +459,7 @@ async fn a_token_of_another_store_epoch_does_not_continue_on_this_network() {
     expect_error(&status, Code::FailedPrecondition, "PAGE_TOKEN_EXPIRED");
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_listing_for_today_keeps_its_day_past_midnight() {
     let app = spawn_app().await;
@@ -502,6 +512,7 @@ async fn a_listing_for_today_keeps_its_day_past_midnight() {
     assert_eq!(second.lines[0].stop_date, dated.lines[1].stop_date);
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_basic_exposure_is_the_full_one_without_its_lines() {
     let app = spawn_app().await;
@@ -552,6 +563,7 @@ async fn a_basic_exposure_is_the_full_one_without_its_lines() {
 
 /// The engine keeps the network's structure while only licences change; a
 /// component or a line that changes must rebuild it, and the answer follow.
+#[both_stores]
 #[tokio::test]
 async fn a_component_or_line_change_rebuilds_the_structure() {
     let app = spawn_app().await;

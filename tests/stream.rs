@@ -2,6 +2,8 @@
 
 mod common;
 
+use lodestone_test_macros::both_stores;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ fn from(after_sequence: u64) -> pb::StreamLicenseUpdatesRequest {
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_stream_replays_the_log_then_goes_live_without_a_gap() {
     let app = spawn_app().await;
@@ -72,6 +75,7 @@ async fn a_stream_replays_the_log_then_goes_live_without_a_gap() {
     assert!(updated.recorded_at.is_some());
 }
 
+#[both_stores]
 #[tokio::test]
 async fn thousands_of_concurrent_writes_arrive_contiguous_and_in_order() {
     let app = spawn_app().await;
@@ -134,6 +138,7 @@ async fn thousands_of_concurrent_writes_arrive_contiguous_and_in_order() {
     assert!(seen.windows(2).all(|w| w[0].revision < w[1].revision));
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_stream_resumes_after_any_sequence_and_filters() {
     let app = spawn_app().await;
@@ -197,6 +202,7 @@ async fn a_stream_resumes_after_any_sequence_and_filters() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_sequence_beyond_the_head_or_before_the_oldest_is_out_of_range() {
     let app = spawn_app().await;
@@ -239,6 +245,7 @@ async fn a_sequence_beyond_the_head_or_before_the_oldest_is_out_of_range() {
     assert_eq!(fields, ["statuses[0]", "heartbeat_seconds"]);
 }
 
+#[both_stores]
 #[tokio::test]
 async fn an_idle_stream_sends_heartbeats_with_the_head() {
     let app = spawn_app().await;
@@ -274,6 +281,7 @@ async fn an_idle_stream_sends_heartbeats_with_the_head() {
     );
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_stalled_subscriber_holds_bounded_memory_and_loses_nothing() {
     let app = spawn_app().await;
@@ -316,6 +324,7 @@ async fn a_stalled_subscriber_holds_bounded_memory_and_loses_nothing() {
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn a_thousand_subscribers_all_receive_everything() {
     let app = spawn_app().await;
@@ -362,6 +371,7 @@ async fn a_thousand_subscribers_all_receive_everything() {
     }
 }
 
+#[both_stores]
 #[tokio::test]
 async fn streams_end_unavailable_at_shutdown() {
     let app = spawn_app().await;
@@ -394,6 +404,7 @@ async fn streams_end_unavailable_at_shutdown() {
 /// A licence write whose caller gives up (a deadline passing at any moment)
 /// has either not happened or reaches the streams, without waiting for
 /// another write to carry it.
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_caller_gave_up_is_absent_or_announced() {
     let app = spawn_app().await;
@@ -456,6 +467,7 @@ async fn a_write_whose_caller_gave_up_is_absent_or_announced() {
 /// shutdown must still end it (within the grace period, not by it), and
 /// every stream's messages, its last status included, must leave the queue
 /// gauge where it started.
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
     let app = common::spawn_app_with(
@@ -527,6 +539,7 @@ async fn shutdown_ends_a_stream_whose_client_reads_nothing() {
 
 /// A licence deleted reaches the stream as a DELETED update, with the
 /// licence as it was.
+#[both_stores]
 #[tokio::test]
 async fn a_licence_delete_reaches_the_stream() {
     let app = spawn_app().await;
@@ -557,6 +570,7 @@ async fn a_licence_delete_reaches_the_stream() {
 }
 
 /// Retention by age keeps the events younger than it, contiguous.
+#[both_stores]
 #[tokio::test]
 async fn retention_by_age_drops_only_older_events() {
     let app = spawn_app().await;
@@ -587,6 +601,7 @@ async fn retention_by_age_drops_only_older_events() {
 /// A subscriber that falls behind while retention removes what it has not
 /// read yet is told mid-stream: OUT_OF_RANGE / SEQUENCE_COMPACTED, after
 /// every event it could still be sent, in order.
+#[both_stores]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_overtaken_by_retention_is_told_mid_stream() {
     let app = spawn_app().await;

@@ -199,6 +199,16 @@ impl From<Error> for Status {
                     None,
                 )
             }
+            Error::DatabaseUnavailable(detail) => {
+                tracing::warn!(%detail, "the database does not answer");
+                status(
+                    Code::Unavailable,
+                    message,
+                    "DATABASE_UNAVAILABLE",
+                    vec![("detail", detail)],
+                    None,
+                )
+            }
             Error::StoreFailed { detail } => status(
                 Code::Unavailable,
                 message,

@@ -74,6 +74,11 @@ pub enum Error {
     Storage(String),
     #[error("the store is shutting down")]
     ShuttingDown,
+    /// The database behind a replica does not answer: this write was not
+    /// made (or its outcome is unknown, if the connection was lost while it
+    /// committed). The next write tries again.
+    #[error("the database does not answer ({0}); reads go on from this replica, and writes resume once it answers again")]
+    DatabaseUnavailable(String),
     /// A fault in the service itself (a bug), confined to one request:
     /// nothing of it was stored, and other requests go on.
     #[error("internal error: {0}")]

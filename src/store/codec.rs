@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::record::{LicenseStatus, Record};
+use crate::domain::write::Change;
 use crate::domain::Error;
 use crate::pb;
 
@@ -66,6 +67,60 @@ pub fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
         client: message.client,
     })
 }
+
+/// A part of one revision's change set, as the change feed stores it: the
+/// version byte, then per change a tag (1: stored, 2: removed) and the
+/// record (as stored, or as it was), length-delimited.
+pub fn encode_feed(changes: &[Change]) -> Vec<u8> {
+    let mut bytes = vec![VERSION_1];
+    for change in changes {
+        let (tag, record) = match (&change.new, &change.old) {
+            (Some(new), _) => (FEED_STORED, new),
+            (None, Some(old)) => (FEED_REMOVED, old),
+            (None, None) => continue,
+        };
+        bytes.push(tag);
+        pb::record_to_pb(record)
+            .encode_length_delimited(&mut bytes)
+            .expect("a Vec grows to fit any message");
+    }
+    bytes
+}
+
+pub fn decode_feed(bytes: &[u8]) -> Result<Vec<Change>, Error> {
+    let broken =
+        |what: String| Error::Storage(format!("a change feed entry does not decode: {what}"));
+    let mut rest = match bytes.split_first() {
+        Some((&VERSION_1, rest)) => rest,
+        Some((version, _)) => return Err(broken(format!("layout version {version}"))),
+        None => return Err(broken("it is empty".into())),
+    };
+    let mut changes = Vec::new();
+    while let Some((&tag, body)) = rest.split_first() {
+        rest = body;
+        let message =
+            pb::Record::decode_length_delimited(&mut rest).map_err(|e| broken(e.to_string()))?;
+        let mut violations = Vec::new();
+        let record = pb::record_from_pb(message, "", &mut violations)
+            .filter(|_| violations.is_empty())
+            .ok_or_else(|| broken(format!("{violations:?}")))?;
+        changes.push(match tag {
+            FEED_STORED => Change {
+                old: None,
+                new: Some(record),
+            },
+            FEED_REMOVED => Change {
+                old: Some(record),
+                new: None,
+            },
+            other => return Err(broken(format!("tag {other}"))),
+        });
+    }
+    Ok(changes)
+}
+
+const FEED_STORED: u8 = 1;
+const FEED_REMOVED: u8 = 2;
 
 fn encode(message: &impl Message) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(1 + message.encoded_len());

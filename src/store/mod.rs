@@ -10,6 +10,7 @@ mod durable;
 mod failed;
 mod keys;
 mod lock;
+mod postgres;
 mod sled_store;
 
 use std::future::Future;
@@ -37,6 +38,7 @@ pub fn size_on_disk(path: &std::path::Path) -> u64 {
         })
         .sum()
 }
+pub use postgres::{is_postgres_url, PostgresConfig, PostgresStore};
 pub use sled_store::{SledConfig, SledStore};
 
 /// One write of a batch, as its plan left it.
@@ -103,6 +105,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The licence log's bounds as this process last knew them.
     fn log_bounds(&self) -> LogBounds;
+
+    /// Wakes whoever follows the change feed when another process may have
+    /// committed; `None` when no other process writes.
+    fn changed(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// Takes the writer's turn: while it is held, nobody else commits.
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>>;

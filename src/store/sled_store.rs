@@ -20,8 +20,8 @@ use super::codec::{decode_change, decode_record, encode_change, encode_record};
 use super::durable::GroupSync;
 use super::keys;
 use super::{BoxFuture, Committed, FeedEntry, LogBounds, Snapshot, Store, Turn, WriteSet};
-use crate::domain::changelog::{ChangeKind, LicenseChange};
-use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
+use crate::domain::changelog::{license_change, LicenseChange};
+use crate::domain::record::{Kind, RecordKey};
 use crate::domain::write::Change;
 use crate::domain::Error;
 
@@ -397,7 +397,7 @@ fn count_key(kind: Kind) -> Vec<u8> {
 impl Sled {
     /// The record at `key` as stored (tests read the store directly).
     #[cfg(test)]
-    fn get(&self, key: &RecordKey) -> Result<Option<Record>, Error> {
+    fn get(&self, key: &RecordKey) -> Result<Option<crate::domain::record::Record>, Error> {
         match self
             .tree(key.kind)
             .get(key.id.as_bytes())
@@ -667,27 +667,15 @@ impl KeyWrites {
                 state.counts[slot(kind)] -= 1;
             }
         }
-        let license_change = match (old, new) {
-            (None, Some(Record::License(l))) => {
-                Some((ChangeKind::Created, l, LicenseStatus::Unspecified))
-            }
-            (Some(Record::License(o)), Some(Record::License(l))) => {
-                Some((ChangeKind::Updated, l, o.status))
-            }
-            (Some(Record::License(o)), None) => Some((ChangeKind::Deleted, o, o.status)),
-            _ => None,
-        };
-        if let Some((kind, license, previous_status)) = license_change {
-            state.log_head += 1;
-            let change = LicenseChange {
-                sequence: state.log_head,
-                revision: state.revision,
-                kind,
-                license: license.clone(),
-                previous_status,
-                recorded_at: state.recorded_at,
-                client: state.client.clone(),
-            };
+        let logged = license_change(
+            change,
+            state.log_head + 1,
+            state.revision,
+            state.recorded_at,
+            &state.client,
+        );
+        if let Some(change) = logged {
+            state.log_head = change.sequence;
             self.writes[LOG_SLOT].push((
                 keys::sequence(state.log_head).to_vec(),
                 Some(encode_change(&change)),
@@ -721,7 +709,7 @@ impl KeyWrites {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::record::{Component, License, Source, Supplier};
+    use crate::domain::record::{Component, License, LicenseStatus, Record, Source, Supplier};
 
     fn open(dir: &std::path::Path) -> SledStore {
         SledStore::open(&SledConfig {

@@ -1,6 +1,9 @@
 //! Shared by the integration tests: a real server on port 0 over a fresh
-//! sled directory, and connected clients.
+//! store (sled in a temporary directory, or a database of its own in a
+//! throwaway PostgreSQL cluster), and connected clients.
 #![allow(dead_code)]
+
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,31 @@ pub struct TestApp {
     server: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Which store a test's servers keep their records in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Sled,
+    Postgres,
+}
+
+tokio::task_local! {
+    static STORE: StoreKind;
+}
+
+/// The store of the test running (sled unless `on_store` says otherwise).
+pub fn store_kind() -> StoreKind {
+    STORE.try_with(|kind| *kind).unwrap_or(StoreKind::Sled)
+}
+
+/// Runs `test` with `spawn_app` on `kind` (see `#[both_stores]`). Where
+/// PostgreSQL is missing, the PostgreSQL variant skips, saying so.
+pub async fn on_store(kind: StoreKind, test: impl std::future::Future<Output = ()>) {
+    if kind == StoreKind::Postgres && postgres::cluster().is_none() {
+        return;
+    }
+    STORE.scope(kind, test).await
+}
+
 /// Starts a server over a fresh temporary directory.
 pub async fn spawn_app() -> TestApp {
     spawn_app_in(Arc::new(
@@ -53,6 +81,10 @@ pub async fn spawn_app_with(
     configure: impl FnOnce(&mut ServeConfig),
 ) -> TestApp {
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_path(dir.path()));
+    if store_kind() == StoreKind::Postgres {
+        let cluster = postgres::cluster().expect("on_store checked for PostgreSQL");
+        config.store = Some(cluster.database(&postgres::database_name(dir.path())).await);
+    }
     configure(&mut config);
     let tls = config.tls_cert.is_some();
     let app = Application::build(config)
@@ -410,14 +442,22 @@ impl ServerProcess {
         extra: &[&str],
         log: std::process::Stdio,
     ) -> ServerProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"));
+        command
             .args([
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",
             ])
-            .arg(dir)
+            .arg(dir);
+        if store_kind() == StoreKind::Postgres {
+            let cluster = postgres::cluster().expect("on_store checked for PostgreSQL");
+            command
+                .arg("--store")
+                .arg(cluster.database_blocking(&postgres::database_name(dir)));
+        }
+        let child = command
             .args(extra)
             .env("LODESTONE_LOG", "warn")
             .stdout(std::process::Stdio::null())

@@ -1,0 +1,750 @@
+//! The store on PostgreSQL, which any number of replicas share.
+//!
+//! Tables (see `migrations/`): `lodestone_head` (one row: the revision and
+//! the licence log's head), `lodestone_records` (every record as of the
+//! head), `lodestone_changes` (the change feed: each revision's records, in
+//! parts) and `lodestone_log` (the licence change log).
+//!
+//! A writer's turn is a transaction that has locked the head row: writers
+//! on every replica wait for each other there, so commit order is revision
+//! order, and revisions and log sequences come out contiguous. The turn
+//! commits its whole batch at once with `synchronous_commit` on, so a write
+//! is acknowledged only once PostgreSQL has flushed it. Replicas follow the
+//! change feed to keep their views current; a `NOTIFY` wakes them, and a
+//! poll covers notifications lost while a connection was down.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+
+use super::codec::{
+    decode_change, decode_feed, decode_record, encode_change, encode_feed, encode_record,
+};
+use super::{BoxFuture, Committed, FeedEntry, LogBounds, Snapshot, Store, Turn, WriteSet};
+use crate::domain::changelog::{license_change, LicenseChange};
+use crate::domain::record::{Kind, RecordKey};
+use crate::domain::Error;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The channel on which commits notify the replicas.
+const CHANNEL: &str = "lodestone_changes";
+/// Rows per statement of a large commit, and changes per feed part.
+const CHUNK: usize = 5_000;
+/// Key of the advisory lock that lets one replica migrate at a time.
+const MIGRATION_LOCK: i64 = 0x4c6f_6465_7374_6f6e; // "Lodeston"
+
+/// How to reach the database.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]` (or
+    /// `postgresql://`, or libpq's `key=value` form). Besides
+    /// tokio-postgres's parameters, `sslmode=verify-ca`/`verify-full` (TLS,
+    /// with the server's certificate verified, as always here) and
+    /// `sslrootcert=FILE` (the CA to trust) are understood.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long a write or read waits for a connection before it is
+    /// refused as `UNAVAILABLE`.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    pub fn new(url: impl Into<String>) -> PostgresConfig {
+        PostgresConfig {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` without its password, for logs.
+fn redacted(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        ports.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Splits off the TLS parameters that tokio-postgres does not parse.
+fn split_tls_parameters(url: &str) -> (String, Option<PathBuf>, bool) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None, false);
+    };
+    let mut kept = Vec::new();
+    let mut root = None;
+    let mut verify = false;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslrootcert", path)) => root = Some(PathBuf::from(path)),
+            Some(("sslmode", "verify-ca" | "verify-full")) => {
+                verify = true;
+                kept.push("sslmode=require".to_string());
+            }
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, root, verify)
+}
+
+/// The TLS client configuration: the system's roots, and `root` if given.
+fn rustls_config(root: Option<&PathBuf>) -> Result<rustls::ClientConfig, Error> {
+    let bad = |what: String| Error::Storage(format!("TLS to the database: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = root {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// What this process last knew of the shared head and log.
+#[derive(Clone, Copy, Debug, Default)]
+struct Known {
+    revision: u64,
+    log_head: u64,
+    log_oldest: u64,
+}
+
+impl Known {
+    fn raise(&mut self, revision: u64, log_head: u64) {
+        self.revision = self.revision.max(revision);
+        self.log_head = self.log_head.max(log_head);
+        self.log_oldest = self.log_oldest.max(1);
+    }
+}
+
+struct Pg {
+    pool: Pool,
+    known: Mutex<Known>,
+    changed: Arc<Notify>,
+    /// The task that listens for other replicas' commits.
+    listener: tokio::task::JoinHandle<()>,
+    /// Where the database is, without its password.
+    name: String,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The PostgreSQL store, shared with the writer's turns.
+#[derive(Clone)]
+pub struct PostgresStore(Arc<Pg>);
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::DatabaseUnavailable(format!("{what}: {e}"))
+}
+
+/// A database error: the database's own refusals are storage failures;
+/// everything else (a lost connection, a timeout) is the database being
+/// unavailable.
+fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
+    move |e| match e.as_db_error() {
+        Some(d) => Error::Storage(format!("{what}: {}: {}", d.code().code(), d.message())),
+        None => unavailable(what, e),
+    }
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl PostgresStore {
+    /// Connects, creates or migrates the schema (one replica at a time),
+    /// and starts listening for other replicas' commits.
+    pub async fn connect(config: &PostgresConfig) -> Result<PostgresStore, Error> {
+        let (url, root, _verify) = split_tls_parameters(&config.url);
+        let mut pg_config = tokio_postgres::Config::from_str(&url)
+            .map_err(|e| Error::Storage(format!("the database URL does not parse: {e}")))?;
+        if pg_config.get_application_name().is_none() {
+            pg_config.application_name("lodestone");
+        }
+        if pg_config.get_connect_timeout().is_none() {
+            pg_config.connect_timeout(config.connect_timeout);
+        }
+        let name = redacted(&pg_config);
+        let changed = Arc::new(Notify::new());
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let (manager, listener) = if pg_config.get_ssl_mode() == SslMode::Disable {
+            (
+                Manager::from_config(pg_config.clone(), NoTls, manager_config),
+                tokio::spawn(listen(pg_config, NoTls, changed.clone())),
+            )
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(root.as_ref())?);
+            (
+                Manager::from_config(pg_config.clone(), tls.clone(), manager_config),
+                tokio::spawn(listen(pg_config, tls, changed.clone())),
+            )
+        };
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.connect_timeout))
+            .create_timeout(Some(config.connect_timeout))
+            .recycle_timeout(Some(config.connect_timeout))
+            .build()
+            .map_err(|e| Error::Storage(format!("the database pool: {e}")))?;
+        let store = PostgresStore(Arc::new(Pg {
+            pool,
+            known: Mutex::new(Known::default()),
+            changed,
+            listener,
+            name,
+        }));
+        store.migrate().await?;
+        let known = store.read_known().await?;
+        *store.0.known.lock() = known;
+        tracing::info!(
+            database = %store.0.name,
+            revision = known.revision,
+            log_head = known.log_head,
+            "store opened"
+        );
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<Object, Error> {
+        self.0
+            .pool
+            .get()
+            .await
+            .map_err(|e| unavailable(&format!("cannot reach {}", self.0.name), e))
+    }
+
+    /// Creates or migrates the schema. Replicas that start together take
+    /// turns: the first migrates, the others find it done.
+    async fn migrate(&self) -> Result<(), Error> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db("taking the migration lock"))?;
+        let report = embedded::migrations::runner()
+            .set_migration_table_name("lodestone_migrations")
+            .run_async(&mut **client)
+            .await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        let report =
+            report.map_err(|e| Error::Storage(format!("migrating the database schema: {e}")))?;
+        unlocked.map_err(db("releasing the migration lock"))?;
+        for migration in report.applied_migrations() {
+            tracing::info!(
+                version = migration.version(),
+                name = migration.name(),
+                "migrated the database schema"
+            );
+        }
+        Ok(())
+    }
+
+    async fn read_known(&self) -> Result<Known, Error> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT h.revision, h.log_head, \
+                 COALESCE((SELECT min(sequence) FROM lodestone_log), h.log_head + 1) \
+                 FROM lodestone_head h WHERE h.id = 1",
+                &[],
+            )
+            .await
+            .map_err(db("reading the head"))?;
+        Ok(Known {
+            revision: uint(row.get(0)),
+            log_head: uint(row.get(1)),
+            log_oldest: uint(row.get(2)),
+        })
+    }
+}
+
+/// Listens for commits on a connection of its own and wakes the replica's
+/// follower for each; reconnects by itself. After every (re)connection it
+/// wakes the follower too, for what was committed while it was away.
+async fn listen<T>(config: tokio_postgres::Config, tls: T, changed: Arc<Notify>)
+where
+    T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
+    T::Stream: Send + Sync,
+    T::TlsConnect: Send + Sync,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+            let statement = format!("LISTEN {CHANNEL}");
+            let listening = client.batch_execute(&statement);
+            tokio::pin!(listening);
+            let mut listened = false;
+            loop {
+                tokio::select! {
+                    done = &mut listening, if !listened => match done {
+                        Ok(()) => {
+                            listened = true;
+                            backoff = Duration::from_millis(100);
+                            changed.notify_one();
+                        }
+                        Err(_) => break,
+                    },
+                    message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                        Some(Ok(AsyncMessage::Notification(_))) => changed.notify_one(),
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => break,
+                    },
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The feed's rows, grouped by revision.
+fn feed_entries(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FeedEntry>, Error> {
+    let mut entries: Vec<FeedEntry> = Vec::new();
+    for row in rows {
+        let revision = uint(row.get(0));
+        let log_head = uint(row.get(1));
+        let body: &[u8] = row.get(2);
+        let changes = decode_feed(body)?;
+        match entries.last_mut() {
+            Some(entry) if entry.revision == revision => entry.changes.extend(changes),
+            _ => entries.push(FeedEntry {
+                revision,
+                changes,
+                log_head,
+            }),
+        }
+    }
+    Ok(entries)
+}
+
+const SELECT_FEED: &str = "SELECT revision, log_head, body FROM lodestone_changes \
+     WHERE revision > $1 AND revision <= $2 ORDER BY revision, part";
+
+impl Store for PostgresStore {
+    fn revision(&self) -> u64 {
+        self.0.known.lock().revision
+    }
+
+    fn log_bounds(&self) -> LogBounds {
+        let known = self.0.known.lock();
+        LogBounds {
+            oldest: known.log_oldest.max(1),
+            head: known.log_head,
+        }
+    }
+
+    fn changed(&self) -> Option<Arc<Notify>> {
+        Some(self.0.changed.clone())
+    }
+
+    fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let mut turn = PgTurn {
+                store: self.clone(),
+                client: Some(client),
+                head: 0,
+                log_head: 0,
+            };
+            let client = turn.client.as_ref().expect("just set");
+            client
+                .batch_execute("BEGIN; SET LOCAL synchronous_commit TO on")
+                .await
+                .map_err(db("starting a write"))?;
+            let row = client
+                .query_one(
+                    "SELECT revision, log_head FROM lodestone_head WHERE id = 1 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(db("locking the head"))?;
+            turn.head = uint(row.get(0));
+            turn.log_head = uint(row.get(1));
+            Ok(Box::new(turn) as Box<dyn Turn>)
+        })
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Result<Snapshot, Error>> {
+        Box::pin(async move {
+            let mut client = self.client().await?;
+            let transaction = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(db("starting a snapshot"))?;
+            let head = transaction
+                .query_one(
+                    "SELECT revision, log_head FROM lodestone_head WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(db("reading the head"))?;
+            let rows = transaction
+                .query("SELECT body FROM lodestone_records ORDER BY kind, id", &[])
+                .await
+                .map_err(db("reading the records"))?;
+            transaction
+                .commit()
+                .await
+                .map_err(db("ending a snapshot"))?;
+            let records = rows
+                .iter()
+                .map(|row| decode_record(row.get(0)))
+                .collect::<Result<Vec<_>, Error>>()?;
+            let (revision, log_head) = (uint(head.get(0)), uint(head.get(1)));
+            self.0.known.lock().raise(revision, log_head);
+            Ok(Snapshot {
+                revision,
+                records,
+                log_head,
+            })
+        })
+    }
+
+    fn feed(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    SELECT_FEED,
+                    &[&int(after), &int(after.saturating_add(limit as u64))],
+                )
+                .await
+                .map_err(db("reading the change feed"))?;
+            let entries = feed_entries(rows)?;
+            if let Some(last) = entries.last() {
+                self.0.known.lock().raise(last.revision, last.log_head);
+            }
+            Ok(entries)
+        })
+    }
+
+    fn read_log(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT body FROM lodestone_log WHERE sequence > $1 ORDER BY sequence LIMIT $2",
+                    &[&int(after), &int(limit as u64)],
+                )
+                .await
+                .map_err(db("reading the licence log"))?;
+            rows.iter().map(|row| decode_change(row.get(0))).collect()
+        })
+    }
+
+    fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "WITH gone AS (DELETE FROM lodestone_log WHERE sequence <= \
+                     LEAST($1, (SELECT log_head FROM lodestone_head WHERE id = 1)) RETURNING sequence) \
+                     SELECT count(*), COALESCE(max(sequence), 0) FROM gone",
+                    &[&int(through)],
+                )
+                .await
+                .map_err(db("compacting the licence log"))?;
+            let (removed, last) = (uint(row.get(0)), uint(row.get(1)));
+            let mut known = self.0.known.lock();
+            known.log_oldest = known.log_oldest.max(last + 1);
+            Ok(removed)
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), Error>> {
+        // Every commit was flushed by PostgreSQL before it was acknowledged.
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The writer's turn: a transaction holding the head row's lock.
+struct PgTurn {
+    store: PostgresStore,
+    /// The connection, while the transaction is open.
+    client: Option<Object>,
+    head: u64,
+    log_head: u64,
+}
+
+impl Drop for PgTurn {
+    fn drop(&mut self) {
+        // A turn that ends without committing (nothing to commit, a failed
+        // plan, a caller gone) rolls back before its connection is reused.
+        if let Some(client) = self.client.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(async move {
+                        if client.batch_execute("ROLLBACK").await.is_err() {
+                            // Never back into the pool in an unknown state.
+                            drop(Object::take(client));
+                        }
+                    });
+                }
+                Err(_) => drop(Object::take(client)),
+            }
+        }
+    }
+}
+
+/// A record's final state in a batch: the revision that stored it and its
+/// encoding, or `None` when removed.
+type FinalState = Option<(u64, Vec<u8>)>;
+
+/// The rows a batch writes.
+#[derive(Default)]
+struct Rows {
+    /// The final state of each record the batch touched.
+    records: HashMap<(Kind, String), FinalState>,
+    /// Feed parts: revision, part, log head, body.
+    feed: Vec<(i64, i32, i64, Vec<u8>)>,
+    /// Log entries: sequence, revision, time, body.
+    log: Vec<(i64, i64, SystemTime, Vec<u8>)>,
+}
+
+impl Turn for PgTurn {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn catch_up(&mut self, after: u64) -> BoxFuture<'_, Result<Vec<FeedEntry>, Error>> {
+        Box::pin(async move {
+            let client = self.client.as_ref().expect("the turn is open");
+            let rows = client
+                .query(SELECT_FEED, &[&int(after), &int(self.head)])
+                .await
+                .map_err(db("reading the change feed"))?;
+            let entries = feed_entries(rows)?;
+            if let Some(last) = entries.last() {
+                self.store
+                    .0
+                    .known
+                    .lock()
+                    .raise(last.revision, last.log_head);
+            }
+            Ok(entries)
+        })
+    }
+
+    fn commit(
+        mut self: Box<Self>,
+        sets: Vec<WriteSet>,
+    ) -> BoxFuture<'static, Result<Vec<Committed>, Error>> {
+        Box::pin(async move {
+            let recorded_at = SystemTime::now();
+            let mut rows = Rows::default();
+            let mut committed = Vec::with_capacity(sets.len());
+            let mut revision = self.head;
+            let mut log_head = self.log_head;
+            for mut set in sets {
+                revision += 1;
+                let mut license_changes = Vec::new();
+                for change in &mut set.changes {
+                    if let Some(record) = change.new.as_mut() {
+                        record.set_revision(revision);
+                    }
+                    if let Some(logged) =
+                        license_change(change, log_head + 1, revision, recorded_at, &set.client)
+                    {
+                        log_head = logged.sequence;
+                        rows.log.push((
+                            int(log_head),
+                            int(revision),
+                            recorded_at,
+                            encode_change(&logged),
+                        ));
+                        license_changes.push(logged);
+                    }
+                    let RecordKey { kind, id } = change.key();
+                    let state = change.new.as_ref().map(|r| (revision, encode_record(r)));
+                    rows.records.insert((kind, id), state);
+                }
+                for (part, chunk) in set.changes.chunks(CHUNK).enumerate() {
+                    rows.feed.push((
+                        int(revision),
+                        part as i32,
+                        int(log_head),
+                        encode_feed(chunk),
+                    ));
+                }
+                committed.push(Committed {
+                    revision,
+                    license_changes,
+                });
+            }
+            let client = self.client.as_ref().expect("the turn is open");
+            write_rows(client, rows).await?;
+            client
+                .execute(
+                    "UPDATE lodestone_head SET revision = $1, log_head = $2 WHERE id = 1",
+                    &[&int(revision), &int(log_head)],
+                )
+                .await
+                .map_err(db("moving the head"))?;
+            client
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&CHANNEL, &revision.to_string()],
+                )
+                .await
+                .map_err(db("notifying the replicas"))?;
+            let client = self.client.take().expect("the turn is open");
+            if let Err(e) = client.batch_execute("COMMIT").await {
+                // The outcome is unknown if the connection went: the next
+                // turn's catch-up finds out.
+                drop(Object::take(client));
+                return Err(db("committing")(e));
+            }
+            self.store.0.known.lock().raise(revision, log_head);
+            Ok(committed)
+        })
+    }
+}
+
+/// Writes a batch's rows in statements of at most [`CHUNK`] rows.
+async fn write_rows(client: &Object, rows: Rows) -> Result<(), Error> {
+    let mut stored: Vec<(i16, String, i64, Vec<u8>)> = Vec::new();
+    let mut removed: Vec<(i16, String)> = Vec::new();
+    for ((kind, id), state) in rows.records {
+        match state {
+            Some((revision, body)) => stored.push((kind as i16, id, int(revision), body)),
+            None => removed.push((kind as i16, id)),
+        }
+    }
+    let upsert = client
+        .prepare_cached(
+            "INSERT INTO lodestone_records (kind, id, revision, body) \
+             SELECT * FROM UNNEST($1::int2[], $2::text[], $3::int8[], $4::bytea[]) \
+             ON CONFLICT (kind, id) DO UPDATE SET revision = EXCLUDED.revision, body = EXCLUDED.body",
+        )
+        .await
+        .map_err(db("preparing a statement"))?;
+    for chunk in stored.chunks(CHUNK) {
+        let kinds: Vec<i16> = chunk.iter().map(|r| r.0).collect();
+        let ids: Vec<&str> = chunk.iter().map(|r| r.1.as_str()).collect();
+        let revisions: Vec<i64> = chunk.iter().map(|r| r.2).collect();
+        let bodies: Vec<&[u8]> = chunk.iter().map(|r| r.3.as_slice()).collect();
+        client
+            .execute(&upsert, &[&kinds, &ids, &revisions, &bodies])
+            .await
+            .map_err(db("storing records"))?;
+    }
+    let delete = client
+        .prepare_cached(
+            "DELETE FROM lodestone_records r USING UNNEST($1::int2[], $2::text[]) AS d(kind, id) \
+             WHERE r.kind = d.kind AND r.id = d.id",
+        )
+        .await
+        .map_err(db("preparing a statement"))?;
+    for chunk in removed.chunks(CHUNK) {
+        let kinds: Vec<i16> = chunk.iter().map(|r| r.0).collect();
+        let ids: Vec<&str> = chunk.iter().map(|r| r.1.as_str()).collect();
+        client
+            .execute(&delete, &[&kinds, &ids])
+            .await
+            .map_err(db("removing records"))?;
+    }
+    let feed = client
+        .prepare_cached(
+            "INSERT INTO lodestone_changes (revision, part, log_head, body) \
+             SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int8[], $4::bytea[])",
+        )
+        .await
+        .map_err(db("preparing a statement"))?;
+    // Feed parts are large already: a few per statement.
+    for chunk in rows.feed.chunks(16) {
+        let revisions: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+        let parts: Vec<i32> = chunk.iter().map(|r| r.1).collect();
+        let heads: Vec<i64> = chunk.iter().map(|r| r.2).collect();
+        let bodies: Vec<&[u8]> = chunk.iter().map(|r| r.3.as_slice()).collect();
+        client
+            .execute(&feed, &[&revisions, &parts, &heads, &bodies])
+            .await
+            .map_err(db("appending to the change feed"))?;
+    }
+    let log = client
+        .prepare_cached(
+            "INSERT INTO lodestone_log (sequence, revision, recorded_at, body) \
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::timestamptz[], $4::bytea[])",
+        )
+        .await
+        .map_err(db("preparing a statement"))?;
+    for chunk in rows.log.chunks(CHUNK) {
+        let sequences: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+        let revisions: Vec<i64> = chunk.iter().map(|r| r.1).collect();
+        let times: Vec<SystemTime> = chunk.iter().map(|r| r.2).collect();
+        let bodies: Vec<&[u8]> = chunk.iter().map(|r| r.3.as_slice()).collect();
+        client
+            .execute(&log, &[&sequences, &revisions, &times, &bodies])
+            .await
+            .map_err(db("appending to the licence log"))?;
+    }
+    Ok(())
+}
