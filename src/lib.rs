@@ -37,6 +37,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod consistency;
 pub mod csv_import;
 pub mod demo;
 pub mod domain;

@@ -129,6 +129,9 @@ pub struct Network {
     /// view; streams wait on it so that they never send what a crash could
     /// take back.
     durable_head: watch::Sender<u64>,
+    /// The revision of the published view, for calls that wait to see a
+    /// revision (`x-lodestone-min-revision`).
+    applied: watch::Sender<u64>,
 }
 
 impl Network {
@@ -137,6 +140,7 @@ impl Network {
         let started = std::time::Instant::now();
         let snapshot = store.snapshot().await?;
         let log_head = snapshot.log_head;
+        let revision = snapshot.revision;
         let mut view =
             tokio::task::spawn_blocking(move || View::new(snapshot.revision, snapshot.records))
                 .await
@@ -156,6 +160,7 @@ impl Network {
             queue: parking_lot::Mutex::new(VecDeque::new()),
             writer: Arc::new(Mutex::new(view)),
             durable_head: watch::channel(log_head).0,
+            applied: watch::channel(revision).0,
         })
     }
 
@@ -259,6 +264,7 @@ impl Network {
                 let revision = view.revision;
                 *staged = view.clone();
                 *self.view.write() = view;
+                self.applied.send_replace(revision);
                 *self.store.write() = store;
                 *self.failure.lock() = None;
                 self.durable_head.send_modify(|h| *h = log_head);
@@ -273,6 +279,11 @@ impl Network {
                 Err(refused())
             }
         }
+    }
+
+    /// Follows the revision readers see.
+    pub fn applied_revision(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Follows the newest durable licence log sequence.
@@ -519,6 +530,7 @@ impl Network {
         {
             let mut published = self.view.write();
             if (view.epoch, view.revision) > (published.epoch, published.revision) {
+                self.applied.send_replace(view.revision);
                 *published = view;
             }
         }
@@ -874,6 +886,9 @@ mod tests {
         }
         fn log_bounds(&self) -> crate::store::LogBounds {
             self.inner.log_bounds()
+        }
+        fn latest(&self) -> crate::store::BoxFuture<'_, Result<(u64, u64), Error>> {
+            self.inner.latest()
         }
         fn begin(&self) -> crate::store::BoxFuture<'_, Result<Box<dyn crate::store::Turn>, Error>> {
             self.turns

@@ -20,6 +20,7 @@ use tracing::Level;
 
 use crate::api::{RecordApi, RiskApi, StreamGauges};
 use crate::auth::Tokens;
+use crate::consistency::Consistency;
 use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
 use crate::gate::Gate;
 use crate::network::{Network, Reopen, Retention};
@@ -426,6 +427,7 @@ impl Application {
                     .on_failure(DefaultOnFailure::new().level(Level::INFO)),
             )
             .layer(self.gate.clone())
+            .layer(Consistency::new(self.network.applied_revision()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -456,6 +458,15 @@ impl Application {
                 shutdown.clone().cancelled_owned(),
             );
         tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
+        if let Some(reachable) = self.network.store().reachable() {
+            // A replica whose database does not answer is not ready: load
+            // balancers route around it until it answers again.
+            tokio::spawn(follow_reachability(
+                reachable,
+                health.clone(),
+                shutdown.clone(),
+            ));
+        }
         if let Some(changed) = self.network.store().changed() {
             // Other replicas commit too: follow what they do.
             tokio::spawn(self.network.clone().follow_changes(
@@ -503,6 +514,31 @@ impl Application {
             .context("the final flush failed")?;
         tracing::info!("stopped; the store is flushed");
         Ok(())
+    }
+}
+
+/// Reports SERVING while the store answers and NOT_SERVING while it does
+/// not, until shutdown.
+async fn follow_reachability(
+    mut reachable: tokio::sync::watch::Receiver<bool>,
+    health: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = reachable.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        let up = *reachable.borrow_and_update();
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let status = if up {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_health(&health, status).await;
     }
 }
 

@@ -365,7 +365,8 @@ impl RiskService for RiskApi {
             request.into_inner(),
             self.shutdown.clone(),
             self.streams.clone(),
-        )?;
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 }

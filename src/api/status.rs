@@ -280,6 +280,35 @@ pub fn too_many_streams(limit: usize) -> Status {
     )
 }
 
+/// A read that asked for a revision (`x-lodestone-min-revision`) this
+/// replica has not applied within the call's deadline.
+pub fn revision_not_applied(requested: u64, applied: u64) -> Status {
+    status(
+        Code::Unavailable,
+        format!(
+            "this replica has applied revision {applied}, not yet {requested}, which the call asked for \
+             (x-lodestone-min-revision); retry, or ask another replica"
+        ),
+        "REVISION_NOT_APPLIED",
+        vec![
+            ("requestedRevision", requested.to_string()),
+            ("appliedRevision", applied.to_string()),
+        ],
+        None,
+    )
+}
+
+/// A malformed `x-lodestone-min-revision`.
+pub fn bad_min_revision(value: &str) -> Status {
+    status(
+        Code::InvalidArgument,
+        format!("x-lodestone-min-revision must be a revision (a whole number), not {value:?}"),
+        "INVALID_ARGUMENT",
+        vec![("value", value.to_string())],
+        None,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,7 +124,7 @@ impl Drop for UpdateStream {
 }
 
 /// Checks a subscription and starts its task.
-pub fn subscribe(
+pub async fn subscribe(
     network: Arc<Network>,
     request: pb::StreamLicenseUpdatesRequest,
     shutdown: CancellationToken,
@@ -181,10 +181,18 @@ pub fn subscribe(
         head
     } else {
         let after = request.after_sequence;
-        if after > bounds.head.max(head) {
+        let mut known = bounds.head.max(head);
+        if after > known {
+            // Another replica may have committed it, and this one not yet
+            // applied it: the store knows. The stream then waits for it.
+            if let Ok((_, log_head)) = network.store().latest().await {
+                known = known.max(log_head);
+            }
+        }
+        if after > known {
             return Err(Error::SequenceAhead {
                 requested: after,
-                head: bounds.head.max(head),
+                head: known,
             }
             .into());
         }
@@ -216,7 +224,8 @@ pub fn subscribe(
         _slot: slot,
     };
     gauges.open.fetch_add(1, Ordering::Relaxed);
-    tokio::spawn(follower.run(head, durable));
+    // The first heartbeat never says less than the client has seen.
+    tokio::spawn(follower.run(head.max(cursor), durable));
     Ok(UpdateStream { rx, gauges })
 }
 

@@ -37,6 +37,11 @@ impl Store for FailedStore {
         self.bounds
     }
 
+    fn latest(&self) -> BoxFuture<'_, Result<(u64, u64), Error>> {
+        let known = (self.revision, self.bounds.head);
+        Box::pin(async move { Ok(known) })
+    }
+
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
         Box::pin(async { Err(self.refused()) })
     }

@@ -112,6 +112,18 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Whether the store answers, as it changes (`None`: an embedded store,
+    /// which always does). While it does not, writes are refused at once
+    /// and the server reports `NOT_SERVING`.
+    fn reachable(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        None
+    }
+
+    /// The newest revision and licence log sequence committed, as the store
+    /// says now: another process may have committed past what this one
+    /// knows.
+    fn latest(&self) -> BoxFuture<'_, Result<(u64, u64), Error>>;
+
     /// Takes the writer's turn: while it is held, nobody else commits.
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>>;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, NoTls, Socket};
@@ -168,6 +168,8 @@ struct Pg {
     pool: Pool,
     known: Mutex<Known>,
     changed: Arc<Notify>,
+    /// Whether the database answers, as the listener's connection finds.
+    reachable: watch::Sender<bool>,
     /// The task that listens for other replicas' commits.
     listener: tokio::task::JoinHandle<()>,
     /// Where the database is, without its password.
@@ -221,19 +223,20 @@ impl PostgresStore {
         }
         let name = redacted(&pg_config);
         let changed = Arc::new(Notify::new());
+        let reachable = watch::channel(true).0;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
         let (manager, listener) = if pg_config.get_ssl_mode() == SslMode::Disable {
             (
                 Manager::from_config(pg_config.clone(), NoTls, manager_config),
-                tokio::spawn(listen(pg_config, NoTls, changed.clone())),
+                tokio::spawn(listen(pg_config, NoTls, changed.clone(), reachable.clone())),
             )
         } else {
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(root.as_ref())?);
             (
                 Manager::from_config(pg_config.clone(), tls.clone(), manager_config),
-                tokio::spawn(listen(pg_config, tls, changed.clone())),
+                tokio::spawn(listen(pg_config, tls, changed.clone(), reachable.clone())),
             )
         };
         let pool = Pool::builder(manager)
@@ -248,6 +251,7 @@ impl PostgresStore {
             pool,
             known: Mutex::new(Known::default()),
             changed,
+            reachable,
             listener,
             name,
         }));
@@ -318,11 +322,23 @@ impl PostgresStore {
     }
 }
 
+/// How often the listener's connection checks that the database answers,
+/// and how long it waits for the answer.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+const CHECK_WITHIN: Duration = Duration::from_secs(3);
+
 /// Listens for commits on a connection of its own and wakes the replica's
 /// follower for each; reconnects by itself. After every (re)connection it
-/// wakes the follower too, for what was committed while it was away.
-async fn listen<T>(config: tokio_postgres::Config, tls: T, changed: Arc<Notify>)
-where
+/// wakes the follower too, for what was committed while it was away. It
+/// also tells whether the database answers: a query every [`CHECK_EVERY`]
+/// that must come back within [`CHECK_WITHIN`] (a connection cut off
+/// without a reset would otherwise look alive for hours).
+async fn listen<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    changed: Arc<Notify>,
+    reachable: watch::Sender<bool>,
+) where
     T: MakeTlsConnect<Socket> + Clone + Send + Sync + 'static,
     T::Stream: Send + Sync,
     T::TlsConnect: Send + Sync,
@@ -330,31 +346,49 @@ where
 {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
-            let statement = format!("LISTEN {CHANNEL}");
-            let listening = client.batch_execute(&statement);
-            tokio::pin!(listening);
-            let mut listened = false;
-            loop {
-                tokio::select! {
-                    done = &mut listening, if !listened => match done {
-                        Ok(()) => {
-                            listened = true;
-                            backoff = Duration::from_millis(100);
-                            changed.notify_one();
-                        }
-                        Err(_) => break,
-                    },
-                    message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+        let connected = tokio::time::timeout(CHECK_WITHIN, config.connect(tls.clone())).await;
+        if let Ok(Ok((client, mut connection))) = connected {
+            // The connection is driven here; the checks run beside it.
+            let checks = async {
+                let statement = format!("LISTEN {CHANNEL}");
+                let listened =
+                    tokio::time::timeout(CHECK_WITHIN, client.batch_execute(&statement)).await;
+                if !matches!(listened, Ok(Ok(()))) {
+                    return;
+                }
+                if reachable.send_if_modified(|up| !std::mem::replace(up, true)) {
+                    tracing::info!("the database answers again");
+                }
+                backoff = Duration::from_millis(100);
+                changed.notify_one();
+                loop {
+                    tokio::time::sleep(CHECK_EVERY).await;
+                    let answered =
+                        tokio::time::timeout(CHECK_WITHIN, client.simple_query("SELECT 1")).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            };
+            let driving = async {
+                loop {
+                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                         Some(Ok(AsyncMessage::Notification(_))) => changed.notify_one(),
                         Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break,
-                    },
+                        Some(Err(_)) | None => return,
+                    }
                 }
+            };
+            tokio::select! {
+                () = checks => {}
+                () = driving => {}
             }
         }
+        if reachable.send_if_modified(|up| std::mem::replace(up, false)) {
+            tracing::warn!("the database does not answer; writes are refused until it does");
+        }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -398,8 +432,33 @@ impl Store for PostgresStore {
         Some(self.0.changed.clone())
     }
 
+    fn reachable(&self) -> Option<watch::Receiver<bool>> {
+        Some(self.0.reachable.subscribe())
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<(u64, u64), Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT revision, log_head FROM lodestone_head WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(db("reading the head"))?;
+            Ok((uint(row.get(0)), uint(row.get(1))))
+        })
+    }
+
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
         Box::pin(async move {
+            if !*self.0.reachable.borrow() {
+                // Refused at once, not after the pool's timeout.
+                return Err(Error::DatabaseUnavailable(format!(
+                    "{} does not answer",
+                    self.0.name
+                )));
+            }
             let client = self.client().await?;
             let mut turn = PgTurn {
                 store: self.clone(),

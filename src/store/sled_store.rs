@@ -518,6 +518,11 @@ impl Store for SledStore {
         self.0.log_bounds()
     }
 
+    fn latest(&self) -> BoxFuture<'_, Result<(u64, u64), Error>> {
+        let counters = *self.0.counters.read();
+        Box::pin(async move { Ok((counters.revision, counters.log_head)) })
+    }
+
     fn begin(&self) -> BoxFuture<'_, Result<Box<dyn Turn>, Error>> {
         // This process is the store's only writer (the data directory's
         // lock sees to it), and its writer path takes one turn at a time.
