@@ -252,7 +252,14 @@ enum End {
     Gone,
     /// The stream ends with this status.
     Failed(Status),
+    /// Not an end: the database does not answer, so the log cannot be read
+    /// for now; the stream waits and reads again.
+    Unreachable,
 }
+
+/// How long a stream waits before reading the log again from a database
+/// that did not answer.
+const RETRY_UNREACHABLE: Duration = Duration::from_millis(500);
 
 impl Follower {
     async fn run(mut self, head: u64, mut durable: tokio::sync::watch::Receiver<u64>) {
@@ -285,11 +292,16 @@ impl Follower {
         }
         loop {
             let target = *durable.borrow_and_update();
-            if let Err(end) = self.deliver_through(target).await {
-                return end;
-            }
+            // Set while the database (of a replica) does not answer: the
+            // log is read again then, and the stream goes on meanwhile.
+            let retry_at = match self.deliver_through(target).await {
+                Ok(()) => None,
+                Err(End::Unreachable) => Some(tokio::time::Instant::now() + RETRY_UNREACHABLE),
+                Err(end) => return end,
+            };
             let quiet_until = self.last_sent + self.heartbeat;
             tokio::select! {
+                () = async { tokio::time::sleep_until(retry_at.unwrap_or(quiet_until)).await }, if retry_at.is_some() => {}
                 changed = durable.changed() => {
                     if changed.is_err() {
                         return End::Failed(Error::ShuttingDown.into());
@@ -304,8 +316,9 @@ impl Follower {
                 () = shutdown.cancelled() => {
                     // Send what is already durable, then say goodbye.
                     let target = *durable.borrow();
-                    if let Err(end) = self.deliver_through(target).await {
-                        return end;
+                    match self.deliver_through(target).await {
+                        Ok(()) | Err(End::Unreachable) => {}
+                        Err(end) => return end,
                     }
                     return End::Failed(Error::ShuttingDown.into());
                 }
@@ -322,7 +335,10 @@ impl Follower {
                 .store()
                 .read_log(self.cursor, BATCH)
                 .await
-                .map_err(|e| End::Failed(e.into()))?;
+                .map_err(|e| match e {
+                    Error::DatabaseUnavailable(_) => End::Unreachable,
+                    e => End::Failed(e.into()),
+                })?;
             match batch.first() {
                 Some(first) if first.sequence == self.cursor + 1 => {}
                 _ => {

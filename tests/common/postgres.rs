@@ -75,31 +75,37 @@ impl Cluster {
                 "--no-sync",
             ],
         );
+        cluster.start_again();
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(stop_at_exit) };
+        cluster
+    }
+
+    /// Starts the cluster (again, after `stop`), waiting until it answers.
+    pub fn start_again(&self) {
         // fsync off: this cluster is thrown away, and these tests are about
-        // the contract, not about PostgreSQL's durability.
+        // the contract, not about PostgreSQL's own durability.
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
              -c shared_buffers=64MB",
-            cluster.root.display()
+            self.port,
+            self.root.display()
         );
-        cluster.run(
+        self.run(
             "pg_ctl",
             &[
                 "-D",
-                &cluster.data().to_string_lossy(),
+                &self.data().to_string_lossy(),
                 "-o",
                 &options,
                 "-l",
-                &cluster.root.join("log").to_string_lossy(),
+                &self.root.join("log").to_string_lossy(),
                 "-w",
                 "-t",
                 "120",
                 "start",
             ],
         );
-        // SAFETY: registers a plain function to run at exit.
-        unsafe { libc::atexit(stop_at_exit) };
-        cluster
     }
 
     fn data(&self) -> PathBuf {

@@ -1,0 +1,319 @@
+//! Replicas on PostgreSQL when things fail: the database stopped under
+//! writers and started again, and one replica cut off from the database
+//! while the others go on. Short here; `LODESTONE_LONG=1` runs more rounds.
+//! Each prints a table of what it saw.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{eventually, spawn_app_with, TestApp};
+use lodestone::pb;
+use lodestone::pb::record_service_client::RecordServiceClient;
+use lodestone::pb::stream_license_updates_response::Event;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The tests of this file take the cluster down in turn, never together.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+fn long() -> bool {
+    std::env::var("LODESTONE_LONG").is_ok_and(|v| v == "1")
+}
+
+async fn replica(url: &str) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let url = url.to_string();
+    spawn_app_with(dir, move |c| c.store = Some(url)).await
+}
+
+async fn health(app: &TestApp) -> Option<ServingStatus> {
+    let answer = HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(answer.into_inner().status).ok()
+}
+
+async fn becomes(app: &TestApp, wanted: ServingStatus) -> Duration {
+    let started = Instant::now();
+    eventually(Duration::from_secs(60), || async {
+        (health(app).await == Some(wanted)).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+fn licence(id: &str) -> pb::Record {
+    common::record(&format!(
+        r#"{{"license": {{"id": "{id}", "supplier_id": "NBM", "material": "DY",
+            "status": "LICENSE_STATUS_PENDING", "quantity_kg": 10}}}}"#
+    ))
+}
+
+/// What a writer saw.
+#[derive(Default)]
+struct Writes {
+    /// Licences whose creation was acknowledged, and the revision of each.
+    acknowledged: Vec<(String, u64)>,
+    /// Refusals, by code, and the longest any call took.
+    refused: Vec<Code>,
+    longest: Duration,
+}
+
+/// Creates licences through `app`, one at a time, each with a 10 s
+/// deadline, until `stop` is set.
+async fn write_until(
+    records: RecordServiceClient<Channel>,
+    name: &str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    writes: Arc<Mutex<Writes>>,
+) {
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        n += 1;
+        let id = format!("W-{name}-{n:05}");
+        let mut request = tonic::Request::new(pb::UpsertRecordsRequest {
+            records: vec![licence(&id)],
+            validate_only: false,
+        });
+        request.set_timeout(Duration::from_secs(10));
+        let started = Instant::now();
+        let result = records.clone().upsert_records(request).await;
+        let took = started.elapsed();
+        let mut w = writes.lock().await;
+        w.longest = w.longest.max(took);
+        match result {
+            Ok(r) => w.acknowledged.push((id, r.into_inner().revision)),
+            Err(status) => {
+                w.refused.push(status.code());
+                drop(w);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Every licence id a replica holds, at `revision` at least.
+async fn licence_ids(app: &TestApp, revision: u64) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let mut request = tonic::Request::new(pb::ListLicensesRequest {
+            page_size: 1000,
+            page_token: token.clone(),
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            "x-lodestone-min-revision",
+            revision.to_string().parse().unwrap(),
+        );
+        let page = app
+            .records
+            .clone()
+            .list_licenses(request)
+            .await
+            .expect("the replica lists")
+            .into_inner();
+        ids.extend(page.licenses.into_iter().map(|l| l.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// Reads the stream until `head`, returning every sequence seen.
+async fn read_stream_to(
+    stream: &mut tonic::Streaming<pb::StreamLicenseUpdatesResponse>,
+    seen: &mut Vec<u64>,
+    head: u64,
+) {
+    while seen.last().copied().unwrap_or(0) < head {
+        if let Event::Update(u) = common::next_event(stream).await {
+            seen.push(u.sequence);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = common::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database("faults_restart").await;
+    let apps = [replica(&url).await, replica(&url).await];
+    apps[0].load_seed().await;
+    let mut stream = apps[1]
+        .subscribe(pb::StreamLicenseUpdatesRequest::default())
+        .await
+        .unwrap();
+    let rounds = if long() { 5 } else { 1 };
+    println!("\n| round | NOT_SERVING after | SERVING again after | acknowledged | refused (all UNAVAILABLE) | longest call | reads failed |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut seen = Vec::new();
+    for round in 1..=rounds {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writes: Arc<Mutex<Writes>> = Arc::default();
+        let reads_failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, app) in apps.iter().enumerate() {
+            let (stop, writes) = (stop.clone(), writes.clone());
+            let records = app.records.clone();
+            let name = format!("{round}-{i}");
+            tasks.spawn(async move { write_until(records, &name, stop, writes).await });
+        }
+        {
+            let (stop, failed) = (stop.clone(), reads_failed.clone());
+            let records = apps[0].records.clone();
+            tasks.spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let read = records
+                        .clone()
+                        .get_license(pb::GetLicenseRequest {
+                            id: "LIC-NBM-DY-1".into(),
+                        })
+                        .await;
+                    if read.is_err() {
+                        failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.stop("immediate");
+        let down = becomes(&apps[0], ServingStatus::NotServing).await;
+        becomes(&apps[1], ServingStatus::NotServing).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.start_again();
+        let up = becomes(&apps[0], ServingStatus::Serving).await;
+        becomes(&apps[1], ServingStatus::Serving).await;
+        // Writes go through again.
+        eventually(Duration::from_secs(60), || async {
+            let before = writes.lock().await.acknowledged.len();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (writes.lock().await.acknowledged.len() > before).then_some(())
+        })
+        .await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        while tasks.join_next().await.is_some() {}
+
+        let w = writes.lock().await;
+        let newest = w.acknowledged.iter().map(|(_, r)| *r).max().unwrap_or(0);
+        let acknowledged: BTreeSet<String> =
+            w.acknowledged.iter().map(|(id, _)| id.clone()).collect();
+        for app in &apps {
+            let held = licence_ids(app, newest).await;
+            let lost: Vec<_> = acknowledged.difference(&held).collect();
+            assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+        }
+        let reads = reads_failed.load(std::sync::atomic::Ordering::SeqCst);
+        println!(
+            "| {round} | {down:.1?} | {up:.1?} | {} | {} | {:.1?} | {reads} |",
+            w.acknowledged.len(),
+            w.refused.len(),
+            w.longest
+        );
+        assert!(
+            w.refused.iter().all(|c| *c == Code::Unavailable),
+            "writes during the outage are refused as UNAVAILABLE: {:?}",
+            w.refused
+        );
+        assert!(
+            w.longest < Duration::from_secs(10),
+            "no write waited out its deadline: {:?}",
+            w.longest
+        );
+        assert_eq!(reads, 0, "reads are served from the view throughout");
+        // The subscriber of replica B saw every event once, in order.
+        let (_, head) = apps[0].network.store().latest().await.unwrap();
+        read_stream_to(&mut stream, &mut seen, head).await;
+        assert_eq!(seen, (1..=head).collect::<Vec<u64>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_database_stops_serving_and_catches_up() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = common::postgres::cluster() else {
+        return;
+    };
+    let url = cluster.database("faults_cut_off").await;
+    let proxy =
+        common::proxy::Proxy::start(format!("127.0.0.1:{}", cluster.port).parse().unwrap()).await;
+    let behind_proxy = url.replace(
+        &format!("127.0.0.1:{}", cluster.port),
+        &format!("127.0.0.1:{}", proxy.port),
+    );
+    let a = replica(&url).await;
+    let c = replica(&behind_proxy).await;
+    let seeded = a.load_seed().await;
+    licence_ids(&c, seeded.revision).await;
+    let mut stream = c
+        .subscribe(pb::StreamLicenseUpdatesRequest::default())
+        .await
+        .unwrap();
+
+    proxy.cut();
+    let down = becomes(&c, ServingStatus::NotServing).await;
+    assert_eq!(
+        health(&a).await,
+        Some(ServingStatus::Serving),
+        "the others go on"
+    );
+    // Cut off, C refuses writes at once and still answers reads.
+    let started = Instant::now();
+    let refused = c.upsert(vec![licence("W-CUT-OFF")]).await.unwrap_err();
+    common::expect_error(&refused, Code::Unavailable, "DATABASE_UNAVAILABLE");
+    let refused_in = started.elapsed();
+    assert!(
+        refused_in < Duration::from_secs(5),
+        "refused at once, not after {refused_in:?}"
+    );
+    c.records
+        .clone()
+        .get_license(pb::GetLicenseRequest {
+            id: "LIC-NBM-DY-1".into(),
+        })
+        .await
+        .expect("reads go on from the view");
+    // Meanwhile A writes.
+    let mut last = seeded.revision;
+    for i in 0..20 {
+        last = a
+            .upsert(vec![licence(&format!("W-A-{i:02}"))])
+            .await
+            .unwrap()
+            .revision;
+    }
+
+    proxy.restore();
+    let up = becomes(&c, ServingStatus::Serving).await;
+    let held = licence_ids(&c, last).await;
+    assert!((0..20).all(|i| held.contains(&format!("W-A-{i:02}"))));
+    assert!(
+        !held.contains("W-CUT-OFF"),
+        "the refused write was not made"
+    );
+    let (_, head) = a.network.store().latest().await.unwrap();
+    let mut seen = Vec::new();
+    read_stream_to(&mut stream, &mut seen, head).await;
+    assert_eq!(
+        seen,
+        (1..=head).collect::<Vec<u64>>(),
+        "caught up without a gap"
+    );
+    println!("\n| cut off: NOT_SERVING after | write refused in | SERVING again after | events caught up |");
+    println!("|---:|---:|---:|---:|");
+    println!("| {down:.1?} | {refused_in:.1?} | {up:.1?} | {head} |");
+}
