@@ -30,6 +30,7 @@ use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Lookup, Origin};
 use crate::domain::{Error, Kind, Violation};
+use crate::recent::RecentLog;
 use crate::store::{Committed, FeedEntry, Store, WriteSet};
 use crate::view::{ListPage, ListQuery, View};
 
@@ -132,6 +133,9 @@ pub struct Network {
     /// The revision of the published view, for calls that wait to see a
     /// revision (`x-lodestone-min-revision`).
     applied: watch::Sender<u64>,
+    /// The newest licence log entries, for the streams (filled before the
+    /// durable head moves past them).
+    recent: RecentLog,
 }
 
 impl Network {
@@ -161,6 +165,7 @@ impl Network {
             writer: Arc::new(Mutex::new(view)),
             durable_head: watch::channel(log_head).0,
             applied: watch::channel(revision).0,
+            recent: RecentLog::new(RECENT_ENTRIES),
         })
     }
 
@@ -263,6 +268,7 @@ impl Network {
             Ok((store, view, log_head)) => {
                 let revision = view.revision;
                 *staged = view.clone();
+                self.recent.clear();
                 *self.view.write() = view;
                 self.applied.send_replace(revision);
                 *self.store.write() = store;
@@ -278,6 +284,19 @@ impl Network {
                 tracing::error!(%error, "the store could not be opened again; reads are refused until it can");
                 Err(refused())
             }
+        }
+    }
+
+    /// Up to `limit` licence log entries after `after`: from memory when it
+    /// holds them, else from the store.
+    pub async fn read_log(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::changelog::LicenseChange>, Error> {
+        match self.recent.read(after, limit) {
+            Some(entries) => Ok(entries),
+            None => self.store().read_log(after, limit).await,
         }
     }
 
@@ -500,6 +519,11 @@ impl Network {
                     }
                     *staged = next.clone();
                     newest = next;
+                    self.recent.append(
+                        committed
+                            .iter()
+                            .flat_map(|c| c.license_changes.iter().cloned()),
+                    );
                     for ((reply, value), committed) in committing.into_iter().zip(committed) {
                         let outcome = WriteOutcome {
                             revision: committed.revision,
@@ -556,6 +580,15 @@ impl Network {
         let next = tokio::task::spawn_blocking(move || catch_up(from, feed))
             .await
             .map_err(|e| Error::Internal(format!("applying the change feed failed: {e}")))??;
+        // The streams of this replica read the new log entries from memory:
+        // one query here, not one per stream.
+        let from = staged.log_head;
+        let appended = next.log_head.saturating_sub(from) as usize;
+        if appended > 0 && appended <= RECENT_ENTRIES {
+            if let Ok(entries) = store.read_log(from, appended).await {
+                self.recent.append(entries);
+            }
+        }
         *staged = next.clone();
         drop(staged);
         let log_head = next.log_head;
@@ -633,7 +666,9 @@ impl Network {
         if through < bounds.oldest {
             return Ok(0);
         }
-        store.compact_log(through).await
+        let removed = store.compact_log(through).await?;
+        self.recent.forget_through(through);
+        Ok(removed)
     }
 
     /// Makes everything committed durable (used at shutdown).
@@ -641,6 +676,9 @@ impl Network {
         self.store().flush().await
     }
 }
+
+/// Licence log entries kept in memory for the streams.
+const RECENT_ENTRIES: usize = 8192;
 
 /// Most revisions the follower applies at once.
 const FOLLOW_BATCH: usize = 256;

@@ -403,7 +403,10 @@ async fn serve_takes_its_flags_from_the_environment_and_logs_json() {
     let postgres = common::store_kind() == common::StoreKind::Postgres;
     if postgres {
         let cluster = common::postgres::cluster().expect("on_store checked for PostgreSQL");
-        command.env("LODESTONE_STORE", cluster.database("from_env").await);
+        command.env(
+            "LODESTONE_STORE",
+            common::postgres::database(cluster, "from_env").await,
+        );
     }
     let child = command
         .arg("serve")

@@ -150,7 +150,7 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
     let Some(cluster) = common::postgres::cluster() else {
         return;
     };
-    let url = cluster.database("faults_restart").await;
+    let url = common::postgres::database(cluster, "faults_restart").await;
     let apps = [replica(&url).await, replica(&url).await];
     apps[0].load_seed().await;
     let mut stream = apps[1]
@@ -195,7 +195,7 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
         let down = becomes(&apps[0], ServingStatus::NotServing).await;
         becomes(&apps[1], ServingStatus::NotServing).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        cluster.start_again();
+        cluster.start_again().expect("PostgreSQL starts again");
         let up = becomes(&apps[0], ServingStatus::Serving).await;
         becomes(&apps[1], ServingStatus::Serving).await;
         // Writes go through again.
@@ -248,7 +248,7 @@ async fn a_replica_cut_off_from_the_database_stops_serving_and_catches_up() {
     let Some(cluster) = common::postgres::cluster() else {
         return;
     };
-    let url = cluster.database("faults_cut_off").await;
+    let url = common::postgres::database(cluster, "faults_cut_off").await;
     let proxy =
         common::proxy::Proxy::start(format!("127.0.0.1:{}", cluster.port).parse().unwrap()).await;
     let behind_proxy = url.replace(

@@ -19,7 +19,7 @@ use tonic::Code;
 /// where PostgreSQL is missing (the test skips, saying so).
 async fn replicas(database: &str, count: usize) -> Option<Vec<TestApp>> {
     let cluster = common::postgres::cluster()?;
-    let url = cluster.database(database).await;
+    let url = common::postgres::database(cluster, database).await;
     let mut apps = Vec::new();
     for _ in 0..count {
         let dir = Arc::new(tempfile::tempdir().unwrap());

@@ -332,7 +332,6 @@ impl Follower {
         while self.cursor < target {
             let batch = self
                 .network
-                .store()
                 .read_log(self.cursor, BATCH)
                 .await
                 .map_err(|e| match e {

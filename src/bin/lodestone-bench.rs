@@ -4,6 +4,12 @@
 //! beside the ceiling of the stack (the health check) in the same run.
 //!
 //! `cargo run --release --bin lodestone-bench -- --scale large`
+//!
+//! With `--store postgres` it starts a throwaway PostgreSQL cluster of its
+//! own (with `fsync` on) and serves from it; `--replicas 3` starts three
+//! servers on that one database, measures every job on the first, and adds
+//! the replication lag: from a write's acknowledgement by one replica until
+//! another serves it, and until a subscriber of the other receives it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,6 +24,7 @@ use lodestone::pb::{
     self, get_exposure_request::Scope, record_service_client::RecordServiceClient,
     risk_service_client::RiskServiceClient,
 };
+use lodestone::throwaway::PostgresCluster;
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
@@ -26,6 +33,14 @@ use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 // it the server's allocator, so that its cost is not charged to the server.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// sled in a temporary directory.
+    Sled,
+    /// A throwaway PostgreSQL cluster (with fsync on).
+    Postgres,
+}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Scale {
@@ -52,6 +67,12 @@ struct Args {
     /// Subscribers in the stream fan-out run.
     #[arg(long, default_value_t = 1000)]
     subscribers: usize,
+    /// Where the servers keep the records.
+    #[arg(long, value_enum, default_value = "sled")]
+    store: StoreKind,
+    /// Servers on the one database (with --store postgres).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -103,7 +124,7 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> anyhow::Result<Server> {
+    fn start(store: Option<&str>) -> anyhow::Result<Server> {
         let binary = std::env::current_exe()?.with_file_name("lodestone");
         anyhow::ensure!(
             binary.exists(),
@@ -115,9 +136,14 @@ impl Server {
             .local_addr()?
             .port();
         let address = format!("127.0.0.1:{port}");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["serve", "--listen", &address, "--data-dir"])
-            .arg(dir.path().join("data"))
+            .arg(dir.path().join("data"));
+        if let Some(url) = store {
+            command.args(["--store", url]);
+        }
+        let child = command
             .env("LODESTONE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()?;
@@ -247,7 +273,30 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     drop(records);
 
-    let server = Server::start()?;
+    anyhow::ensure!(
+        args.replicas >= 1 && (args.replicas == 1 || args.store == StoreKind::Postgres),
+        "--replicas needs --store postgres (sled serves one process)"
+    );
+    let (cluster, url) = match args.store {
+        StoreKind::Sled => (None, None),
+        StoreKind::Postgres => {
+            anyhow::ensure!(
+                PostgresCluster::available(),
+                "--store postgres needs PostgreSQL's programs (initdb, pg_ctl) on the PATH"
+            );
+            eprintln!("starting a throwaway PostgreSQL cluster (fsync on)");
+            let cluster = PostgresCluster::start(true)?;
+            let url = cluster.database("lodestone").await?;
+            (Some(cluster), Some(url))
+        }
+    };
+    let mut servers = Vec::new();
+    for _ in 0..args.replicas {
+        servers.push(Server::start(url.as_deref())?);
+        // One at a time: each migrates or finds the schema in place.
+        connect(&servers.last().expect("just started").address).await?;
+    }
+    let server = &servers[0];
     let channel = connect(&server.address).await?;
     let mut rows = Vec::new();
 
@@ -509,12 +558,27 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("stream fan-out to {} subscribers", args.subscribers);
     rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
 
+    if let Some(other) = servers.get(1) {
+        eprintln!("replication lag");
+        rows.extend(
+            replication_lag(&server.address, &other.address, args.seconds, &licences).await?,
+        );
+    }
+
     let rss = server.peak_rss_mib();
-    let disk = lodestone::store::size_on_disk(server.dir.path()) as f64 / (1 << 20) as f64;
+    let disk = match (&cluster, &url) {
+        (Some(_), Some(url)) => database_size(url).await? as f64 / (1 << 20) as f64,
+        _ => lodestone::store::size_on_disk(server.dir.path()) as f64 / (1 << 20) as f64,
+    };
+    let place = if cluster.is_some() {
+        "database"
+    } else {
+        "data directory"
+    };
 
     println!(
-        "\nLodestone benchmark: {:?} network ({total} records), {} connections, {} s per run\n",
-        args.scale, args.connections, args.seconds
+        "\nLodestone benchmark: {:?} network ({total} records), {:?} store, {} replica(s), {} connections, {} s per run\n",
+        args.scale, args.store, args.replicas, args.connections, args.seconds
     );
     println!("| job | rate (/s) | p50 (ms) | p99 (ms) | ratio to ceiling | note |");
     println!("|---|---:|---:|---:|---:|---|");
@@ -531,15 +595,17 @@ async fn main() -> anyhow::Result<()> {
             r.note
         );
     }
-    println!("\nserver peak RSS: {rss:.0} MiB; data directory: {disk:.0} MiB");
+    println!("\nserver peak RSS: {rss:.0} MiB; {place}: {disk:.0} MiB");
 
     let json = serde_json::json!({
         "scale": format!("{:?}", args.scale).to_lowercase(),
         "records": total,
+        "store": format!("{:?}", args.store).to_lowercase(),
+        "replicas": args.replicas,
         "connections": args.connections,
         "seconds_per_run": args.seconds,
         "server_peak_rss_mib": rss,
-        "data_dir_mib": disk,
+        "store_mib": disk,
         "jobs": rows.iter().map(|r| serde_json::json!({
             "job": r.job, "rate_per_s": r.rate, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
             "ratio_to_ceiling": r.ratio(ceiling), "note": r.note,
@@ -628,4 +694,99 @@ async fn fan_out(
             latencies.len()
         ),
     ))
+}
+
+/// Bytes of the database at `url`.
+async fn database_size(url: &str) -> anyhow::Result<i64> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// One write at a time acknowledged by replica `a`: how long until replica
+/// `b` serves it (a read that waits for the write's revision; its own round
+/// trip is in the figure), and until a subscriber of `b` receives it.
+async fn replication_lag(
+    a: &str,
+    b: &str,
+    seconds: u64,
+    licences: &[String],
+) -> anyhow::Result<Vec<Row>> {
+    let mut writer = RecordServiceClient::new(connect(a).await?);
+    let mut reader = RecordServiceClient::new(connect(b).await?);
+    let mut stream = RiskServiceClient::new(connect(b).await?)
+        .stream_license_updates(pb::StreamLicenseUpdatesRequest {
+            from_now: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    // Each write changes one licence: its revision names its log entry.
+    let arrivals: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let listening = {
+        let arrivals = arrivals.clone();
+        tokio::spawn(async move {
+            let stop = tokio::time::Instant::now() + Duration::from_secs(seconds + 3);
+            while let Ok(Ok(Some(message))) = tokio::time::timeout_at(stop, stream.message()).await
+            {
+                if let Some(pb::stream_license_updates_response::Event::Update(u)) = message.event {
+                    arrivals.lock().await.insert(u.revision, Instant::now());
+                }
+            }
+        })
+    };
+    let mut visible = Vec::new();
+    let mut acked = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut n = 0;
+    while Instant::now() < until {
+        let id = licences[(n * 13) % licences.len()].clone();
+        n += 1;
+        let licence = writer
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: id.clone(),
+                // A quantity of its own: every write changes something.
+                quantity_kg: 10_000.0 + n as f64,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let at = Instant::now();
+        acked.insert(licence.revision, at);
+        let mut read = tonic::Request::new(pb::GetLicenseRequest { id });
+        read.metadata_mut().insert(
+            "x-lodestone-min-revision",
+            licence.revision.to_string().parse()?,
+        );
+        reader.get_license(read).await?;
+        visible.push(at.elapsed());
+    }
+    listening.await?;
+    let arrivals = arrivals.lock().await;
+    let received: Vec<Duration> = acked
+        .iter()
+        .filter_map(|(revision, at)| {
+            arrivals
+                .get(revision)
+                .map(|r| r.saturating_duration_since(*at))
+        })
+        .collect();
+    let delivered = received.len();
+    Ok(vec![
+        row(
+            "replication lag: acknowledged by A, served by B",
+            visible,
+            None,
+            format!("{n} writes, one at a time"),
+        ),
+        row(
+            "replication lag: acknowledged by A, received by a subscriber of B",
+            received,
+            None,
+            format!("{delivered} of {n} received"),
+        ),
+    ])
 }

@@ -84,7 +84,8 @@ pub async fn spawn_app_with(
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), data_path(dir.path()));
     if store_kind() == StoreKind::Postgres {
         let cluster = postgres::cluster().expect("on_store checked for PostgreSQL");
-        config.store = Some(cluster.database(&postgres::database_name(dir.path())).await);
+        config.store =
+            Some(postgres::database(cluster, &postgres::database_name(dir.path())).await);
     }
     configure(&mut config);
     let tls = config.tls_cert.is_some();
@@ -454,9 +455,10 @@ impl ServerProcess {
             .arg(dir);
         if store_kind() == StoreKind::Postgres {
             let cluster = postgres::cluster().expect("on_store checked for PostgreSQL");
-            command
-                .arg("--store")
-                .arg(cluster.database_blocking(&postgres::database_name(dir)));
+            command.arg("--store").arg(postgres::database_blocking(
+                cluster,
+                &postgres::database_name(dir),
+            ));
         }
         let child = command
             .args(extra)
