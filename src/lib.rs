@@ -47,6 +47,8 @@ pub mod generate;
 pub mod network;
 pub mod pb;
 pub mod recent;
+pub mod recovery;
+pub mod retention;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -2,20 +2,16 @@
 //! the store, and the reads beside it.
 //!
 //! Every write goes through `Network::write`, which queues it for the
-//! writer. The writer takes every write waiting at once, under the writer
-//! lock plans each against the view the one before it left (so that what a
-//! plan read stays true) and commits it at a revision of its own, lets the
-//! lock go, and then syncs once for the whole batch: many small durable
-//! writes share one sync, and writers that commit while it runs share it
-//! too. A write is never acknowledged, nor seen by a reader, before the sync
-//! that made it durable returns.
+//! writer. The writer takes every write waiting at once and takes a turn at
+//! the store (nobody else commits meanwhile, on any replica): it catches its
+//! view up to the store's head through the change feed, plans each write
+//! against the view the one before it left (so that what a plan read stays
+//! true), and commits them all, each at a revision of its own, durably, in
+//! one go. Only then does a reader see them, or a writer get its answer.
+//! On a replica, [`Network::follow_changes`] applies what the others commit.
 //!
-//! When the store fails to write (a full disk, a file size limit), the
-//! network stops taking writes and refuses them at once, while reads go on
-//! from the store as it was. Each refused write, at most once a second,
-//! probes whether the disk takes writes again; when it does, the store is
-//! closed and opened again, which recovers exactly what was made durable,
-//! and writes resume.
+//! A store that fails to write is recovered by [`crate::recovery`]; the
+//! licence log is trimmed by [`crate::retention`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +27,9 @@ use crate::domain::record::{License, LicenseStatus, Record, RecordKey};
 use crate::domain::write::{plan_delete, plan_upsert, Change, Incoming, Lookup, Origin};
 use crate::domain::{Error, Kind, Violation};
 use crate::recent::RecentLog;
+pub use crate::recovery::Reopen;
+use crate::recovery::{self, Failure, Recovery};
+pub use crate::retention::Retention;
 use crate::store::{Committed, FeedEntry, Store, WriteSet};
 use crate::view::{ListPage, ListQuery, View};
 
@@ -67,44 +66,6 @@ impl LicenseDecision {
         license
     }
 }
-
-/// How much of the licence log to keep; `None` keeps everything.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Retention {
-    /// Keep only the newest this many events.
-    pub max_events: Option<u64>,
-    /// Keep only events younger than this.
-    pub max_age: Option<std::time::Duration>,
-}
-
-impl Retention {
-    pub fn is_set(&self) -> bool {
-        self.max_events.is_some() || self.max_age.is_some()
-    }
-}
-
-/// Opens the store again from disk (after a write failure).
-pub type Reopen = Arc<dyn Fn() -> Result<Arc<dyn Store>, Error> + Send + Sync>;
-
-/// How the network gets over a store that failed to write.
-struct Recovery {
-    reopen: Reopen,
-    /// A directory on the store's file system, where a probe file tells
-    /// whether writes can succeed again.
-    probe_dir: PathBuf,
-}
-
-/// A store that failed to write, and since when.
-#[derive(Clone, Debug)]
-struct Failure {
-    detail: String,
-    last_probe: Instant,
-}
-
-/// How often a refused write may probe the disk.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// Bytes the probe writes and syncs.
-const PROBE_BYTES: usize = 1 << 20;
 
 pub struct Network {
     /// Where records are kept; replaced by a [`crate::store::FailedStore`]
@@ -187,104 +148,35 @@ impl Network {
         self.store.read().clone()
     }
 
-    /// Whether the disk takes writes again: a probe file written, synced
-    /// and removed (blocking).
-    fn disk_takes_writes(dir: &std::path::Path) -> bool {
-        use std::io::Write;
-        let path = dir.join(".lodestone-write-probe");
-        let result = (|| {
-            let mut file = std::fs::File::create(&path)?;
-            file.write_all(&vec![0u8; PROBE_BYTES])?;
-            file.sync_all()
-        })();
-        let _ = std::fs::remove_file(&path);
-        result.is_ok()
-    }
-
-    /// Called under the writer lock while the store is failed: probes the
-    /// disk (at most once a second) and, when it takes writes, opens the
-    /// store again and rebuilds the view from what is on disk. The blocking
-    /// parts run on the blocking pool.
+    /// Called under the writer lock while the store is failed: when the
+    /// disk takes writes again (probed at most once a second), opens the
+    /// store again and installs it with the view of what is on disk.
     async fn try_recover(&self, staged: &mut Arc<View>) -> Result<(), Error> {
         let Some(failure) = self.failure.lock().clone() else {
             return Ok(());
         };
-        let refused = || Error::StoreFailed {
-            detail: failure.detail.clone(),
-        };
-        let Some(recovery) = &self.recovery else {
-            return Err(refused());
-        };
-        if failure.last_probe.elapsed() < PROBE_EVERY {
-            return Err(refused());
-        }
-        if let Some(f) = self.failure.lock().as_mut() {
-            f.last_probe = Instant::now();
-        }
-        let probe_dir = recovery.probe_dir.clone();
-        let writable = tokio::task::spawn_blocking(move || Self::disk_takes_writes(&probe_dir))
-            .await
-            .unwrap_or(false);
-        if !writable {
-            return Err(refused());
-        }
-        // Close the failed store (sled holds a lock on its files) once the
-        // reads in flight are done with it, then open it again.
-        let old = self.store.read().clone();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let closed = {
-            let mut slot = self.store.write();
-            let failed: Arc<dyn Store> = Arc::new(crate::store::FailedStore::new(
-                old.revision(),
-                old.log_bounds(),
-                failure.detail.clone(),
-            ));
-            std::mem::replace(&mut *slot, failed)
-        };
-        drop(old);
-        while Arc::strong_count(&closed) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        drop(closed);
-        let reopen = recovery.reopen.clone();
-        let reopened = async {
-            let store = tokio::task::spawn_blocking(move || reopen())
-                .await
-                .map_err(|e| Error::Internal(format!("reopening the store failed: {e}")))??;
-            let snapshot = store.snapshot().await?;
-            let epoch = self.view.read().epoch + 1;
-            let log_head = snapshot.log_head;
-            let view = tokio::task::spawn_blocking(move || {
-                let mut view = View::new(snapshot.revision, snapshot.records);
-                view.epoch = epoch;
-                view.log_head = log_head;
-                view
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
-            Ok::<_, Error>((store, Arc::new(view), log_head))
-        };
-        match reopened.await {
-            Ok((store, view, log_head)) => {
-                let revision = view.revision;
-                *staged = view.clone();
-                self.recent.clear();
-                *self.view.write() = view;
-                self.applied.send_replace(revision);
-                *self.store.write() = store;
-                *self.failure.lock() = None;
-                self.durable_head.send_modify(|h| *h = log_head);
-                tracing::warn!(
-                    revision,
-                    "the store takes writes again; recovered what was on disk"
-                );
-                Ok(())
-            }
-            Err(error) => {
-                tracing::error!(%error, "the store could not be opened again; reads are refused until it can");
-                Err(refused())
-            }
-        }
+        let epoch = self.view.read().epoch + 1;
+        let (store, view) = recovery::reopen(
+            self.recovery.as_ref(),
+            &self.failure,
+            &failure,
+            &self.store,
+            epoch,
+        )
+        .await?;
+        let (revision, log_head) = (view.revision, view.log_head);
+        *staged = view.clone();
+        self.recent.clear();
+        *self.view.write() = view;
+        self.applied.send_replace(revision);
+        *self.store.write() = store;
+        *self.failure.lock() = None;
+        self.durable_head.send_modify(|h| *h = log_head);
+        tracing::warn!(
+            revision,
+            "the store takes writes again; recovered what was on disk"
+        );
+        Ok(())
     }
 
     /// Up to `limit` licence log entries after `after`: from memory when it
@@ -464,7 +356,7 @@ impl Network {
         let (turn, feed) = match turn.await {
             Ok(begun) => begun,
             Err(error) => {
-                note_failure(&self.failure, &error);
+                recovery::note_failure(&self.failure, &error);
                 return fail_all(batch, &error);
             }
         };
@@ -533,7 +425,7 @@ impl Network {
                     }
                 }
                 Err(error) => {
-                    note_failure(&self.failure, &error);
+                    recovery::note_failure(&self.failure, &error);
                     for (reply, _) in committing {
                         replies.push((reply, Err(repeat(&error))));
                     }
@@ -641,31 +533,9 @@ impl Network {
     /// only those, so that what is kept stays contiguous. Returns how many.
     pub async fn apply_retention(&self, retention: Retention) -> Result<u64, Error> {
         let store = self.store();
-        let bounds = store.log_bounds();
-        let mut through = 0;
-        if let Some(keep) = retention.max_events {
-            through = bounds.head.saturating_sub(keep);
-        }
-        if let Some(age) = retention.max_age {
-            let cutoff = std::time::SystemTime::now() - age;
-            let mut after = bounds.oldest.saturating_sub(1);
-            'scan: loop {
-                let batch = store.read_log(after, 1024).await?;
-                if batch.is_empty() {
-                    break;
-                }
-                for change in batch {
-                    if change.recorded_at >= cutoff {
-                        break 'scan;
-                    }
-                    after = change.sequence;
-                }
-            }
-            through = through.max(after);
-        }
-        if through < bounds.oldest {
+        let Some(through) = retention.through(&*store).await? else {
             return Ok(0);
-        }
+        };
         let removed = store.compact_log(through).await?;
         self.recent.forget_through(through);
         Ok(removed)
@@ -838,21 +708,6 @@ fn repeat(error: &Error) -> Error {
         },
         Error::DatabaseUnavailable(detail) => Error::DatabaseUnavailable(detail.clone()),
         other => Error::Internal(other.to_string()),
-    }
-}
-
-/// Remembers the first storage failure: writes are refused from then on
-/// until a probe finds the disk writable again.
-fn note_failure(failure: &parking_lot::Mutex<Option<Failure>>, error: &Error) {
-    if let Error::Storage(detail) = error {
-        let mut failure = failure.lock();
-        if failure.is_none() {
-            tracing::error!(%detail, "the store failed to write; writes are refused until the disk takes them again");
-            *failure = Some(Failure {
-                detail: detail.clone(),
-                last_probe: Instant::now(),
-            });
-        }
     }
 }
 
@@ -1039,7 +894,7 @@ mod tests {
         );
         *network.failure.lock() = Some(Failure {
             detail: "a full disk".into(),
-            last_probe: Instant::now() - 2 * PROBE_EVERY,
+            last_probe: Instant::now() - 2 * crate::recovery::PROBE_EVERY,
         });
         // A ticker on the same (only) worker notes its longest pause.
         let ticker = tokio::spawn(async {

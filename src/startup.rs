@@ -167,6 +167,9 @@ impl ServeConfig {
     }
 }
 
+/// The health service name that stays SERVING while the process runs.
+pub const LIVENESS: &str = "liveness";
+
 /// How often a replica reads the change feed without being woken: a
 /// notification is lost while its connection is down.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
@@ -361,6 +364,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
+        // SERVING while the process runs, whatever its store does: for a
+        // liveness probe, which must not restart replicas that only wait
+        // for their database.
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
 
         // Reflection serves the contract, health, and the google.rpc error
         // details, so that grpcurl decodes ErrorInfo and BadRequest.

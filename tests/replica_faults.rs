@@ -34,9 +34,13 @@ async fn replica(url: &str) -> TestApp {
 }
 
 async fn health(app: &TestApp) -> Option<ServingStatus> {
+    health_of(app, "").await
+}
+
+async fn health_of(app: &TestApp, service: &str) -> Option<ServingStatus> {
     let answer = HealthClient::new(app.channel.clone())
         .check(HealthCheckRequest {
-            service: String::new(),
+            service: service.to_string(),
         })
         .await
         .ok()?;
@@ -104,6 +108,11 @@ async fn write_until(
 
 /// Every licence id a replica holds, at `revision` at least.
 async fn licence_ids(app: &TestApp, revision: u64) -> BTreeSet<String> {
+    licence_ids_on(app.channel.clone(), revision).await
+}
+
+/// The same, of the replica at the other end of `channel`.
+async fn licence_ids_on(channel: Channel, revision: u64) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     let mut token = String::new();
     loop {
@@ -116,9 +125,7 @@ async fn licence_ids(app: &TestApp, revision: u64) -> BTreeSet<String> {
             "x-lodestone-min-revision",
             revision.to_string().parse().unwrap(),
         );
-        let page = app
-            .records
-            .clone()
+        let page = RecordServiceClient::new(channel.clone())
             .list_licenses(request)
             .await
             .expect("the replica lists")
@@ -316,4 +323,210 @@ async fn a_replica_cut_off_from_the_database_stops_serving_and_catches_up() {
     println!("\n| cut off: NOT_SERVING after | write refused in | SERVING again after | events caught up |");
     println!("|---:|---:|---:|---:|");
     println!("| {down:.1?} | {refused_in:.1?} | {up:.1?} | {head} |");
+}
+
+/// A subscriber that follows one replica through its deaths: it resumes
+/// from the last sequence it saw whenever the stream breaks.
+async fn follow_through_kills(
+    port: u16,
+    seen: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let after = seen.lock().await.last().copied().unwrap_or(0);
+        let channel =
+            match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(channel) => channel,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+        let stream = pb::risk_service_client::RiskServiceClient::new(channel)
+            .stream_license_updates(pb::StreamLicenseUpdatesRequest {
+                after_sequence: after,
+                heartbeat_seconds: 1,
+                ..Default::default()
+            })
+            .await;
+        let Ok(stream) = stream else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut stream = stream.into_inner();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+                Ok(Ok(Some(message))) => {
+                    if let Some(Event::Update(u)) = message.event {
+                        seen.lock().await.push(u.sequence);
+                    }
+                }
+                Ok(_) => break,
+                Err(_) => {} // quiet: check whether to stop
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_killed_at_random_lose_nothing_and_converge() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = common::postgres::cluster() else {
+        return;
+    };
+    let url = common::postgres::database(cluster, "faults_kill").await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let start =
+        |i: usize| common::ServerProcess::start(dirs[i].path(), ports[i], &["--store", &url]);
+    let mut servers: Vec<Option<common::ServerProcess>> = (0..3).map(|i| Some(start(i))).collect();
+    let mut clients = Vec::new();
+    for server in servers.iter().flatten() {
+        clients.push(RecordServiceClient::new(server.connect().await));
+    }
+    clients[0]
+        .clone()
+        .upsert_records(common::seed_network())
+        .await
+        .expect("the seed loads");
+
+    let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut followers = tokio::task::JoinSet::new();
+    let seen: Vec<Arc<Mutex<Vec<u64>>>> = (0..3).map(|_| Arc::default()).collect();
+    for (i, seen) in seen.iter().enumerate() {
+        followers.spawn(follow_through_kills(
+            ports[i],
+            seen.clone(),
+            stop_following.clone(),
+        ));
+    }
+
+    let rounds = if long() { 10 } else { 2 };
+    // A fixed sequence of "random" moments, so that a failure repeats.
+    let mut random = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |bound: u64| {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random % bound
+    };
+    println!("\n| round | killed | after | acknowledged | refused or lost in flight | acknowledged lost |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut acknowledged: Vec<(String, u64)> = Vec::new();
+    for round in 1..=rounds {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writes: Arc<Mutex<Writes>> = Arc::default();
+        let mut writers = tokio::task::JoinSet::new();
+        for (i, client) in clients.iter().enumerate() {
+            let (client, stop, writes) = (client.clone(), stop.clone(), writes.clone());
+            let name = format!("K{round}-{i}");
+            writers.spawn(async move { write_until(client, &name, stop, writes).await });
+        }
+        let victim = next(3) as usize;
+        let after = Duration::from_millis(100 + next(600));
+        tokio::time::sleep(after).await;
+        servers[victim].take().expect("running").kill_9();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        servers[victim] = Some(start(victim));
+        servers[victim].as_ref().unwrap().connect().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        while writers.join_next().await.is_some() {}
+        let w = writes.lock().await;
+        acknowledged.extend(w.acknowledged.iter().cloned());
+        let newest = acknowledged.iter().map(|(_, r)| *r).max().unwrap_or(0);
+        let mut lost = 0;
+        for server in servers.iter().flatten() {
+            let app_ids = licence_ids_at(server.port, newest).await;
+            lost += acknowledged
+                .iter()
+                .filter(|(id, _)| !app_ids.contains(id))
+                .count();
+        }
+        println!(
+            "| {round} | {victim} | {after:.0?} | {} | {} | {lost} |",
+            w.acknowledged.len(),
+            w.refused.len()
+        );
+        assert_eq!(lost, 0, "acknowledged writes lost");
+    }
+
+    // Every replica converges to the same revision and the same records,
+    // and every subscriber saw every event once, in order.
+    let mut exports = Vec::new();
+    for server in servers.iter().flatten() {
+        let channel = server.connect().await;
+        exports.push(export_at_head(channel, &url).await);
+    }
+    assert!(
+        exports.windows(2).all(|w| w[0] == w[1]),
+        "the replicas converge"
+    );
+    let (head_revision, log_head) = latest(&url).await;
+    assert_eq!(exports[0].0, head_revision);
+    for seen in &seen {
+        common::eventually(Duration::from_secs(60), || async {
+            (seen.lock().await.last().copied().unwrap_or(0) >= log_head).then_some(())
+        })
+        .await;
+    }
+    stop_following.store(true, std::sync::atomic::Ordering::SeqCst);
+    while followers.join_next().await.is_some() {}
+    for (i, seen) in seen.iter().enumerate() {
+        let seen = seen.lock().await;
+        assert_eq!(
+            *seen,
+            (1..=log_head).collect::<Vec<u64>>(),
+            "the subscriber of replica {i} saw every event once, in order"
+        );
+    }
+}
+
+/// The licence ids a replica (by port) holds at `revision` at least.
+async fn licence_ids_at(port: u16, revision: u64) -> BTreeSet<String> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("the replica answers");
+    licence_ids_on(channel, revision).await
+}
+
+/// The database's head: revision and licence log sequence.
+async fn latest(url: &str) -> (u64, u64) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT revision, log_head FROM lodestone_head", &[])
+        .await
+        .unwrap();
+    (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64)
+}
+
+/// A replica's export once it has applied the database's head.
+async fn export_at_head(channel: Channel, url: &str) -> (u64, Vec<pb::Record>) {
+    let (head, _) = latest(url).await;
+    let mut request = tonic::Request::new(pb::ExportRecordsRequest::default());
+    request.metadata_mut().insert(
+        "x-lodestone-min-revision",
+        head.to_string().parse().unwrap(),
+    );
+    let mut stream = RecordServiceClient::new(channel)
+        .export_records(request)
+        .await
+        .expect("the replica exports")
+        .into_inner();
+    let mut revision = 0;
+    let mut records = Vec::new();
+    while let Some(page) = stream.message().await.expect("the export streams") {
+        revision = revision.max(page.revision);
+        records.extend(page.records);
+    }
+    (revision, records)
 }
