@@ -340,9 +340,28 @@ impl Network {
         let store = self.store();
         let turn = async {
             let mut turn = store.begin().await?;
+            let mut from = staged.clone();
             let feed = match turn.head().cmp(&staged.revision) {
                 std::cmp::Ordering::Equal => Vec::new(),
-                std::cmp::Ordering::Greater => turn.catch_up(staged.revision).await?,
+                std::cmp::Ordering::Greater => {
+                    let feed = turn.catch_up(staged.revision).await?;
+                    if feed.first().map(|e| e.revision) != Some(staged.revision + 1) {
+                        // The feed no longer holds what this replica lacks:
+                        // load every record (nobody commits meanwhile).
+                        from = self.reload(&*store, staged.epoch, staged.revision).await?;
+                        if from.revision != turn.head() {
+                            return Err(Error::Internal(format!(
+                                "reloaded revision {}, not the head {}",
+                                from.revision,
+                                turn.head()
+                            )));
+                        }
+                        self.recent.clear();
+                        Vec::new()
+                    } else {
+                        feed
+                    }
+                }
                 std::cmp::Ordering::Less => {
                     return Err(Error::Internal(format!(
                         "the store is at revision {}, behind the writer's view at {}",
@@ -351,16 +370,15 @@ impl Network {
                     )))
                 }
             };
-            Ok((turn, feed))
+            Ok((turn, from, feed))
         };
-        let (turn, feed) = match turn.await {
+        let (turn, from, feed) = match turn.await {
             Ok(begun) => begun,
             Err(error) => {
                 recovery::note_failure(&self.failure, &error);
                 return fail_all(batch, &error);
             }
         };
-        let from = staged.clone();
         let planned = tokio::task::spawn_blocking(move || plan_batch(from, feed, batch)).await;
         let Ok(planned) = planned else {
             // Planning panics are caught write by write; this is the view's
@@ -464,8 +482,17 @@ impl Network {
         let mut staged = self.writer.clone().lock_owned().await;
         let store = self.store();
         let feed = store.feed(staged.revision, limit).await?;
-        if feed.is_empty() {
+        let Some(first) = feed.first() else {
             return Ok(0);
+        };
+        if first.revision != staged.revision + 1 {
+            let view = self.reload(&*store, staged.epoch, staged.revision).await?;
+            *staged = view.clone();
+            drop(staged);
+            self.recent.clear();
+            let log_head = view.log_head;
+            self.publish(view, log_head);
+            return Ok(1);
         }
         let count = feed.len();
         let from = staged.clone();
@@ -499,6 +526,32 @@ impl Network {
     /// One page of `query`, from the view (see [`View::list`]).
     pub fn list(&self, query: &ListQuery, after: Option<&str>, limit: usize) -> ListPage {
         self.view().list(query, after, limit)
+    }
+
+    /// Every record as the store holds them now, as a view of `epoch`: for a
+    /// replica whose next revision (after `applied`) the change feed no
+    /// longer holds.
+    async fn reload(
+        &self,
+        store: &dyn Store,
+        epoch: u64,
+        applied: u64,
+    ) -> Result<Arc<View>, Error> {
+        tracing::warn!(
+            applied,
+            "this replica fell behind what the change feed keeps; loading every record again"
+        );
+        let snapshot = store.snapshot().await?;
+        let log_head = snapshot.log_head;
+        let view = tokio::task::spawn_blocking(move || {
+            let mut view = View::new(snapshot.revision, snapshot.records);
+            view.epoch = epoch;
+            view.log_head = log_head;
+            view
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
+        Ok(Arc::new(view))
     }
 
     /// Keeps the view current with what other replicas commit, until

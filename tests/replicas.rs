@@ -229,3 +229,69 @@ async fn a_revision_a_replica_has_not_applied_is_waited_for_within_the_deadline(
     let status = apps[0].records.clone().get_license(bad).await.unwrap_err();
     expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
 }
+
+fn supplier(i: usize) -> Vec<lodestone::domain::write::Incoming> {
+    use lodestone::domain::record::{Record, Supplier};
+    use lodestone::domain::write::{Incoming, Origin};
+    vec![Incoming {
+        origin: Origin::Root,
+        record: Record::Supplier(Supplier {
+            id: format!("S{i:03}"),
+            country: "CN".into(),
+            ..Default::default()
+        }),
+    }]
+}
+
+/// The change feed keeps recent revisions only. A replica that was away
+/// longer finds the gap, following or writing, and loads every record
+/// again instead of missing what was pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
+    use lodestone::network::Network;
+    use lodestone::store::{PostgresConfig, PostgresStore};
+    let Some(cluster) = common::postgres::cluster() else {
+        return;
+    };
+    let url = common::postgres::database(cluster, "replicas_pruned").await;
+    let store_a = PostgresStore::connect(&PostgresConfig::new(&url))
+        .await
+        .unwrap();
+    let store_b = PostgresStore::connect(&PostgresConfig::new(&url))
+        .await
+        .unwrap();
+    let a = Arc::new(Network::open(Arc::new(store_a.clone())).await.unwrap());
+    let b = Arc::new(Network::open(Arc::new(store_b)).await.unwrap());
+    // A writes; B does not follow meanwhile (no follower runs here).
+    for i in 0..30 {
+        a.upsert(supplier(i), vec![], true, false, "")
+            .await
+            .unwrap();
+    }
+    let removed = store_a.prune_feed(5, Duration::ZERO).await.unwrap();
+    assert_eq!(removed, 25, "all but the newest five revisions");
+    assert_eq!(b.follow(256).await.unwrap(), 1, "one reload");
+    assert_eq!(b.view().revision, 30);
+    let records = |n: &Network| n.view().records().collect::<Vec<_>>();
+    assert_eq!(records(&b), records(&a));
+
+    // Behind again, B writes: its turn finds the gap and reloads first.
+    for i in 30..40 {
+        a.upsert(supplier(i), vec![], true, false, "")
+            .await
+            .unwrap();
+    }
+    store_a.prune_feed(2, Duration::ZERO).await.unwrap();
+    let written = b
+        .upsert(supplier(100), vec![], true, false, "")
+        .await
+        .unwrap();
+    assert_eq!(written.revision, 41);
+    assert_eq!(b.view().suppliers.len(), 41);
+    assert_eq!(
+        a.follow(256).await.unwrap(),
+        1,
+        "A applies B's write from the feed"
+    );
+    assert_eq!(records(&a), records(&b));
+}

@@ -172,6 +172,8 @@ struct Pg {
     reachable: watch::Sender<bool>,
     /// The task that listens for other replicas' commits.
     listener: tokio::task::JoinHandle<()>,
+    /// The task that prunes the change feed.
+    pruner: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Where the database is, without its password.
     name: String,
 }
@@ -179,12 +181,28 @@ struct Pg {
 impl Drop for Pg {
     fn drop(&mut self) {
         self.listener.abort();
+        if let Some(pruner) = self.pruner.lock().take() {
+            pruner.abort();
+        }
     }
 }
 
 /// The PostgreSQL store, shared with the writer's turns.
 #[derive(Clone)]
 pub struct PostgresStore(Arc<Pg>);
+
+impl PostgresStore {
+    /// A handle that does not keep the store open (for its own tasks).
+    fn clone_weak(&self) -> std::sync::Weak<Pg> {
+        Arc::downgrade(&self.0)
+    }
+}
+
+/// How often each replica prunes the change feed, and what it keeps: the
+/// newest revisions, and every revision younger than the age.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const FEED_KEEP_REVISIONS: u64 = 10_000;
+const FEED_KEEP_AGE: Duration = Duration::from_secs(15 * 60);
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
     Error::DatabaseUnavailable(format!("{what}: {e}"))
@@ -253,9 +271,24 @@ impl PostgresStore {
             changed,
             reachable,
             listener,
+            pruner: Mutex::new(None),
             name,
         }));
         store.migrate().await?;
+        let pruning = store.clone_weak();
+        store.0.pruner.lock().replace(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PRUNE_EVERY).await;
+                let Some(store) = pruning.upgrade().map(PostgresStore) else {
+                    return;
+                };
+                match store.prune_feed(FEED_KEEP_REVISIONS, FEED_KEEP_AGE).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::debug!(removed, "pruned the change feed"),
+                    Err(error) => tracing::debug!(%error, "pruning the change feed failed"),
+                }
+            }
+        }));
         let known = store.read_known().await?;
         *store.0.known.lock() = known;
         tracing::info!(
@@ -265,6 +298,25 @@ impl PostgresStore {
             "store opened"
         );
         Ok(store)
+    }
+
+    /// Removes the change feed's revisions that every running replica has
+    /// long applied: those older than `keep_age` beyond the newest
+    /// `keep_revisions`. A replica that was away longer (cut off, not
+    /// restarted: a restart loads every record anyway) finds the gap and
+    /// loads every record again. Returns how many rows went.
+    pub async fn prune_feed(&self, keep_revisions: u64, keep_age: Duration) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let removed = client
+            .execute(
+                "DELETE FROM lodestone_changes WHERE \
+                 revision <= (SELECT revision FROM lodestone_head WHERE id = 1) - $1 \
+                 AND committed_at < now() - make_interval(secs => $2)",
+                &[&int(keep_revisions), &keep_age.as_secs_f64()],
+            )
+            .await
+            .map_err(db("pruning the change feed"))?;
+        Ok(removed)
     }
 
     async fn client(&self) -> Result<Object, Error> {
@@ -412,8 +464,13 @@ fn feed_entries(rows: Vec<tokio_postgres::Row>) -> Result<Vec<FeedEntry>, Error>
     Ok(entries)
 }
 
+/// The feed after `$1`, `$2` revisions from the first one held: a replica
+/// whose next revision was pruned sees the gap (and reloads) rather than
+/// nothing.
 const SELECT_FEED: &str = "SELECT revision, log_head, body FROM lodestone_changes \
-     WHERE revision > $1 AND revision <= $2 ORDER BY revision, part";
+     WHERE revision > $1 AND revision <= \
+     (SELECT min(revision) FROM lodestone_changes WHERE revision > $1) + $2 - 1 \
+     AND revision <= $3 ORDER BY revision, part";
 
 impl Store for PostgresStore {
     fn revision(&self) -> u64 {
@@ -527,10 +584,7 @@ impl Store for PostgresStore {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
-                .query(
-                    SELECT_FEED,
-                    &[&int(after), &int(after.saturating_add(limit as u64))],
-                )
+                .query(SELECT_FEED, &[&int(after), &int(limit as u64), &i64::MAX])
                 .await
                 .map_err(db("reading the change feed"))?;
             let entries = feed_entries(rows)?;
@@ -637,7 +691,10 @@ impl Turn for PgTurn {
         Box::pin(async move {
             let client = self.client.as_ref().expect("the turn is open");
             let rows = client
-                .query(SELECT_FEED, &[&int(after), &int(self.head)])
+                .query(
+                    SELECT_FEED,
+                    &[&int(after), &int(self.head - after), &int(self.head)],
+                )
                 .await
                 .map_err(db("reading the change feed"))?;
             let entries = feed_entries(rows)?;
