@@ -2,37 +2,51 @@
 //! (Figures come from `cargo run --release --bin lodestone-bench`; this test
 //! checks behaviour, never timings.)
 
+mod common;
+
 use std::process::Command;
 
-#[test]
-fn the_benchmark_measures_every_job() {
+/// Runs the benchmark small with `extra` arguments; its JSON results.
+fn bench(extra: &[&str]) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_lodestone-bench"))
         .args(["--scale", "medium", "--seconds", "1", "--connections", "4"])
         .args(["--subscribers", "20", "--json"])
         .arg(&json)
+        .args(extra)
         .output()
         .expect("the benchmark runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("| Health/Check (ceiling) |"), "{stdout}");
+    let results = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (stdout, results)
+}
 
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+/// The row of `results` whose job starts with `prefix`.
+fn job<'a>(results: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
+    results["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} row in {results}"))
+}
+
+#[test]
+fn the_benchmark_measures_every_job() {
+    let (stdout, results) = bench(&[]);
+    assert!(stdout.contains("| Health/Check (ceiling) |"), "{stdout}");
     assert_eq!(results["scale"], "medium");
+    assert_eq!(results["store"], "sled");
     assert!(results["server_peak_rss_mib"].as_f64().unwrap() > 0.0);
-    assert!(results["data_dir_mib"].as_f64().unwrap() > 0.0);
+    assert!(results["store_mib"].as_f64().unwrap() > 0.0);
     let jobs = results["jobs"].as_array().unwrap();
-    let job = |prefix: &str| {
-        jobs.iter()
-            .find(|j| j["job"].as_str().unwrap().starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} row in {results}"))
-    };
+    let job = |prefix: &str| job(&results, prefix);
     for prefix in [
         "ImportRecords",
         "Health/Check",
@@ -62,4 +76,43 @@ fn the_benchmark_measures_every_job() {
     {
         assert!(j["note"].as_str().unwrap().ends_with(" 0 failed"), "{j}");
     }
+}
+
+/// On PostgreSQL with two replicas, the benchmark starts its own cluster
+/// and adds the replication lag, to the other replica and to a subscriber
+/// of it.
+#[test]
+fn the_benchmark_measures_replicas_on_postgres() {
+    if common::outside_tool(
+        "initdb",
+        &["--version"],
+        "PostgreSQL (initdb, pg_ctl, postgres)",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let (stdout, results) = bench(&["--store", "postgres", "--replicas", "2"]);
+    assert!(stdout.contains("Postgres store, 2 replica(s)"), "{stdout}");
+    assert_eq!(results["store"], "postgres");
+    assert_eq!(results["replicas"], 2);
+    assert!(
+        results["store_mib"].as_f64().unwrap() > 0.0,
+        "the database's size"
+    );
+    for prefix in [
+        "replication lag: acknowledged by A, served by B",
+        "replication lag: acknowledged by A, received by a subscriber of B",
+    ] {
+        assert!(
+            job(&results, prefix)["p99_ms"].as_f64().unwrap() > 0.0,
+            "{prefix}"
+        );
+    }
+    assert!(
+        job(&results, "UpdateLicenseStatus")["rate_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }

@@ -749,7 +749,7 @@ async fn replication_lag(
             .update_license_status(pb::UpdateLicenseStatusRequest {
                 id: id.clone(),
                 // A quantity of its own: every write changes something.
-                quantity_kg: 10_000.0 + n as f64,
+                quantity_kg: 10_000_000.0 + n as f64,
                 ..Default::default()
             })
             .await?
