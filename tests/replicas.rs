@@ -295,3 +295,66 @@ async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
     );
     assert_eq!(records(&a), records(&b));
 }
+
+fn at_risk_page(page_token: String) -> pb::ListAtRiskLinesRequest {
+    pb::ListAtRiskLinesRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 90,
+        page_size: 2,
+        page_token,
+        ..Default::default()
+    }
+}
+
+/// A page token names a revision. Another replica at that revision
+/// continues the listing; one whose view has moved on, and that does not
+/// hold the answer, says PAGE_TOKEN_EXPIRED (start again), as documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_token_continues_on_another_replica_at_its_revision() {
+    let Some(apps) = replicas("replicas_page_tokens", 3).await else {
+        return;
+    };
+    let seeded = apps[0].load_seed().await;
+    let first = apps[0]
+        .risk
+        .clone()
+        .list_at_risk_lines(at_risk_page(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.revision, seeded.revision);
+    assert!(!first.next_page_token.is_empty());
+    let alone = apps[0]
+        .risk
+        .clone()
+        .list_at_risk_lines(at_risk_page(first.next_page_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    // Replica B, at the same revision, gives the same second page.
+    let on_b = apps[1]
+        .risk
+        .clone()
+        .list_at_risk_lines(at_least(
+            at_risk_page(first.next_page_token.clone()),
+            seeded.revision,
+        ))
+        .await
+        .expect("B continues the listing")
+        .into_inner();
+    assert_eq!(on_b, alone);
+
+    // A write moves every view on; C never answered that revision.
+    let moved = apps[0]
+        .set_quantity("LIC-NBM-DY-1", 1234.0)
+        .await
+        .unwrap()
+        .revision;
+    let status = apps[2]
+        .risk
+        .clone()
+        .list_at_risk_lines(at_least(at_risk_page(first.next_page_token), moved))
+        .await
+        .expect_err("C no longer has that revision");
+    expect_error(&status, Code::FailedPrecondition, "PAGE_TOKEN_EXPIRED");
+}
