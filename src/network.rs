@@ -390,6 +390,7 @@ impl Network {
         let Planned {
             base,
             next,
+            deferred,
             sets,
             committing,
             mut replies,
@@ -400,7 +401,38 @@ impl Network {
         if !sets.is_empty() {
             let first = staged.revision + 1;
             let count = sets.len();
-            let committed = turn.commit(sets).await.and_then(|committed| {
+            let building = deferred.map(|(revision, changes)| {
+                let before = next.clone();
+                tokio::task::spawn_blocking(move || with_changes(&before, revision, changes))
+            });
+            let committed = turn.commit(sets).await;
+            let next = match building {
+                Some(building) => match building.await {
+                    Ok(built) => built,
+                    Err(e) => {
+                        // Committed, but not in the view: a replica's next
+                        // turn catches up from the feed; sled's store is
+                        // opened again and read whole.
+                        let error = Error::Internal(format!("building the view failed: {e}"));
+                        tracing::error!(%error, "a committed batch is missing from the view");
+                        if self.recovery.is_some() {
+                            recovery::note_failure(
+                                &self.failure,
+                                &Error::Storage(error.to_string()),
+                            );
+                        }
+                        for (reply, _) in committing {
+                            replies.push((reply, Err(repeat(&error))));
+                        }
+                        for (reply, answer) in replies {
+                            let _ = reply.send(answer);
+                        }
+                        return;
+                    }
+                },
+                None => next,
+            };
+            let committed = committed.and_then(|committed| {
                 let revisions: Vec<u64> = committed.iter().map(|c| c.revision).collect();
                 if revisions != (first..first + count as u64).collect::<Vec<_>>() {
                     return Err(Error::Storage(format!(
@@ -629,8 +661,11 @@ struct Job {
 struct Planned {
     /// The view caught up to the turn's head.
     base: Arc<View>,
-    /// The view after every write of the batch commits.
+    /// The view after every write of the batch commits, but for `deferred`.
     next: Arc<View>,
+    /// The last write's revision and changes, when they are many: applied
+    /// to `next` while the store commits, rather than before.
+    deferred: Option<(u64, Vec<Change>)>,
     /// What to commit, a write set per revision.
     sets: Vec<WriteSet>,
     /// The writes that commit, in the order of `sets`.
@@ -674,6 +709,7 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
             return Planned {
                 base: view.clone(),
                 next: view,
+                deferred: None,
                 sets: Vec::new(),
                 committing: Vec::new(),
                 replies,
@@ -681,9 +717,11 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
         }
     };
     let mut next = base.clone();
+    let mut deferred = None;
     let mut sets = Vec::new();
     let mut committing = Vec::new();
-    for job in batch {
+    let last = batch.len().saturating_sub(1);
+    for (at, job) in batch.into_iter().enumerate() {
         let Job {
             dry_run,
             client,
@@ -726,13 +764,12 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
         for record in changes.iter_mut().filter_map(|c| c.new.as_mut()) {
             record.set_revision(revision);
         }
-        let mut view = View::clone(&next);
-        view.apply(revision, changes.clone());
-        view.log_head += changes
-            .iter()
-            .filter(|c| c.key().kind == Kind::License)
-            .count() as u64;
-        next = Arc::new(view);
+        if at == last && changes.len() >= DEFER_VIEW_FROM {
+            // Nothing plans against it: build it beside the commit.
+            deferred = Some((revision, changes.clone()));
+        } else {
+            next = with_changes(&next, revision, changes.clone());
+        }
         tracing::debug!(
             changes = changes.len(),
             plan_ms = planned.as_millis() as u64,
@@ -746,10 +783,28 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
     Planned {
         base,
         next,
+        deferred,
         sets,
         committing,
         replies,
     }
+}
+
+/// Changes from which the last write's view is built while the store
+/// commits, on another core, rather than before: a large import's view
+/// takes about as long as its commit.
+const DEFER_VIEW_FROM: usize = 1_000;
+
+/// `view` after `changes` committed at `revision`.
+fn with_changes(view: &View, revision: u64, changes: Vec<Change>) -> Arc<View> {
+    let licences = changes
+        .iter()
+        .filter(|c| c.key().kind == Kind::License)
+        .count() as u64;
+    let mut next = View::clone(view);
+    next.apply(revision, changes);
+    next.log_head += licences;
+    Arc::new(next)
 }
 
 /// The same failure, for another write of the batch it ended.
