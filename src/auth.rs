@@ -92,13 +92,21 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 /// A new random token (256 bits, base64url) and its token-file line.
+/// What every token `new_token` makes starts with.
+pub const TOKEN_PREFIX: &str = "lst_";
+
 pub fn new_token(name: &str, role: Role) -> anyhow::Result<(String, String)> {
     if !valid_name(name) {
         bail!("{name:?} is not a client name: use 1 to 64 letters, digits, '.', '_' or '-'");
     }
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    // A prefix of its own: a token never starts with '-' (which a command
+    // line would take for a flag), and secret scanners can tell it.
+    let token = format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
     let line = format!("{name} {role} {}", hex(&hash_token(&token)));
     Ok((token, line))
 }
@@ -202,6 +210,17 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One base64 character in 32 is '-': a bare token would start with
+    /// it about once in 64 tokens, and `--token <it>` would then fail.
+    #[test]
+    fn tokens_never_start_like_a_flag() {
+        for _ in 0..500 {
+            let (token, _) = new_token("c", Role::Reader).unwrap();
+            assert!(token.starts_with(TOKEN_PREFIX), "{token}");
+            assert_eq!(token.len(), TOKEN_PREFIX.len() + 43);
+        }
+    }
 
     #[test]
     fn a_token_file_names_its_clients_and_their_tokens_authenticate() {

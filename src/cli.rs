@@ -57,7 +57,12 @@ pub struct ServerArgs {
     pub server: String,
 
     /// Bearer token, for a server with authentication.
-    #[arg(long, env = "LODESTONE_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LODESTONE_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub token: Option<String>,
 
     /// CA certificate (PEM) that signed an https server's certificate, when

@@ -261,6 +261,20 @@ async fn health_token_and_an_authenticated_export_from_the_command_line() {
         String::from_utf8_lossy(&refused.stderr).contains("bearer token"),
         "{refused:?}"
     );
+    // A token that looks like a flag is still taken as the token.
+    let flag_like = run(vec![
+        "export".into(),
+        "--server".into(),
+        s.clone(),
+        "--token".into(),
+        "-not-a-flag".into(),
+    ])
+    .await;
+    assert!(!flag_like.status.success());
+    assert!(
+        String::from_utf8_lossy(&flag_like.stderr).contains("not one this server knows"),
+        "{flag_like:?}"
+    );
     let exported = run(vec![
         "export".into(),
         "--server".into(),
