@@ -10,11 +10,15 @@
 //!
 //! - [`domain`]: the records, the rules they keep, and how a write request
 //!   becomes a set of changes. Plain Rust, testable alone.
-//! - [`store`]: the [`store::Store`] interface and its sled implementation:
-//!   one tree per record kind, the licence change log, the undo journal of
-//!   large commits, and group commit with `fdatasync`.
-//! - [`network`]: the single writer path (plan against the newest view,
-//!   commit, sync, publish, acknowledge) and the reads beside it.
+//! - [`store`]: the [`store::Store`] interface (a writer's turn, the change
+//!   feed, the licence log) and its two implementations: sled (one tree per
+//!   record kind, the undo journal of large commits, group commit with
+//!   `fdatasync`) and PostgreSQL, which any number of replicas share.
+//! - [`network`]: the single writer path (batch the waiting writes, take a
+//!   turn, catch up, plan against the newest view, commit durably, publish,
+//!   acknowledge), the reads beside it, and following other replicas.
+//!   [`recovery`] gets over a store that failed to write, [`retention`]
+//!   trims the licence log, [`recent`] keeps its newest entries for streams.
 //! - [`view`]: an in-memory copy-on-write view of every record at one
 //!   revision, with the indexes lists filter by and the planner's
 //!   referrers; every read is answered from a published view, whole.
@@ -25,10 +29,12 @@
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
 //! - [`gate`]: what every request passes first: authentication (tokens and
-//!   roles from [`auth`]), admission with load shedding, request metrics.
+//!   roles from [`auth`]), admission with load shedding, request metrics;
+//!   then [`consistency`]: read-your-writes across replicas.
 //! - [`startup`]: configuration, TLS, limits, wiring, health, reflection,
 //!   metrics endpoint, shutdown.
-//! - [`generate`]: synthetic networks of any size, for benchmarks and tests.
+//! - [`generate`]: synthetic networks of any size, for benchmarks and tests;
+//!   [`throwaway`]: PostgreSQL clusters for them.
 //! - [`demo`]: the demonstration network of `serve --demo`.
 //! - [`cli`]: the data tools of the command: generate, import, export;
 //!   [`csv_import`] reads the CSV files ERP systems export.
