@@ -103,20 +103,13 @@ impl Network {
     /// Wraps an open store, reading every record into the view.
     pub async fn open(store: Arc<dyn Store>) -> Result<Network, Error> {
         let started = std::time::Instant::now();
-        let snapshot = store.snapshot().await?;
-        let log_head = snapshot.log_head;
-        let revision = snapshot.revision;
-        let mut view =
-            tokio::task::spawn_blocking(move || View::new(snapshot.revision, snapshot.records))
-                .await
-                .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
-        view.log_head = log_head;
+        let view = view_of(store.snapshot().await?, 0).await?;
+        let (revision, log_head) = (view.revision, view.log_head);
         tracing::info!(
             records = view.record_count(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "records loaded into memory"
         );
-        let view = Arc::new(view);
         Ok(Network {
             view: Arc::new(parking_lot::RwLock::new(view.clone())),
             store: parking_lot::RwLock::new(store),
@@ -573,17 +566,7 @@ impl Network {
             applied,
             "this replica fell behind what the change feed keeps; loading every record again"
         );
-        let snapshot = store.snapshot().await?;
-        let log_head = snapshot.log_head;
-        let view = tokio::task::spawn_blocking(move || {
-            let mut view = View::new(snapshot.revision, snapshot.records);
-            view.epoch = epoch;
-            view.log_head = log_head;
-            view
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
-        Ok(Arc::new(view))
+        view_of(store.snapshot().await?, epoch).await
     }
 
     /// Keeps the view current with what other replicas commit, until
@@ -630,6 +613,22 @@ impl Network {
     pub async fn flush(&self) -> Result<(), Error> {
         self.store().flush().await
     }
+}
+
+/// The view of every record of `snapshot`, of store epoch `epoch` (built on
+/// the blocking pool: a large store takes a while).
+pub(crate) async fn view_of(
+    snapshot: crate::store::Snapshot,
+    epoch: u64,
+) -> Result<Arc<View>, Error> {
+    tokio::task::spawn_blocking(move || {
+        let mut view = View::new(snapshot.revision, snapshot.records);
+        view.epoch = epoch;
+        view.log_head = snapshot.log_head;
+        Arc::new(view)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))
 }
 
 /// Licence log entries kept in memory for the streams.

@@ -125,16 +125,8 @@ pub async fn reopen(
         let store = tokio::task::spawn_blocking(move || reopen())
             .await
             .map_err(|e| Error::Internal(format!("reopening the store failed: {e}")))??;
-        let snapshot = store.snapshot().await?;
-        let view = tokio::task::spawn_blocking(move || {
-            let mut view = View::new(snapshot.revision, snapshot.records);
-            view.epoch = epoch;
-            view.log_head = snapshot.log_head;
-            view
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))?;
-        Ok::<_, Error>((store, Arc::new(view)))
+        let view = crate::network::view_of(store.snapshot().await?, epoch).await?;
+        Ok::<_, Error>((store, view))
     };
     reopened.await.map_err(|error| {
         tracing::error!(%error, "the store could not be opened again; reads are refused until it can");
