@@ -24,8 +24,12 @@ use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
 use crate::domain::date::Date;
+use crate::domain::record::LicenseStatus;
+use crate::domain::risk::cone::Base;
+use crate::domain::risk::decide::{self, LicenseStake, SupplierImpact};
 use crate::domain::risk::report::{self, Exposure, Scope};
 use crate::domain::risk::simulate::{evaluate_unless, Evaluation};
+use crate::domain::risk::simulate::{Licensing, Outages};
 use crate::domain::risk::structure::Structure;
 use crate::domain::risk::Scenario;
 use crate::view::View;
@@ -98,7 +102,10 @@ fn evaluation_bytes(evaluation: &Evaluation) -> usize {
                     .sum::<usize>()
         })
         .sum();
-    lines + size_of_val(evaluation.pools.as_slice()) + std::mem::size_of::<Evaluation>()
+    lines
+        + size_of_val(evaluation.pools.as_slice())
+        + evaluation.history.bytes()
+        + std::mem::size_of::<Evaluation>()
 }
 
 fn exposure_bytes(exposure: &Exposure) -> usize {
@@ -121,6 +128,7 @@ fn exposure_bytes(exposure: &Exposure) -> usize {
                     .sum::<usize>()
                 + l.blocking_license_ids
                     .iter()
+                    .chain(&l.blocking_supplier_ids)
                     .map(|s| string_bytes(s))
                     .sum::<usize>()
         })
@@ -235,6 +243,40 @@ impl Answers {
     }
 }
 
+/// A decision listing asked of an answer: its own parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    SupplierImpacts {
+        plant: Option<String>,
+        recovery_days: u32,
+    },
+    LicenseStakes {
+        plant: Option<String>,
+        /// Sorted, without repeats.
+        statuses: Vec<LicenseStatus>,
+    },
+}
+
+/// A decision listing, in its order.
+#[derive(Clone, Debug)]
+pub enum Decided {
+    SupplierImpacts(Arc<Vec<SupplierImpact>>),
+    LicenseStakes(Arc<Vec<LicenseStake>>),
+}
+
+/// A decision listing with the answer it weighed candidates against.
+#[derive(Clone, Debug)]
+pub struct Decisions {
+    pub epoch: u64,
+    pub revision: u64,
+    pub as_of: Date,
+    pub decided: Decided,
+}
+
+/// Decision listings kept, the most recently used (each is at most a few
+/// MiB: one entry per supplier or licence of the network).
+const CACHED_DECISIONS: usize = 16;
+
 /// One evaluation under way that callers with the same question wait for.
 #[derive(Default)]
 struct Flight {
@@ -272,6 +314,8 @@ pub struct RiskEngine {
     /// The structure of the network, with the structure revision it is of.
     structure: Mutex<Option<(BuiltFrom, Arc<Structure>)>>,
     answers: Mutex<Answers>,
+    /// Decision listings, by answer and listing.
+    decisions: Mutex<LruCache<(Key, Decision), Decisions>>,
     /// Evaluations under way, by question, for callers to share.
     flights: Mutex<HashMap<Key, Arc<Flight>>>,
     /// Evaluations running now.
@@ -299,6 +343,9 @@ impl RiskEngine {
                 ),
                 max_bytes: cache_bytes,
             }),
+            decisions: Mutex::new(LruCache::new(
+                NonZeroUsize::new(CACHED_DECISIONS).expect("at least one"),
+            )),
             flights: Mutex::new(HashMap::new()),
             running: AtomicU64::new(0),
             evaluated: AtomicU64::new(0),
@@ -409,6 +456,90 @@ impl RiskEngine {
                 )),
             }),
         })
+    }
+
+    /// The decision listing `decision` for `query` on `view`, from the cache
+    /// when it holds one; `None` (nothing kept) once `abandoned` is set.
+    /// CPU-bound on a miss, on every core: call it from a blocking thread.
+    pub fn decide_unless(
+        &self,
+        view: &View,
+        query: &Query,
+        decision: &Decision,
+        abandoned: &AtomicBool,
+    ) -> Option<Decisions> {
+        let key = ((view.epoch, view.revision, query.clone()), decision.clone());
+        if let Some(kept) = self.decisions.lock().get(&key) {
+            return Some(kept.clone());
+        }
+        let answer = self.answer_unless(view, query, abandoned)?;
+        let started = std::time::Instant::now();
+        let structure = &answer.structure;
+        let licensing = Licensing::new(
+            structure,
+            view.licenses.values().map(|l| &**l),
+            &query.scenario,
+            query.as_of,
+            query.horizon_days,
+        );
+        let outages = Outages::new(structure, &query.scenario, query.as_of);
+        let base = Base {
+            structure,
+            evaluation: &answer.evaluation,
+            licensing: &licensing,
+            outages: &outages,
+        };
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let decided = match decision {
+            Decision::SupplierImpacts {
+                plant,
+                recovery_days,
+            } => decide::supplier_impacts(base, plant.as_deref(), *recovery_days, abandoned)
+                .map(|d| Decided::SupplierImpacts(Arc::new(d))),
+            Decision::LicenseStakes { plant, statuses } => decide::license_stakes(
+                base,
+                view.licenses.values().map(|l| &**l),
+                &query.scenario,
+                plant.as_deref(),
+                statuses,
+                abandoned,
+            )
+            .map(|d| Decided::LicenseStakes(Arc::new(d))),
+        };
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        let Some(decided) = decided else {
+            self.abandoned.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+            return None;
+        };
+        tracing::debug!(
+            revision = view.revision,
+            ?decision,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "decided"
+        );
+        let decisions = Decisions {
+            epoch: answer.epoch,
+            revision: answer.revision,
+            as_of: answer.as_of,
+            decided,
+        };
+        self.decisions.lock().put(key, decisions.clone());
+        Some(decisions)
+    }
+
+    /// A kept decision listing for a revision (of the store's `epoch`).
+    pub fn cached_decision(
+        &self,
+        epoch: u64,
+        revision: u64,
+        query: &Query,
+        decision: &Decision,
+    ) -> Option<Decisions> {
+        self.decisions
+            .lock()
+            .get(&((epoch, revision, query.clone()), decision.clone()))
+            .cloned()
     }
 
     /// How many evaluations ran to their end since the engine started.

@@ -40,6 +40,60 @@ fn check_lines(actual: &[pb::LineRisk], expected: &[pb::LineRisk], case: &str) {
         assert_eq!(a.root_cause_path, e.root_cause_path, "{what}");
         assert_eq!(a.blocking_pools, e.blocking_pools, "{what}");
         assert_eq!(a.blocking_license_ids, e.blocking_license_ids, "{what}");
+        assert_eq!(a.blocking_supplier_ids, e.blocking_supplier_ids, "{what}");
+    }
+}
+
+fn check_impacts(actual: &[pb::SupplierImpact], expected: &[pb::SupplierImpact], case: &str) {
+    let ids =
+        |v: &[pb::SupplierImpact]| v.iter().map(|i| i.supplier_id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(actual),
+        ids(expected),
+        "{case}: suppliers and their order"
+    );
+    for (a, e) in actual.iter().zip(expected) {
+        let what = format!("{case}: supplier {}", e.supplier_id);
+        assert_eq!(a.country, e.country, "{what}");
+        close(a.units_lost, e.units_lost, &format!("{what} units_lost"));
+        assert_eq!(a.lines_hit, e.lines_hit, "{what} lines_hit");
+        assert_eq!(
+            a.time_to_survive_days, e.time_to_survive_days,
+            "{what} time_to_survive_days"
+        );
+        assert_eq!(a.first_hit_line_id, e.first_hit_line_id, "{what}");
+        assert_eq!(a.critical, e.critical, "{what} critical");
+        close(
+            a.risk_exposure_index,
+            e.risk_exposure_index,
+            &format!("{what} risk_exposure_index"),
+        );
+    }
+}
+
+fn check_stakes(actual: &[pb::LicenseStake], expected: &[pb::LicenseStake], case: &str) {
+    let ids = |v: &[pb::LicenseStake]| v.iter().map(|s| s.license_id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(actual),
+        ids(expected),
+        "{case}: licences and their order"
+    );
+    for (a, e) in actual.iter().zip(expected) {
+        let what = format!("{case}: licence {}", e.license_id);
+        assert_eq!(
+            (&a.supplier_id, &a.material, a.status),
+            (&e.supplier_id, &e.material, e.status),
+            "{what}"
+        );
+        assert_eq!(a.granted_on, e.granted_on, "{what} granted_on");
+        close(
+            a.units_at_stake,
+            e.units_at_stake,
+            &format!("{what} units_at_stake"),
+        );
+        assert_eq!(a.lines_at_stake, e.lines_at_stake, "{what} lines_at_stake");
+        assert_eq!(a.stop_date_if_denied, e.stop_date_if_denied, "{what}");
+        assert_eq!(a.stop_date_if_granted, e.stop_date_if_granted, "{what}");
     }
 }
 
@@ -92,47 +146,104 @@ fn check_exposure(actual: &pb::Exposure, expected: &pb::Exposure, case: &str) {
     }
 }
 
-#[both_stores]
-#[tokio::test]
-async fn the_worked_example_gives_every_expected_answer() {
-    let app = spawn_app().await;
-    let loaded = app.load_seed().await;
-    let expected: Value = serde_json::from_str(&fixture("seed-network.expected.json")).unwrap();
+/// Asks every question of a fixture of the worked example and compares
+/// each answer with the fixture's; returns how many cases it held.
+async fn answers_as_the_fixture_says(app: &common::TestApp, name: &str) -> usize {
+    let revision = app.load_seed().await.revision;
+    let expected: Value = serde_json::from_str(&fixture(name)).unwrap();
     let cases = expected["cases"].as_array().unwrap();
-    assert!(
-        cases.len() >= 10,
-        "the fixture holds the whole worked example"
-    );
     let mut risk = app.risk.clone();
     for (i, case) in cases.iter().enumerate() {
         let rpc = case["rpc"].as_str().unwrap();
         let name = format!("case {i} ({rpc} {})", case["request"]);
         let request = case["request"].to_string();
         let response = case["response"].to_string();
+        fn read<T: prost::Message + Default>(message: &str, text: &str) -> T {
+            json::from_json(&format!("lodestone.v1.{message}"), text).unwrap()
+        }
         match rpc {
             "ListAtRiskLines" => {
-                let request: pb::ListAtRiskLinesRequest =
-                    json::from_json("lodestone.v1.ListAtRiskLinesRequest", &request).unwrap();
                 let expected: pb::ListAtRiskLinesResponse =
-                    json::from_json("lodestone.v1.ListAtRiskLinesResponse", &response).unwrap();
-                let actual = risk.list_at_risk_lines(request).await.unwrap().into_inner();
+                    read("ListAtRiskLinesResponse", &response);
+                let actual = risk
+                    .list_at_risk_lines(read::<pb::ListAtRiskLinesRequest>(
+                        "ListAtRiskLinesRequest",
+                        &request,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
                 assert_eq!(actual.total_size, expected.total_size, "{name}");
-                assert_eq!(actual.revision, loaded.revision, "{name}");
+                assert_eq!(actual.revision, revision, "{name}");
                 assert!(actual.next_page_token.is_empty(), "{name}");
                 check_lines(&actual.lines, &expected.lines, &name);
             }
             "GetExposure" => {
-                let request: pb::GetExposureRequest =
-                    json::from_json("lodestone.v1.GetExposureRequest", &request).unwrap();
-                let expected: pb::Exposure =
-                    json::from_json("lodestone.v1.Exposure", &response).unwrap();
-                let actual = risk.get_exposure(request).await.unwrap().into_inner();
-                assert_eq!(actual.revision, loaded.revision, "{name}");
+                let expected: pb::Exposure = read("Exposure", &response);
+                let actual = risk
+                    .get_exposure(read::<pb::GetExposureRequest>(
+                        "GetExposureRequest",
+                        &request,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(actual.revision, revision, "{name}");
                 check_exposure(&actual, &expected, &name);
+            }
+            "ListSupplierImpacts" => {
+                let expected: pb::ListSupplierImpactsResponse =
+                    read("ListSupplierImpactsResponse", &response);
+                let actual = risk
+                    .list_supplier_impacts(read::<pb::ListSupplierImpactsRequest>(
+                        "ListSupplierImpactsRequest",
+                        &request,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(actual.total_size, expected.total_size, "{name}");
+                assert_eq!(actual.recovery_days, expected.recovery_days, "{name}");
+                assert_eq!(actual.revision, revision, "{name}");
+                assert!(actual.next_page_token.is_empty(), "{name}");
+                check_impacts(&actual.impacts, &expected.impacts, &name);
+            }
+            "ListLicenseStakes" => {
+                let expected: pb::ListLicenseStakesResponse =
+                    read("ListLicenseStakesResponse", &response);
+                let actual = risk
+                    .list_license_stakes(read::<pb::ListLicenseStakesRequest>(
+                        "ListLicenseStakesRequest",
+                        &request,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(actual.total_size, expected.total_size, "{name}");
+                assert_eq!(actual.revision, revision, "{name}");
+                assert!(actual.next_page_token.is_empty(), "{name}");
+                check_stakes(&actual.stakes, &expected.stakes, &name);
             }
             other => panic!("the fixture names an unknown rpc {other}"),
         }
     }
+    cases.len()
+}
+
+#[both_stores]
+#[tokio::test]
+async fn the_worked_example_gives_every_expected_answer() {
+    let app = spawn_app().await;
+    let cases = answers_as_the_fixture_says(&app, "seed-network.expected.json").await;
+    assert!(cases >= 10, "the fixture holds the whole worked example");
+}
+
+#[both_stores]
+#[tokio::test]
+async fn the_worked_example_answers_every_decision_as_expected() {
+    let app = spawn_app().await;
+    let cases = answers_as_the_fixture_says(&app, "seed-network.decisions.expected.json").await;
+    assert_eq!(cases, 7, "outages, supplier impacts and licence stakes");
 }
 
 fn list_request(page_size: i32, page_token: String) -> pb::ListAtRiskLinesRequest {
@@ -318,6 +429,23 @@ async fn bad_questions_get_clear_answers() {
                         effective_on: "soon".into(),
                     },
                 ],
+                outages: vec![
+                    pb::SupplierOutage {
+                        supplier_id: "NBM".into(),
+                        starts_on: String::new(),
+                        days: -1,
+                    },
+                    pb::SupplierOutage {
+                        supplier_id: "NBM".into(),
+                        starts_on: "2025-06-10".into(),
+                        days: 5,
+                    },
+                    pb::SupplierOutage {
+                        supplier_id: "NO-SUCH-SUPPLIER".into(),
+                        starts_on: "later".into(),
+                        days: 731,
+                    },
+                ],
             }),
             ..Default::default()
         })
@@ -336,6 +464,11 @@ async fn bad_questions_get_clear_answers() {
         "scenario.overrides[2].license_id",
         "scenario.overrides[2].status",
         "scenario.overrides[2].effective_on",
+        "scenario.outages[0].days",
+        "scenario.outages[1].supplier_id",
+        "scenario.outages[2].supplier_id",
+        "scenario.outages[2].starts_on",
+        "scenario.outages[2].days",
     ] {
         assert!(
             fields.iter().any(|f| f == expected),

@@ -12,13 +12,15 @@ use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
+use crate::domain::risk::decide::{LicenseStake, SupplierImpact, DEFAULT_RECOVERY_DAYS};
 use crate::domain::risk::report::{self, Exposure, LineRisk, PoolCoverage, Scope};
 use crate::domain::risk::{
-    check_overrides, LicenseOverride, PendingAssumption, Scenario, DEFAULT_HORIZON_DAYS, MAX_DAYS,
+    check_outages, check_overrides, LicenseOverride, PendingAssumption, Scenario, SupplierOutage,
+    DEFAULT_HORIZON_DAYS, MAX_DAYS, MAX_OUTAGE_DAYS,
 };
 use crate::domain::validate::identifier_problem;
 use crate::domain::{Error, Violation};
-use crate::engine::{Answer, Query, RiskEngine};
+use crate::engine::{Answer, Decided, Decision, Decisions, Query, RiskEngine};
 use crate::network::Network;
 use crate::pb::{self, risk_service_server::RiskService, DateReader};
 use crate::view::View;
@@ -60,6 +62,44 @@ impl RiskApi {
             .await
             .map_err(|e| Status::from(Error::Storage(format!("the evaluation task failed: {e}"))))?
             // Only a dropped call sets the flag, and then nobody reads this.
+            .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
+    }
+}
+
+impl RiskApi {
+    /// The decision listing for a page: the one its first page read when
+    /// pinned elsewhere, else computed on `view` on a blocking thread (given
+    /// up when this future is dropped).
+    async fn decide(
+        &self,
+        view: Arc<View>,
+        query: Query,
+        decision: Decision,
+        paging: &Paging,
+    ) -> Result<Decisions, Status> {
+        if let Some(pin) = paging.pinned_elsewhere(&view) {
+            return self
+                .engine
+                .cached_decision(pin.epoch, pin.revision, &query, &decision)
+                .ok_or_else(|| {
+                    Error::PageTokenExpired {
+                        revision: pin.revision,
+                    }
+                    .into()
+                });
+        }
+        if let Some(kept) =
+            self.engine
+                .cached_decision(view.epoch, view.revision, &query, &decision)
+        {
+            return Ok(kept);
+        }
+        let engine = self.engine.clone();
+        let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = abandoned.0.clone();
+        tokio::task::spawn_blocking(move || engine.decide_unless(&view, &query, &decision, &flag))
+            .await
+            .map_err(|e| Status::from(Error::Storage(format!("the decision task failed: {e}"))))?
             .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
     }
 }
@@ -142,14 +182,46 @@ fn decode_query(
             effective_on,
         });
     }
+    let mut outages = Vec::with_capacity(scenario.outages.len());
+    for (i, o) in scenario.outages.into_iter().enumerate() {
+        let path = format!("scenario.outages[{i}]");
+        if let Some(problem) = identifier_problem(&o.supplier_id) {
+            violations.push(Violation::new(format!("{path}.supplier_id"), problem));
+        }
+        if o.days < 0 {
+            violations.push(Violation::new(
+                format!("{path}.days"),
+                format!(
+                    "must be 0 to {MAX_OUTAGE_DAYS} days (0 means to the end of the horizon), not {}",
+                    o.days
+                ),
+            ));
+        }
+        let starts_on = DateReader {
+            path: path.clone(),
+            violations,
+        }
+        .read("starts_on", &o.starts_on);
+        outages.push(SupplierOutage {
+            supplier_id: o.supplier_id,
+            starts_on,
+            days: o.days.max(0) as u32,
+        });
+    }
     let scenario = Scenario {
         pending,
         decision_delay_days: delay.clamp(0, MAX_DAYS as i32) as u32,
         overrides,
+        outages,
     };
     check_overrides(
         &scenario,
         |id| identifier_problem(id).is_some() || view.licenses.contains_key(id),
+        violations,
+    );
+    check_outages(
+        &scenario,
+        |id| identifier_problem(id).is_some() || view.suppliers.contains_key(id),
         violations,
     );
     Query {
@@ -207,6 +279,138 @@ fn line_to_pb(line: LineRisk) -> pb::LineRisk {
             })
             .collect(),
         blocking_license_ids: line.blocking_license_ids,
+        blocking_supplier_ids: line.blocking_supplier_ids,
+    }
+}
+
+fn impact_to_pb(impact: &SupplierImpact) -> pb::SupplierImpact {
+    pb::SupplierImpact {
+        supplier_id: impact.supplier_id.clone(),
+        country: impact.country.clone(),
+        units_lost: impact.units_lost,
+        lines_hit: impact.lines_hit as i32,
+        time_to_survive_days: impact.time_to_survive_days.map(|d| d as i32),
+        first_hit_line_id: impact.first_hit_line_id.clone(),
+        critical: impact.critical,
+        risk_exposure_index: impact.risk_exposure_index,
+    }
+}
+
+fn stake_to_pb(stake: &LicenseStake) -> pb::LicenseStake {
+    pb::LicenseStake {
+        license_id: stake.license_id.clone(),
+        supplier_id: stake.supplier_id.clone(),
+        material: stake.material.clone(),
+        status: stake.status as i32,
+        granted_on: crate::domain::date::format_date(stake.granted_on),
+        units_at_stake: stake.units_at_stake,
+        lines_at_stake: stake.lines_at_stake as i32,
+        stop_date_if_denied: format_optional_date(stake.stop_date_if_denied),
+        stop_date_if_granted: format_optional_date(stake.stop_date_if_granted),
+    }
+}
+
+/// The statuses a licence-stakes listing weighs: PENDING when none is
+/// given; APPROVED and UNSPECIFIED are refused.
+fn stake_statuses(statuses: &[i32], violations: &mut Vec<Violation>) -> Vec<LicenseStatus> {
+    let mut read = Vec::with_capacity(statuses.len());
+    for (i, &n) in statuses.iter().enumerate() {
+        match LicenseStatus::from_number(n) {
+            status @ (LicenseStatus::Pending | LicenseStatus::Rejected | LicenseStatus::Revoked) => {
+                read.push(status)
+            }
+            _ => violations.push(Violation::new(
+                format!("statuses[{i}]"),
+                format!(
+                    "{n} is not a status to weigh: LICENSE_STATUS_PENDING, LICENSE_STATUS_REJECTED or LICENSE_STATUS_REVOKED (an approved licence has no decision left)"
+                ),
+            )),
+        }
+    }
+    if read.is_empty() {
+        read.push(LicenseStatus::Pending);
+    }
+    read.sort_unstable();
+    read.dedup();
+    read
+}
+
+/// Where a pinned listing's page starts, and the query its answer is for.
+struct Paging {
+    listing: String,
+    offset: usize,
+    size: usize,
+    /// Set for a later page: the answer its first page read.
+    pin: Option<PagePin>,
+}
+
+fn forged_token() -> Error {
+    Error::invalid_argument("page_token", "is not a page token this service issued")
+}
+
+impl Paging {
+    /// Reads `page_size` and `page_token` of `listing`; a later page
+    /// answers for the day its first page answered for.
+    fn read(
+        listing: String,
+        page_size_asked: i32,
+        token: &str,
+        query: &mut Query,
+    ) -> Result<Paging, Status> {
+        let size = page_size(page_size_asked)?;
+        let cursor = decode_token(token, &listing)?;
+        let offset = match &cursor.after {
+            Some(after) => after.parse::<usize>().map_err(|_| forged_token())?,
+            None => 0,
+        };
+        let pin = match cursor.after {
+            Some(_) => {
+                query.as_of =
+                    crate::domain::date::parse_date(&cursor.pin.as_of).ok_or_else(forged_token)?;
+                Some(cursor.pin)
+            }
+            None => None,
+        };
+        Ok(Paging {
+            listing,
+            offset,
+            size,
+            pin,
+        })
+    }
+
+    /// Whether a later page reads another revision than `view`'s.
+    fn pinned_elsewhere(&self, view: &View) -> Option<&PagePin> {
+        self.pin
+            .as_ref()
+            .filter(|pin| (pin.epoch, pin.revision) != (view.epoch, view.revision))
+    }
+
+    /// The positions of this page in a listing of `total`, and the token
+    /// of the next page of the answer (`epoch`, `revision`, `as_of`).
+    fn page(
+        &self,
+        total: usize,
+        epoch: u64,
+        revision: u64,
+        as_of: Date,
+    ) -> Result<(std::ops::Range<usize>, String), Status> {
+        // Tokens are only issued for a position inside their answer.
+        if self.offset > total {
+            return Err(forged_token().into());
+        }
+        let end = self.offset.saturating_add(self.size).min(total);
+        let next = if end < total {
+            let pin = PagePin {
+                epoch,
+                revision,
+                as_of: crate::domain::date::format_date(as_of),
+            };
+            encode_token(&self.listing, &end.to_string(), &pin)
+        } else {
+            String::new()
+        };
+        Ok((self.offset..end, next))
     }
 }
 
@@ -287,59 +491,31 @@ impl RiskService for RiskApi {
         let mut violations = Vec::new();
         let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         refuse_if_any(violations)?;
-        let size = page_size(r.page_size)?;
         // The listing as asked: an empty `as_of` stays empty here, so that a
         // listing's later pages still match after midnight.
         let listing = format!(
             "at-risk as_of={:?} horizon={} {:?} plant={:?}",
             r.as_of, query.horizon_days, query.scenario, r.plant
         );
-        let cursor = decode_token(&r.page_token, &listing)?;
-        let forged =
-            || Error::invalid_argument("page_token", "is not a page token this service issued");
-        let offset = match &cursor.after {
-            Some(after) => after.parse::<usize>().map_err(|_| forged())?,
-            None => 0,
-        };
-        if cursor.after.is_some() {
-            // Later pages answer for the day the first page answered for.
-            query.as_of = crate::domain::date::parse_date(&cursor.pin.as_of).ok_or_else(forged)?;
-        }
+        let paging = Paging::read(listing, r.page_size, &r.page_token, &mut query)?;
         // Every page of a listing comes from the answer its first page read,
         // pinned by store epoch and revision.
-        let answer = match cursor.after {
-            Some(_) if (cursor.pin.epoch, cursor.pin.revision) != (view.epoch, view.revision) => {
-                self.engine
-                    .cached(cursor.pin.epoch, cursor.pin.revision, &query)
-                    .ok_or(Error::PageTokenExpired {
-                        revision: cursor.pin.revision,
-                    })?
-            }
-            _ => self.answer(view, query).await?,
+        let answer = match paging.pinned_elsewhere(&view) {
+            Some(pin) => self.engine.cached(pin.epoch, pin.revision, &query).ok_or(
+                Error::PageTokenExpired {
+                    revision: pin.revision,
+                },
+            )?,
+            None => self.answer(view, query).await?,
         };
         let plant = (!r.plant.is_empty()).then_some(r.plant.as_str());
         let lines = answer.at_risk_order(plant);
         let total = lines.len();
-        // Tokens are only issued for a position inside their answer.
-        if offset > total {
-            return Err(forged().into());
-        }
-        let end = offset.saturating_add(size).min(total);
-        let next_page_token = if end < total {
-            let pin = PagePin {
-                epoch: answer.epoch,
-                revision: answer.revision,
-                as_of: crate::domain::date::format_date(answer.as_of),
-            };
-            encode_token(&listing, &end.to_string(), &pin)
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) =
+            paging.page(total, answer.epoch, answer.revision, answer.as_of)?;
         Ok(Response::new(pb::ListAtRiskLinesResponse {
-            lines: lines
+            lines: lines[page]
                 .iter()
-                .skip(offset)
-                .take(size)
                 .map(|&l| {
                     line_to_pb(report::line_report(
                         &answer.structure,
@@ -351,6 +527,93 @@ impl RiskService for RiskApi {
             next_page_token,
             total_size: total as i32,
             revision: answer.revision,
+        }))
+    }
+
+    async fn list_supplier_impacts(
+        &self,
+        request: Request<pb::ListSupplierImpactsRequest>,
+    ) -> Result<Response<pb::ListSupplierImpactsResponse>, Status> {
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let recovery_days = match r.recovery_days {
+            0 => DEFAULT_RECOVERY_DAYS,
+            d if (1..=MAX_OUTAGE_DAYS as i32).contains(&d) => d as u32,
+            d => {
+                violations.push(Violation::new(
+                    "recovery_days",
+                    format!(
+                        "must be 1 to {MAX_OUTAGE_DAYS} days (0 means {DEFAULT_RECOVERY_DAYS}), not {d}"
+                    ),
+                ));
+                DEFAULT_RECOVERY_DAYS
+            }
+        };
+        refuse_if_any(violations)?;
+        let listing = format!(
+            "supplier-impacts as_of={:?} horizon={} {:?} plant={:?} recovery={recovery_days}",
+            r.as_of, query.horizon_days, query.scenario, r.plant
+        );
+        let paging = Paging::read(listing, r.page_size, &r.page_token, &mut query)?;
+        let decision = Decision::SupplierImpacts {
+            plant: (!r.plant.is_empty()).then_some(r.plant),
+            recovery_days,
+        };
+        let decisions = self.decide(view, query, decision, &paging).await?;
+        let Decided::SupplierImpacts(impacts) = &decisions.decided else {
+            return Err(Error::Storage("a supplier listing answered with licences".into()).into());
+        };
+        let (page, next_page_token) = paging.page(
+            impacts.len(),
+            decisions.epoch,
+            decisions.revision,
+            decisions.as_of,
+        )?;
+        Ok(Response::new(pb::ListSupplierImpactsResponse {
+            impacts: impacts[page].iter().map(impact_to_pb).collect(),
+            next_page_token,
+            total_size: impacts.len() as i32,
+            revision: decisions.revision,
+            recovery_days: recovery_days as i32,
+        }))
+    }
+
+    async fn list_license_stakes(
+        &self,
+        request: Request<pb::ListLicenseStakesRequest>,
+    ) -> Result<Response<pb::ListLicenseStakesResponse>, Status> {
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let statuses = stake_statuses(&r.statuses, &mut violations);
+        refuse_if_any(violations)?;
+        let listing = format!(
+            "license-stakes as_of={:?} horizon={} {:?} plant={:?} statuses={statuses:?}",
+            r.as_of, query.horizon_days, query.scenario, r.plant
+        );
+        let paging = Paging::read(listing, r.page_size, &r.page_token, &mut query)?;
+        let decision = Decision::LicenseStakes {
+            plant: (!r.plant.is_empty()).then_some(r.plant),
+            statuses,
+        };
+        let decisions = self.decide(view, query, decision, &paging).await?;
+        let Decided::LicenseStakes(stakes) = &decisions.decided else {
+            return Err(Error::Storage("a licence listing answered with suppliers".into()).into());
+        };
+        let (page, next_page_token) = paging.page(
+            stakes.len(),
+            decisions.epoch,
+            decisions.revision,
+            decisions.as_of,
+        )?;
+        Ok(Response::new(pb::ListLicenseStakesResponse {
+            stakes: stakes[page].iter().map(stake_to_pb).collect(),
+            next_page_token,
+            total_size: stakes.len() as i32,
+            revision: decisions.revision,
         }))
     }
 

@@ -9,7 +9,12 @@
 //!   the topological order), built once per network revision.
 //! - [`simulate`]: one evaluation for a date, a horizon and a scenario.
 //! - [`report`]: the scopes of an exposure and the orders of its lists.
+//! - [`cone`]: the simulation again for one changed supplier or licence,
+//!   over the components it can touch, against a base run.
+//! - [`decide`]: supplier impacts and licence stakes, from cone runs.
 
+pub mod cone;
+pub mod decide;
 pub mod report;
 pub mod simulate;
 pub mod structure;
@@ -52,13 +57,39 @@ pub struct LicenseOverride {
     pub effective_on: Option<Date>,
 }
 
-/// A what-if: the outcomes assumed for licences.
+/// One supplier out of action for a while: a fire, a flood, a sanction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SupplierOutage {
+    pub supplier_id: String,
+    /// The first day out; `None` means the first simulated day.
+    pub starts_on: Option<Date>,
+    /// Calendar days out; 0 means to the end of the horizon.
+    pub days: u32,
+}
+
+impl SupplierOutage {
+    /// The day numbers out, `[first, end)`, for a simulation from `as_of`.
+    pub fn days_out(&self, as_of: Date) -> (i32, i32) {
+        let first = day_number(self.starts_on.unwrap_or(as_of));
+        let end = match self.days {
+            0 => i32::MAX,
+            days => first.saturating_add(days as i32),
+        };
+        (first, end)
+    }
+}
+
+/// A what-if: the outcomes assumed for licences, and the suppliers out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Scenario {
     pub pending: PendingAssumption,
     pub decision_delay_days: u32,
     pub overrides: Vec<LicenseOverride>,
+    pub outages: Vec<SupplierOutage>,
 }
+
+/// The longest supplier outage, in days.
+pub const MAX_OUTAGE_DAYS: u32 = 730;
 
 /// The day number of a date, for arithmetic in the simulation.
 pub fn day_number(date: Date) -> i32 {
@@ -78,18 +109,72 @@ pub fn check_overrides(
     exists: impl Fn(&str) -> bool,
     violations: &mut Vec<super::Violation>,
 ) {
-    let mut seen = std::collections::HashSet::new();
-    for (i, o) in scenario.overrides.iter().enumerate() {
-        let field = format!("scenario.overrides[{i}].license_id");
-        if !seen.insert(o.license_id.as_str()) {
+    let ids = scenario.overrides.iter().map(|o| o.license_id.as_str());
+    check_named_once(
+        ids,
+        "overrides",
+        "license_id",
+        "licence",
+        "overridden",
+        exists,
+        violations,
+    );
+}
+
+/// Appends a violation for every outage that names no supplier (by
+/// `exists`), names one a second time, or lasts longer than
+/// [`MAX_OUTAGE_DAYS`]. Field paths are under `scenario`.
+pub fn check_outages(
+    scenario: &Scenario,
+    exists: impl Fn(&str) -> bool,
+    violations: &mut Vec<super::Violation>,
+) {
+    let ids = scenario.outages.iter().map(|o| o.supplier_id.as_str());
+    check_named_once(
+        ids,
+        "outages",
+        "supplier_id",
+        "supplier",
+        "out",
+        exists,
+        violations,
+    );
+    for (i, o) in scenario.outages.iter().enumerate() {
+        if o.days > MAX_OUTAGE_DAYS {
             violations.push(super::Violation::new(
-                field,
-                format!("licence {:?} is overridden more than once", o.license_id),
+                format!("scenario.outages[{i}].days"),
+                format!(
+                    "must be 0 to {MAX_OUTAGE_DAYS} days (0 means to the end of the horizon), not {}",
+                    o.days
+                ),
             ));
-        } else if !exists(&o.license_id) {
+        }
+    }
+}
+
+/// Appends a violation for every entry of `scenario.{list}` whose `field`
+/// names no `kind` (by `exists`) or names one a second time.
+fn check_named_once<'a>(
+    ids: impl Iterator<Item = &'a str>,
+    list: &str,
+    field: &str,
+    kind: &str,
+    verb: &str,
+    exists: impl Fn(&str) -> bool,
+    violations: &mut Vec<super::Violation>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in ids.enumerate() {
+        let path = format!("scenario.{list}[{i}].{field}");
+        if !seen.insert(id) {
             violations.push(super::Violation::new(
-                field,
-                format!("no licence {:?} exists", o.license_id),
+                path,
+                format!("{kind} {id:?} is {verb} more than once"),
+            ));
+        } else if !exists(id) {
+            violations.push(super::Violation::new(
+                path,
+                format!("no {kind} {id:?} exists"),
             ));
         }
     }

@@ -35,6 +35,7 @@ pub struct LineRisk {
     /// (supplier id, material code)
     pub blocking_pools: Vec<(String, String)>,
     pub blocking_license_ids: Vec<String>,
+    pub blocking_supplier_ids: Vec<String>,
 }
 
 impl LineRisk {
@@ -106,6 +107,11 @@ pub fn line_report(structure: &Structure, evaluation: &Evaluation, l: u32) -> Li
             })
             .collect(),
         blocking_license_ids: outcome.blocking_licenses.clone(),
+        blocking_supplier_ids: outcome
+            .blocking_suppliers
+            .iter()
+            .map(|&s| structure.supplier_ids[s as usize].clone())
+            .collect(),
     }
 }
 

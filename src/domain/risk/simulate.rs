@@ -1,11 +1,18 @@
 //! One evaluation of the model: the daily simulation over the horizon for a
 //! first day and a scenario, and what it says of every line and pool.
+//!
+//! An evaluation also keeps its *history*: every value of a day that differs
+//! from "everything available" (a component's `avail` and `cap`, a line's
+//! `out`, a pool's uncovered days). A question that changes one supplier or
+//! one licence changes only the components above it (its *cone*, see
+//! [`super::cone`]); everything else is read back from the history instead
+//! of simulated again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::structure::Structure;
-use super::{day_number, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
+use super::structure::{Structure, NO_SUPPLIER};
+use super::{day_number, LicenseOverride, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus};
 
@@ -26,6 +33,9 @@ pub struct LineOutcome {
     pub blocking_pools: Vec<u32>,
     /// Every licence of the blocking pools, in id order.
     pub blocking_licenses: Vec<String>,
+    /// On the stop day: the sources of the path's last component that are
+    /// out, by supplier index.
+    pub blocking_suppliers: Vec<u32>,
 }
 
 /// What the simulation found for one pool.
@@ -46,20 +56,331 @@ pub struct Evaluation {
     pub lines: Vec<LineOutcome>,
     /// By pool index.
     pub pools: Vec<PoolOutcome>,
+    /// Every day's values that are not 1, for runs of a cone.
+    pub history: History,
+}
+
+/// Values by row and day that are 1 on most days, kept as the days on which
+/// they are not (compressed sparse rows, days ascending within a row).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sparse {
+    start: Vec<u32>,
+    day: Vec<u16>,
+    value: Vec<f64>,
+}
+
+impl Sparse {
+    /// Builds rows `0..rows` from (row, day, value) entries in day order.
+    fn build(rows: usize, entries: &[(u32, u16, f64)]) -> Sparse {
+        let mut start = vec![0u32; rows + 1];
+        for &(row, ..) in entries {
+            start[row as usize + 1] += 1;
+        }
+        for r in 0..rows {
+            start[r + 1] += start[r];
+        }
+        let mut next = start.clone();
+        let mut day = vec![0u16; entries.len()];
+        let mut value = vec![0.0; entries.len()];
+        for &(row, d, v) in entries {
+            let at = next[row as usize] as usize;
+            day[at] = d;
+            value[at] = v;
+            next[row as usize] += 1;
+        }
+        Sparse { start, day, value }
+    }
+
+    fn row(&self, row: usize) -> (&[u16], &[f64]) {
+        let range = self.start[row] as usize..self.start[row + 1] as usize;
+        (&self.day[range.clone()], &self.value[range])
+    }
+
+    /// The value of `row` on day `t`.
+    pub fn at(&self, row: usize, t: u32) -> f64 {
+        let (days, values) = self.row(row);
+        match days.binary_search(&(t as u16)) {
+            Ok(i) => values[i],
+            Err(_) => 1.0,
+        }
+    }
+
+    /// Writes the value of `row` on every day into `out` (one per day).
+    pub fn expand(&self, row: usize, out: &mut [f64]) {
+        out.fill(1.0);
+        let (days, values) = self.row(row);
+        for (&d, &v) in days.iter().zip(values) {
+            out[d as usize] = v;
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.start.len() * 4 + self.day.len() * 2 + self.value.len() * 8
+    }
+}
+
+/// What an evaluation saw day by day.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// `avail` of each component, by position.
+    pub avail: Sparse,
+    /// `cap` of each component, by position.
+    pub cap: Sparse,
+    /// `out` of each line.
+    pub line_out: Sparse,
+    /// The uncovered days of each pool: bit t of
+    /// `uncovered[p * words..(p + 1) * words]`.
+    uncovered: Vec<u64>,
+    words: usize,
+}
+
+impl History {
+    /// Whether pool `p` was uncovered on day `t` (an idle pool is not).
+    pub fn uncovered(&self, p: usize, t: u32) -> bool {
+        let word = self.uncovered[p * self.words + (t / 64) as usize];
+        word >> (t % 64) & 1 == 1
+    }
+
+    /// Heap bytes held (for cache budgets).
+    pub fn bytes(&self) -> usize {
+        self.avail.bytes() + self.cap.bytes() + self.line_out.bytes() + self.uncovered.len() * 8
+    }
 }
 
 /// A licence as the scenario makes it: usable over [from, until] while
 /// something remains.
 #[derive(Clone, Debug)]
-struct Usable {
+pub struct Usable {
     from: i32,
     until: i32,
     remaining: f64,
     id: String,
 }
 
+/// What one licence record is under a scenario.
+struct Assumed {
+    /// Its status after the scenario's override.
+    status: LicenseStatus,
+    usable: Option<Usable>,
+}
+
+/// Looks at one licence under `scenario` and its override (if any).
+fn assume(license: &License, overridden: Option<&LicenseOverride>, scenario: &Scenario) -> Assumed {
+    let status = overridden.map_or(license.status, |o| o.status);
+    let mut from = license.valid_from.map_or(i32::MIN, day_number);
+    if let Some(o) = overridden {
+        if o.status == LicenseStatus::Approved {
+            if let Some(effective_on) = o.effective_on {
+                from = from.max(day_number(effective_on));
+            }
+        }
+    }
+    let until = license.valid_until.map_or(i32::MAX, day_number);
+    let window = match status {
+        LicenseStatus::Approved => Some((from, until)),
+        LicenseStatus::Pending if scenario.pending == PendingAssumption::ApprovedAsExpected => {
+            let expected = license.expected_decision_on.map(day_number).or_else(|| {
+                license
+                    .submitted_on
+                    .map(|d| day_number(d) + REVIEW_DAYS as i32)
+            });
+            expected.map(|e| (from.max(e + scenario.decision_delay_days as i32), until))
+        }
+        _ => None,
+    };
+    Assumed {
+        status,
+        usable: window.map(|(from, until)| Usable {
+            from,
+            until,
+            remaining: license.quantity_kg - license.used_kg,
+            id: license.id.clone(),
+        }),
+    }
+}
+
+/// The licences of every pool as a scenario makes them, before day 0.
+#[derive(Clone, Debug, Default)]
+pub struct Licensing {
+    /// By pool, in consumption order: the soonest to expire first
+    /// (open-ended last), then by id.
+    pub usable: Vec<Vec<Usable>>,
+    /// Every licence record of each pool, in id order.
+    pub pool_licenses: Vec<Vec<String>>,
+    /// By pool: the remaining and pending kilograms; `covered_days` is the
+    /// horizon until the simulation finds otherwise.
+    pub pools: Vec<PoolOutcome>,
+}
+
+impl Licensing {
+    /// The pools' licences under `scenario` (valid: overrides name existing
+    /// licences, at most once each).
+    pub fn new<'a>(
+        structure: &Structure,
+        licenses: impl IntoIterator<Item = &'a License>,
+        scenario: &Scenario,
+        as_of: Date,
+        horizon_days: u32,
+    ) -> Licensing {
+        let pool_count = structure.pools.len();
+        let overrides: HashMap<&str, &LicenseOverride> = scenario
+            .overrides
+            .iter()
+            .map(|o| (o.license_id.as_str(), o))
+            .collect();
+        let mut licensing = Licensing {
+            usable: vec![Vec::new(); pool_count],
+            pool_licenses: vec![Vec::new(); pool_count],
+            pools: vec![
+                PoolOutcome {
+                    covered_days: horizon_days,
+                    ..PoolOutcome::default()
+                };
+                pool_count
+            ],
+        };
+        let start = day_number(as_of);
+        for license in licenses {
+            let Some(p) = structure.pool_of(license) else {
+                continue;
+            };
+            let overridden = overrides.get(license.id.as_str()).copied();
+            licensing.add(p, license, assume(license, overridden, scenario), start);
+        }
+        for (list, ids) in licensing
+            .usable
+            .iter_mut()
+            .zip(&mut licensing.pool_licenses)
+        {
+            order(list);
+            ids.sort();
+        }
+        licensing
+    }
+
+    fn add(&mut self, p: usize, license: &License, assumed: Assumed, start: i32) {
+        self.pool_licenses[p].push(license.id.clone());
+        if assumed.status == LicenseStatus::Pending {
+            self.pools[p].pending_kg += license.quantity_kg;
+        }
+        if let Some(usable) = assumed.usable {
+            if usable.until >= start {
+                self.pools[p].approved_remaining_kg += usable.remaining;
+            }
+            self.usable[p].push(usable);
+        }
+    }
+}
+
+/// Puts usable licences in consumption order.
+fn order(list: &mut [Usable]) {
+    list.sort_by(|a, b| a.until.cmp(&b.until).then_with(|| a.id.cmp(&b.id)));
+}
+
+/// The licences of one pool (`members`, its licence records) under
+/// `scenario` with `license_id`'s override replaced by `replacement`, in
+/// consumption order.
+pub fn pool_usable_with(
+    members: &[&License],
+    scenario: &Scenario,
+    replacement: &LicenseOverride,
+) -> Vec<Usable> {
+    let mut list: Vec<Usable> = members
+        .iter()
+        .filter_map(|license| {
+            let overridden = if license.id == replacement.license_id {
+                Some(replacement)
+            } else {
+                scenario
+                    .overrides
+                    .iter()
+                    .find(|o| o.license_id == license.id)
+            };
+            assume(license, overridden, scenario).usable
+        })
+        .collect();
+    order(&mut list);
+    list
+}
+
+/// Step 1 for one pool on one day: whether it is covered, consuming its
+/// requirement from its active licences when it is.
+pub(super) fn cover(usable: &mut [Usable], required: f64, controlled_from: i32, day: i32) -> bool {
+    if day < controlled_from || required < EPS {
+        return true;
+    }
+    let active = |u: &&mut Usable| u.from <= day && day <= u.until && u.remaining > 0.0;
+    let total: f64 = usable.iter_mut().filter(active).map(|u| u.remaining).sum();
+    if total < required - EPS {
+        return false;
+    }
+    let mut need = required;
+    for u in usable.iter_mut().filter(active) {
+        if need <= 0.0 {
+            break;
+        }
+        let take = u.remaining.min(need);
+        u.remaining -= take;
+        need -= take;
+    }
+    true
+}
+
+/// Suppliers out under a scenario: by supplier index, the day numbers out,
+/// `[first, end)`.
+#[derive(Clone, Debug, Default)]
+pub struct Outages {
+    windows: Vec<(u32, i32, i32)>,
+}
+
+impl Outages {
+    /// The outages of `scenario` (valid: each names an existing supplier,
+    /// at most once) for a simulation from `as_of`.
+    pub fn new(structure: &Structure, scenario: &Scenario, as_of: Date) -> Outages {
+        let mut windows: Vec<(u32, i32, i32)> = scenario
+            .outages
+            .iter()
+            .filter_map(|o| {
+                let s = *structure.supplier_index.get(&o.supplier_id)?;
+                let (first, end) = o.days_out(as_of);
+                Some((s, first, end))
+            })
+            .collect();
+        windows.sort_unstable();
+        Outages { windows }
+    }
+
+    /// These outages with supplier `s`'s replaced by `[first, end)`.
+    pub fn with(&self, s: u32, first: i32, end: i32) -> Outages {
+        let mut windows: Vec<(u32, i32, i32)> =
+            self.windows.iter().copied().filter(|w| w.0 != s).collect();
+        windows.push((s, first, end));
+        windows.sort_unstable();
+        Outages { windows }
+    }
+
+    /// The days supplier `s` is out, `[first, end)`; empty when never.
+    pub fn window(&self, s: u32) -> (i32, i32) {
+        match self.windows.binary_search_by_key(&s, |w| w.0) {
+            Ok(i) => (self.windows[i].1, self.windows[i].2),
+            Err(_) => (i32::MAX, i32::MAX),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
+    /// Marks in `out` (by supplier index) the suppliers out on `day`.
+    fn mark(&self, day: i32, out: &mut [bool]) {
+        for &(s, first, end) in &self.windows {
+            out[s as usize] = first <= day && day < end;
+        }
+    }
+}
+
 /// Runs the model. `scenario` must already be valid (overrides name
-/// existing licences, at most once each).
+/// existing licences, outages existing suppliers, at most once each).
 pub fn evaluate<'a>(
     structure: &Structure,
     licenses: impl IntoIterator<Item = &'a License>,
@@ -83,87 +404,51 @@ pub fn evaluate_unless<'a>(
     horizon_days: u32,
     abandoned: &AtomicBool,
 ) -> Option<Evaluation> {
+    let licensing = Licensing::new(structure, licenses, scenario, as_of, horizon_days);
+    let outages = Outages::new(structure, scenario, as_of);
+    run(
+        structure,
+        licensing,
+        &outages,
+        as_of,
+        horizon_days,
+        abandoned,
+    )
+}
+
+/// The daily simulation of every pool, component and line.
+fn run(
+    structure: &Structure,
+    licensing: Licensing,
+    outages: &Outages,
+    as_of: Date,
+    horizon_days: u32,
+    abandoned: &AtomicBool,
+) -> Option<Evaluation> {
+    let Licensing {
+        mut usable,
+        pool_licenses,
+        mut pools,
+    } = licensing;
     let start = day_number(as_of);
     let horizon = horizon_days as usize;
     let pool_count = structure.pools.len();
-    let overrides: HashMap<&str, _> = scenario
-        .overrides
-        .iter()
-        .map(|o| (o.license_id.as_str(), o))
-        .collect();
-
-    let mut pools = vec![
-        PoolOutcome {
-            covered_days: horizon_days,
-            ..PoolOutcome::default()
-        };
-        pool_count
-    ];
-    let mut usable: Vec<Vec<Usable>> = vec![Vec::new(); pool_count];
-    let mut pool_licenses: Vec<Vec<String>> = vec![Vec::new(); pool_count];
-    for license in licenses {
-        let Some(&p) = structure
-            .pool_index
-            .get(&(license.supplier_id.clone(), license.material.clone()))
-        else {
-            continue;
-        };
-        let p = p as usize;
-        pool_licenses[p].push(license.id.clone());
-        let overridden = overrides.get(license.id.as_str());
-        let status = overridden.map_or(license.status, |o| o.status);
-        let mut from = license.valid_from.map_or(i32::MIN, day_number);
-        if let Some(o) = overridden {
-            if o.status == LicenseStatus::Approved {
-                if let Some(effective_on) = o.effective_on {
-                    from = from.max(day_number(effective_on));
-                }
-            }
-        }
-        let until = license.valid_until.map_or(i32::MAX, day_number);
-        if status == LicenseStatus::Pending {
-            pools[p].pending_kg += license.quantity_kg;
-        }
-        let window = match status {
-            LicenseStatus::Approved => Some((from, until)),
-            LicenseStatus::Pending if scenario.pending == PendingAssumption::ApprovedAsExpected => {
-                let expected = license.expected_decision_on.map(day_number).or_else(|| {
-                    license
-                        .submitted_on
-                        .map(|d| day_number(d) + REVIEW_DAYS as i32)
-                });
-                expected.map(|e| (from.max(e + scenario.decision_delay_days as i32), until))
-            }
-            _ => None,
-        };
-        if let Some((from, until)) = window {
-            let remaining = license.quantity_kg - license.used_kg;
-            if until >= start {
-                pools[p].approved_remaining_kg += remaining;
-            }
-            usable[p].push(Usable {
-                from,
-                until,
-                remaining,
-                id: license.id.clone(),
-            });
-        }
-    }
-    for (list, ids) in usable.iter_mut().zip(&mut pool_licenses) {
-        // Consumption order: the soonest to expire first (open-ended last), then by id.
-        list.sort_by(|a, b| a.until.cmp(&b.until).then_with(|| a.id.cmp(&b.id)));
-        ids.sort();
-    }
-
     let flat = &structure.flat;
     let n = structure.components.len();
     let mut covered = vec![true; pool_count];
+    let mut out = vec![false; structure.supplier_ids.len()];
     // By position (see `Flat`); a component that is never exposed keeps
-    // everything it needs, so it keeps avail = cap = 1 and is never visited.
+    // everything it needs, so it keeps avail = cap = 1 and is never visited,
+    // unless a supplier of it is out.
     let mut inventory = flat.on_hand_units.clone();
     let mut avail = vec![1.0f64; n];
     let mut cap = vec![1.0f64; n];
-    let exposed: Vec<usize> = (0..n).filter(|&k| flat.exposed[k]).collect();
+    let visited = if outages.is_empty() {
+        flat.exposed.clone()
+    } else {
+        exposed_with_outages(structure, outages)
+    };
+    let visit: Vec<usize> = (0..n).filter(|&k| visited[k]).collect();
     let mut lines = vec![
         LineOutcome {
             output_fraction: 1.0,
@@ -171,39 +456,31 @@ pub fn evaluate_unless<'a>(
         };
         structure.lines.len()
     ];
+    let words = horizon.div_ceil(64);
+    let mut uncovered = vec![0u64; pool_count * words];
+    let mut avail_seen: Vec<(u32, u16, f64)> = Vec::new();
+    let mut cap_seen: Vec<(u32, u16, f64)> = Vec::new();
+    let mut out_seen: Vec<(u32, u16, f64)> = Vec::new();
 
     for t in 0..horizon {
         if abandoned.load(Ordering::Relaxed) {
             return None;
         }
         let day = start + t as i32;
+        outages.mark(day, &mut out);
 
-        // Step 1: pools, in order. A pool is covered whole or not at all.
+        // Step 1: pools, in order. A pool is covered whole or not at all; a
+        // pool whose supplier is out is idle (neither).
         for (p, pool) in structure.pools.iter().enumerate() {
-            let required = pool.required_kg_per_day;
-            if day < pool.controlled_from || required < EPS {
-                covered[p] = true;
-                continue;
-            }
-            let active = |u: &&mut Usable| u.from <= day && day <= u.until && u.remaining > 0.0;
-            let total: f64 = usable[p]
-                .iter_mut()
-                .filter(active)
-                .map(|u| u.remaining)
-                .sum();
-            if total >= required - EPS {
-                covered[p] = true;
-                let mut need = required;
-                for u in usable[p].iter_mut().filter(active) {
-                    if need <= 0.0 {
-                        break;
-                    }
-                    let take = u.remaining.min(need);
-                    u.remaining -= take;
-                    need -= take;
-                }
-            } else {
-                covered[p] = false;
+            covered[p] = pool.supplier != NO_SUPPLIER && out[pool.supplier as usize]
+                || cover(
+                    &mut usable[p],
+                    pool.required_kg_per_day,
+                    pool.controlled_from,
+                    day,
+                );
+            if !covered[p] {
+                uncovered[p * words + t / 64] |= 1 << (t % 64);
                 if pools[p].covered_days == horizon_days {
                     pools[p].covered_days = t as u32;
                 }
@@ -211,53 +488,58 @@ pub fn evaluate_unless<'a>(
         }
 
         // Step 2: components, inputs first (positions are in that order).
-        for &k in &exposed {
-            let sources = flat.source_start[k] as usize..flat.source_start[k + 1] as usize;
-            cap[k] = if sources.is_empty() {
-                1.0
-            } else {
-                let mut sum = 0.0;
-                for s in sources {
-                    let pools = &flat.source_pools
-                        [flat.pool_start[s] as usize..flat.pool_start[s + 1] as usize];
-                    if pools.iter().all(|&p| covered[p as usize]) {
-                        sum += flat.source_share[s];
-                    }
-                }
-                sum
-            };
+        for &k in &visit {
+            cap[k] = capacity(
+                structure,
+                k,
+                |p| covered[p as usize],
+                |s| s != NO_SUPPLIER && out[s as usize],
+            );
             let demand = flat.demand[k];
             if demand == 0.0 {
                 avail[k] = 1.0;
-                continue;
+            } else {
+                let inputs = flat
+                    .inputs_of(k)
+                    .iter()
+                    .map(|&i| avail[i as usize])
+                    .fold(1.0, f64::min);
+                let supply = cap[k] * inputs * demand;
+                let draw = (demand - supply).min(inventory[k]);
+                inventory[k] -= draw;
+                avail[k] = (supply + draw) / demand;
             }
-            let inputs = flat.inputs
-                [flat.input_start[k] as usize..flat.input_start[k + 1] as usize]
-                .iter()
-                .map(|&i| avail[i as usize])
-                .fold(1.0, f64::min);
-            let supply = cap[k] * inputs * demand;
-            let draw = (demand - supply).min(inventory[k]);
-            inventory[k] -= draw;
-            avail[k] = (supply + draw) / demand;
+            if avail[k] != 1.0 {
+                avail_seen.push((k as u32, t as u16, avail[k]));
+            }
+            if cap[k] != 1.0 {
+                cap_seen.push((k as u32, t as u16, cap[k]));
+            }
         }
 
         // Step 3: lines.
         for (l, line) in structure.lines.iter().enumerate() {
-            let bom = &flat.bom[flat.bom_start[l] as usize..flat.bom_start[l + 1] as usize];
-            let out = bom.iter().map(|&k| avail[k as usize]).fold(1.0, f64::min);
-            if out >= 1.0 - EPS {
+            let out_l = flat
+                .bom_of(l)
+                .iter()
+                .map(|&k| avail[k as usize])
+                .fold(1.0, f64::min);
+            if out_l != 1.0 {
+                out_seen.push((l as u32, t as u16, out_l));
+            }
+            if out_l >= 1.0 - EPS {
                 continue;
             }
             let outcome = &mut lines[l];
-            outcome.units_lost += line.units_per_day * (1.0 - out);
+            outcome.units_lost += line.units_per_day * (1.0 - out_l);
             if outcome.days_to_stop.is_none() {
                 outcome.days_to_stop = Some(t as u32);
-                outcome.output_fraction = out;
+                outcome.output_fraction = out_l;
                 let state = DayState {
                     avail: &avail,
                     cap: &cap,
                     covered: &covered,
+                    out: &out,
                 };
                 explain_stop(structure, outcome, &line.bom, &state, &pool_licenses);
             }
@@ -269,7 +551,54 @@ pub fn evaluate_unless<'a>(
         horizon_days,
         lines,
         pools,
+        history: History {
+            avail: Sparse::build(n, &avail_seen),
+            cap: Sparse::build(n, &cap_seen),
+            line_out: Sparse::build(structure.lines.len(), &out_seen),
+            uncovered,
+            words,
+        },
     })
+}
+
+/// `cap` of the component at position k: the shares of its sources that
+/// are not out and have every pool covered.
+pub(super) fn capacity(
+    structure: &Structure,
+    k: usize,
+    covered: impl Fn(u32) -> bool,
+    out: impl Fn(u32) -> bool,
+) -> f64 {
+    let flat = &structure.flat;
+    let sources = flat.sources(k);
+    if sources.is_empty() {
+        return 1.0;
+    }
+    let mut sum = 0.0;
+    for s in sources {
+        if !out(flat.source_supplier[s]) && flat.pools_of_source(s).iter().all(|&p| covered(p)) {
+            sum += flat.source_share[s];
+        }
+    }
+    sum
+}
+
+/// The positions that can fall short under `outages`: the exposed ones,
+/// those with a source that is out at some time, and everything above them.
+fn exposed_with_outages(structure: &Structure, outages: &Outages) -> Vec<bool> {
+    let flat = &structure.flat;
+    let mut visited = flat.exposed.clone();
+    for k in 0..visited.len() {
+        if visited[k] {
+            continue;
+        }
+        let sourced_by_out = flat
+            .sources(k)
+            .any(|s| outages.window(flat.source_supplier[s]).0 != i32::MAX);
+        let input_visited = flat.inputs_of(k).iter().any(|&i| visited[i as usize]);
+        visited[k] = sourced_by_out || input_visited;
+    }
+    visited
 }
 
 /// The state of one simulated day; `avail` and `cap` by position.
@@ -277,6 +606,8 @@ struct DayState<'a> {
     avail: &'a [f64],
     cap: &'a [f64],
     covered: &'a [bool],
+    /// By supplier index.
+    out: &'a [bool],
 }
 
 impl DayState<'_> {
@@ -330,11 +661,18 @@ fn explain_stop(
             None => break,
         }
     }
-    outcome.blocking_pools = structure.components[current as usize]
+    let last = &structure.components[current as usize];
+    outcome.blocking_pools = last
         .pools
         .iter()
         .copied()
         .filter(|&p| !day.covered[p as usize])
+        .collect();
+    outcome.blocking_suppliers = last
+        .sources
+        .iter()
+        .map(|s| s.supplier)
+        .filter(|&s| s != NO_SUPPLIER && day.out[s as usize])
         .collect();
     let mut licenses: Vec<String> = outcome
         .blocking_pools

@@ -11,11 +11,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::day_number;
-use crate::domain::record::{Component, Material, ProductionLine, Supplier};
+use crate::domain::record::{Component, License, Material, ProductionLine, Supplier};
+
+/// The supplier index of a source whose supplier the network lacks.
+pub const NO_SUPPLIER: u32 = u32::MAX;
 
 /// One supplier's part of a component, with the pools it needs.
 #[derive(Clone, Debug)]
 pub struct SourceNode {
+    /// The supplier, by index (= by id); [`NO_SUPPLIER`] when the network
+    /// has no such supplier.
+    pub supplier: u32,
     /// The share divided by the sum of the component's shares.
     pub share: f64,
     /// The pools (this supplier, m) for the materials of the component that
@@ -50,6 +56,8 @@ pub struct LineNode {
 
 #[derive(Clone, Debug)]
 pub struct PoolNode {
+    /// The supplier, by index.
+    pub supplier: u32,
     pub supplier_id: String,
     pub material: String,
     /// R(s, m): kilograms per day the network needs from this pool.
@@ -72,6 +80,11 @@ pub struct Structure {
     pub pool_index: HashMap<(String, String), u32>,
     pub suppliers: HashSet<String>,
     pub materials: HashSet<String>,
+    /// Every supplier of the network, by index (= in id order), with its
+    /// country.
+    pub supplier_ids: Vec<String>,
+    pub supplier_countries: Vec<String>,
+    pub supplier_index: HashMap<String, u32>,
     /// The same graph laid out flat for the simulation's inner loop.
     pub flat: Flat,
     /// comps(L) of each line: every component reachable from its BOM, by index.
@@ -103,12 +116,22 @@ pub struct Flat {
     /// Pools of source s: `source_pools[pool_start[s]..pool_start[s + 1]]`.
     pub pool_start: Vec<u32>,
     pub source_pools: Vec<u32>,
+    /// The supplier of source s.
+    pub source_supplier: Vec<u32>,
     /// Input positions at position k: `inputs[input_start[k]..input_start[k + 1]]`.
     pub input_start: Vec<u32>,
     pub inputs: Vec<u32>,
     /// BOM positions of line l: `bom[bom_start[l]..bom_start[l + 1]]`.
     pub bom_start: Vec<u32>,
     pub bom: Vec<u32>,
+    /// Positions of the components that use the one at position k as an
+    /// input: `users[user_start[k]..user_start[k + 1]]`.
+    pub user_start: Vec<u32>,
+    pub users: Vec<u32>,
+    /// Lines whose BOM holds the component at position k:
+    /// `bom_lines[bom_line_start[k]..bom_line_start[k + 1]]`.
+    pub bom_line_start: Vec<u32>,
+    pub bom_lines: Vec<u32>,
 }
 
 impl Flat {
@@ -131,6 +154,7 @@ impl Flat {
             flat.source_start.push(flat.source_share.len() as u32);
             for source in &node.sources {
                 flat.source_share.push(source.share);
+                flat.source_supplier.push(source.supplier);
                 flat.pool_start.push(flat.source_pools.len() as u32);
                 flat.source_pools.extend_from_slice(&source.pools);
             }
@@ -154,9 +178,78 @@ impl Flat {
             flat.bom.extend(l.bom.iter().map(|&c| position[c as usize]));
         }
         flat.bom_start.push(flat.bom.len() as u32);
+        let n = components.len();
+        let (user_start, users) = compressed(n, |push| {
+            for k in 0..n {
+                for &i in
+                    &flat.inputs[flat.input_start[k] as usize..flat.input_start[k + 1] as usize]
+                {
+                    push(i, k as u32);
+                }
+            }
+        });
+        let (bom_line_start, bom_lines) = compressed(n, |push| {
+            for l in 0..lines.len() {
+                for &k in &flat.bom[flat.bom_start[l] as usize..flat.bom_start[l + 1] as usize] {
+                    push(k, l as u32);
+                }
+            }
+        });
+        flat.user_start = user_start;
+        flat.users = users;
+        flat.bom_line_start = bom_line_start;
+        flat.bom_lines = bom_lines;
         flat.position = position;
         flat
     }
+
+    /// Range of the sources of the component at position k.
+    pub fn sources(&self, k: usize) -> std::ops::Range<usize> {
+        self.source_start[k] as usize..self.source_start[k + 1] as usize
+    }
+
+    /// The pools of source s.
+    pub fn pools_of_source(&self, s: usize) -> &[u32] {
+        &self.source_pools[self.pool_start[s] as usize..self.pool_start[s + 1] as usize]
+    }
+
+    /// The input positions of the component at position k.
+    pub fn inputs_of(&self, k: usize) -> &[u32] {
+        &self.inputs[self.input_start[k] as usize..self.input_start[k + 1] as usize]
+    }
+
+    /// The BOM positions of line l.
+    pub fn bom_of(&self, l: usize) -> &[u32] {
+        &self.bom[self.bom_start[l] as usize..self.bom_start[l + 1] as usize]
+    }
+
+    /// The positions using the component at position k.
+    pub fn users_of(&self, k: usize) -> &[u32] {
+        &self.users[self.user_start[k] as usize..self.user_start[k + 1] as usize]
+    }
+
+    /// The lines with the component at position k in their BOM.
+    pub fn lines_of(&self, k: usize) -> &[u32] {
+        &self.bom_lines[self.bom_line_start[k] as usize..self.bom_line_start[k + 1] as usize]
+    }
+}
+
+/// A compressed-sparse-rows list over `rows` rows from (row, value) pairs
+/// that `fill` pushes in any row order; each row keeps its values in push
+/// order.
+fn compressed(rows: usize, fill: impl Fn(&mut dyn FnMut(u32, u32))) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; rows + 1];
+    fill(&mut |row, _| start[row as usize + 1] += 1);
+    for r in 0..rows {
+        start[r + 1] += start[r];
+    }
+    let mut next = start.clone();
+    let mut values = vec![0u32; start[rows] as usize];
+    fill(&mut |row, value| {
+        values[next[row as usize] as usize] = value;
+        next[row as usize] += 1;
+    });
+    (start, values)
 }
 
 impl Structure {
@@ -174,6 +267,14 @@ impl Structure {
             .into_iter()
             .map(|s| (s.id.as_str(), s.country.as_str()))
             .collect();
+        let mut supplier_ids: Vec<&str> = countries.keys().copied().collect();
+        supplier_ids.sort_unstable();
+        let supplier_index: HashMap<String, u32> = supplier_ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.to_string(), i as u32))
+            .collect();
+        let supplier_of = |id: &str| supplier_index.get(id).copied().unwrap_or(NO_SUPPLIER);
         let mut components: Vec<&Component> = components.into_iter().collect();
         components.sort_by(|a, b| a.id.cmp(&b.id));
         let mut lines: Vec<&ProductionLine> = lines.into_iter().collect();
@@ -263,6 +364,7 @@ impl Structure {
         let pools: Vec<PoolNode> = pool_requirements
             .into_iter()
             .map(|((supplier_id, material), required)| PoolNode {
+                supplier: supplier_of(&supplier_id),
                 controlled_from: materials
                     .get(material.as_str())
                     .and_then(|m| m.controlled_from)
@@ -298,7 +400,11 @@ impl Structure {
                             .collect();
                         pools.sort_unstable();
                         pools.dedup();
-                        SourceNode { share, pools }
+                        SourceNode {
+                            supplier: supplier_of(supplier),
+                            share,
+                            pools,
+                        }
                     })
                     .collect();
                 let mut all_pools: Vec<u32> =
@@ -361,8 +467,37 @@ impl Structure {
             component_index,
             pool_index,
             suppliers: countries.keys().map(|s| s.to_string()).collect(),
+            supplier_countries: supplier_ids
+                .iter()
+                .map(|s| countries[s].to_string())
+                .collect(),
+            supplier_ids: supplier_ids.iter().map(|s| s.to_string()).collect(),
+            supplier_index,
             materials: materials.keys().map(|m| m.to_string()).collect(),
         }
+    }
+
+    /// The pool a licence record belongs to, if it is one of a pool.
+    pub fn pool_of(&self, license: &License) -> Option<usize> {
+        self.pool_index
+            .get(&(license.supplier_id.clone(), license.material.clone()))
+            .map(|&p| p as usize)
+    }
+
+    /// The pools of supplier `s` (by index): pools are in (supplier id,
+    /// material) order, so they are one run.
+    pub fn pools_of_supplier(&self, s: u32) -> std::ops::Range<usize> {
+        let first = self.pools.partition_point(|p| p.supplier < s);
+        let end = self.pools.partition_point(|p| p.supplier <= s);
+        first..end
+    }
+
+    /// The components supplier `s` (by index) is a source of, by index.
+    pub fn sourced_by(&self, s: u32) -> &[u32] {
+        self.supplier_ids
+            .get(s as usize)
+            .and_then(|id| self.components_by_supplier.get(id))
+            .map_or(&[][..], Vec::as_slice)
     }
 
     /// Every component reachable from `start` through inputs, `start`
