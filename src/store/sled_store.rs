@@ -716,12 +716,26 @@ mod tests {
     use super::*;
     use crate::domain::record::{Component, License, LicenseStatus, Record, Source, Supplier};
 
+    /// Opens the store at `dir`. sled's background flusher of a store just
+    /// dropped may hold the directory's lock for a moment: wait for it.
     fn open(dir: &std::path::Path) -> SledStore {
-        SledStore::open(&SledConfig {
+        let config = SledConfig {
             path: dir.to_path_buf(),
             cache_capacity_bytes: 8 << 20,
-        })
-        .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match SledStore::open(&config) {
+                Ok(store) => return store,
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     fn supplier(id: &str) -> Record {
