@@ -25,11 +25,11 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::domain::date::Date;
 use crate::domain::record::LicenseStatus;
-use crate::domain::risk::cone::Base;
+use crate::domain::risk::cone::{self, Base, Cone, Scratch};
 use crate::domain::risk::decide::{self, LicenseStake, SupplierImpact};
 use crate::domain::risk::report::{self, Exposure, Scope};
-use crate::domain::risk::simulate::{evaluate_unless, Evaluation};
-use crate::domain::risk::simulate::{Licensing, Outages};
+use crate::domain::risk::simulate::Evaluation;
+use crate::domain::risk::simulate::{run, Licensing, Outages};
 use crate::domain::risk::structure::Structure;
 use crate::domain::risk::Scenario;
 use crate::view::View;
@@ -52,6 +52,8 @@ pub struct Answer {
     pub as_of: Date,
     pub structure: Arc<Structure>,
     pub evaluation: Arc<Evaluation>,
+    /// The pools' licences under the query's scenario, before day 0.
+    pub licensing: Arc<Licensing>,
     reports: Arc<Reports>,
     /// Heap bytes of the evaluation (estimated).
     bytes: usize,
@@ -106,6 +108,21 @@ fn evaluation_bytes(evaluation: &Evaluation) -> usize {
         + size_of_val(evaluation.pools.as_slice())
         + evaluation.history.bytes()
         + std::mem::size_of::<Evaluation>()
+}
+
+fn licensing_bytes(licensing: &Licensing) -> usize {
+    use std::mem::size_of_val;
+    let usable: usize = licensing
+        .usable
+        .iter()
+        .map(|list| size_of_val(list.as_slice()) + list.iter().map(|u| u.id_bytes()).sum::<usize>())
+        .sum();
+    let ids: usize = licensing
+        .pool_licenses
+        .iter()
+        .map(|ids| ids.iter().map(|s| string_bytes(s)).sum::<usize>())
+        .sum();
+    usable + ids + size_of_val(licensing.pools.as_slice())
 }
 
 fn exposure_bytes(exposure: &Exposure) -> usize {
@@ -324,7 +341,13 @@ pub struct RiskEngine {
     evaluated: AtomicU64,
     /// Evaluations given up because their caller had gone.
     abandoned: AtomicU64,
+    /// Evaluations that simulated only the cones of changed pools.
+    reran: AtomicU64,
 }
+
+/// Most pools changed since an earlier answer that are simulated again
+/// from it; beyond, the whole network is.
+const MAX_RERUN_POOLS: usize = 64;
 
 /// Answers kept by default.
 pub const DEFAULT_CACHED_ANSWERS: usize = 32;
@@ -350,6 +373,7 @@ impl RiskEngine {
             running: AtomicU64::new(0),
             evaluated: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            reran: AtomicU64::new(0),
         }
     }
 
@@ -415,16 +439,32 @@ impl RiskEngine {
         let structure = self.structure(view);
         let started = std::time::Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
-        let evaluation = evaluate_unless(
-            &structure,
-            view.licenses.values().map(|l| &**l),
-            &query.scenario,
-            query.as_of,
-            query.horizon_days,
-            abandoned,
-        );
+        let outages = Outages::new(&structure, &query.scenario, query.as_of);
+        let evaluated = match self.earlier(view, query, &structure) {
+            Some((earlier, pools)) => {
+                self.rerun(view, query, &earlier, &pools, &outages, abandoned)
+            }
+            None => {
+                let licensing = Licensing::new(
+                    &structure,
+                    view.licenses.values().map(|l| &**l),
+                    &query.scenario,
+                    query.as_of,
+                    query.horizon_days,
+                );
+                run(
+                    &structure,
+                    &licensing,
+                    &outages,
+                    query.as_of,
+                    query.horizon_days,
+                    abandoned,
+                )
+                .map(|e| (Arc::new(e), Arc::new(licensing), "whole network"))
+            }
+        };
         self.running.fetch_sub(1, Ordering::Relaxed);
-        let Some(evaluation) = evaluation else {
+        let Some((evaluation, licensing, how)) = evaluated else {
             self.abandoned.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
             tracing::debug!(
@@ -437,6 +477,7 @@ impl RiskEngine {
         tracing::debug!(
             revision = view.revision,
             horizon_days = query.horizon_days,
+            simulated = how,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "evaluated"
         );
@@ -446,8 +487,9 @@ impl RiskEngine {
             revision: view.revision,
             as_of: query.as_of,
             structure,
-            bytes: evaluation_bytes(&evaluation),
-            evaluation: Arc::new(evaluation),
+            bytes: evaluation_bytes(&evaluation) + licensing_bytes(&licensing),
+            evaluation,
+            licensing,
             reports: Arc::new(Reports {
                 at_risk: OnceLock::new(),
                 exposures: Mutex::new(Exposures::new(
@@ -456,6 +498,109 @@ impl RiskEngine {
                 )),
             }),
         })
+    }
+
+    /// The newest kept answer to `query` on an earlier revision of the same
+    /// network structure, with the pools whose licences changed since (by
+    /// index, ascending), when the view still knows them all and they are
+    /// few.
+    fn earlier(
+        &self,
+        view: &View,
+        query: &Query,
+        structure: &Arc<Structure>,
+    ) -> Option<(Answer, Vec<u32>)> {
+        let earlier = self
+            .answers
+            .lock()
+            .kept
+            .iter()
+            .filter(|((epoch, revision, q), answer)| {
+                *epoch == view.epoch
+                    && *revision < view.revision
+                    && q == query
+                    && Arc::ptr_eq(&answer.structure, structure)
+            })
+            .max_by_key(|((_, revision, _), _)| *revision)
+            .map(|(_, answer)| answer.clone())?;
+        let mut pools: Vec<u32> = view
+            .licence_touches_since(earlier.revision)?
+            .into_iter()
+            .filter_map(|(supplier, material)| {
+                structure
+                    .pool_index
+                    .get(&(supplier.to_string(), material.to_string()))
+                    .copied()
+            })
+            .collect();
+        pools.sort_unstable();
+        pools.dedup();
+        (pools.len() <= MAX_RERUN_POOLS).then_some((earlier, pools))
+    }
+
+    /// The answer to `query` on `view` from an earlier answer: the cones of
+    /// the pools whose licences changed since are simulated again, the rest
+    /// is the earlier answer's. A cone too large to gain from is simulated
+    /// in full instead. `None` once `abandoned` is set.
+    fn rerun(
+        &self,
+        view: &View,
+        query: &Query,
+        earlier: &Answer,
+        pools: &[u32],
+        outages: &Outages,
+        abandoned: &AtomicBool,
+    ) -> Option<(Arc<Evaluation>, Arc<Licensing>, &'static str)> {
+        let structure = &earlier.structure;
+        if pools.is_empty() {
+            return Some((
+                earlier.evaluation.clone(),
+                earlier.licensing.clone(),
+                "nothing: no pool changed",
+            ));
+        }
+        let wanted = |p: usize| pools.binary_search(&(p as u32)).is_ok();
+        let mut fresh = Licensing::of_pools(
+            structure,
+            view.licenses.values().map(|l| &**l),
+            &query.scenario,
+            query.as_of,
+            query.horizon_days,
+            wanted,
+        );
+        let mut licensing = (*earlier.licensing).clone();
+        for &p in pools {
+            let p = p as usize;
+            licensing.usable[p] = std::mem::take(&mut fresh.usable[p]);
+            licensing.pool_licenses[p] = std::mem::take(&mut fresh.pool_licenses[p]);
+            licensing.pools[p] = std::mem::take(&mut fresh.pools[p]);
+        }
+        let mut scratch = Scratch::new(structure);
+        let cone = Cone::of_pools(structure, pools, &mut scratch);
+        if cone.positions.len() > structure.components.len() / 4 {
+            return run(
+                structure,
+                &licensing,
+                outages,
+                query.as_of,
+                query.horizon_days,
+                abandoned,
+            )
+            .map(|e| (Arc::new(e), Arc::new(licensing), "whole network"));
+        }
+        let base = Base {
+            structure,
+            evaluation: &earlier.evaluation,
+            licensing: &earlier.licensing,
+            outages,
+        };
+        let evaluation = cone::rerun(&base, &cone, &licensing, &mut scratch, abandoned)?;
+        self.reran.fetch_add(1, Ordering::Relaxed);
+        Some((
+            Arc::new(evaluation),
+            Arc::new(licensing),
+            "the changed pools' cones",
+        ))
     }
 
     /// The decision listing `decision` for `query` on `view`, from the cache
@@ -475,18 +620,11 @@ impl RiskEngine {
         let answer = self.answer_unless(view, query, abandoned)?;
         let started = std::time::Instant::now();
         let structure = &answer.structure;
-        let licensing = Licensing::new(
-            structure,
-            view.licenses.values().map(|l| &**l),
-            &query.scenario,
-            query.as_of,
-            query.horizon_days,
-        );
         let outages = Outages::new(structure, &query.scenario, query.as_of);
         let base = Base {
             structure,
             evaluation: &answer.evaluation,
-            licensing: &licensing,
+            licensing: &answer.licensing,
             outages: &outages,
         };
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -545,6 +683,12 @@ impl RiskEngine {
     /// How many evaluations ran to their end since the engine started.
     pub fn evaluations(&self) -> u64 {
         self.evaluated.load(Ordering::Relaxed)
+    }
+
+    /// How many evaluations simulated only the cones of the pools changed
+    /// since an earlier answer.
+    pub fn reruns(&self) -> u64 {
+        self.reran.load(Ordering::Relaxed)
     }
 
     /// How many evaluations are running now.
@@ -798,6 +942,64 @@ mod tests {
         assert!(kept.kept.len() < plants.len(), "{} plants", plants.len());
         let last = Scope::Plant(plants.last().unwrap().clone());
         assert!(kept.get(&last).is_some(), "the newest is kept");
+    }
+
+    /// After licence changes, an answer is built from the one before by
+    /// simulating only the changed pools' cones, and it is the answer a
+    /// full evaluation gives; changes beyond any pool reuse it whole.
+    #[test]
+    fn an_answer_after_licence_changes_simulates_only_their_cones() {
+        use crate::domain::record::{LicenseStatus, Record};
+        use crate::domain::risk::simulate::evaluate;
+        use crate::domain::write::Change;
+        let (mut view, query) = medium();
+        let engine = RiskEngine::new(8, DEFAULT_CACHE_BYTES);
+        let first = engine.answer(&view, &query);
+        let mut ids: Vec<String> = view.licenses.keys().cloned().collect();
+        ids.sort();
+        for (step, id) in ids.iter().step_by(37).take(6).enumerate() {
+            let mut license = (*view.licenses[id]).clone();
+            license.status = match license.status {
+                LicenseStatus::Approved => LicenseStatus::Revoked,
+                _ => LicenseStatus::Approved,
+            };
+            license.quantity_kg *= 1.5;
+            let old = Some(Record::License((*view.licenses[id]).clone()));
+            let changes = vec![Change {
+                old,
+                new: Some(Record::License(license)),
+            }];
+            view.apply(view.revision + 1, changes);
+            let answer = engine.answer(&view, &query);
+            let full = evaluate(
+                &answer.structure,
+                view.licenses.values().map(|l| &**l),
+                &query.scenario,
+                query.as_of,
+                query.horizon_days,
+            );
+            assert_eq!(*answer.evaluation, full, "after change {step}");
+            assert_eq!(engine.reruns(), step as u64 + 1, "after change {step}");
+        }
+        assert!(Arc::ptr_eq(
+            &first.structure,
+            &engine.answer(&view, &query).structure
+        ));
+        // A change to a licence of no pool leaves the answer as it was.
+        let mut stray = (*view.licenses[&ids[0]]).clone();
+        stray.id = "LIC-NO-POOL".into();
+        stray.material = "NONE".into();
+        let before = engine.answer(&view, &query);
+        view.apply(
+            view.revision + 1,
+            vec![Change {
+                old: None,
+                new: Some(Record::License(stray)),
+            }],
+        );
+        let after = engine.answer(&view, &query);
+        assert_eq!(after.revision, view.revision);
+        assert!(Arc::ptr_eq(&before.evaluation, &after.evaluation));
     }
 
     /// An evaluation whose caller has gone stops, keeps nothing, and says so;

@@ -257,8 +257,17 @@ pub struct View {
     pub components: OrdMap<String, Arc<Component>>,
     pub lines: OrdMap<String, Arc<ProductionLine>>,
     pub licenses: OrdMap<String, Arc<License>>,
+    /// The pools the newest licence changes touched, oldest first: for each
+    /// change, (revision, supplier id, material) of the licence before it
+    /// and after it. The risk engine re-simulates only those pools' cones.
+    pub license_touches: imbl::Vector<(u64, String, String)>,
+    /// Every licence change after this revision is in `license_touches`.
+    pub touches_after: u64,
     indexes: Indexes,
 }
+
+/// Licence touches a view keeps, at most.
+const MAX_TOUCHES: usize = 4096;
 
 impl View {
     /// A view of `records`, all at `revision`.
@@ -266,6 +275,7 @@ impl View {
         let mut view = View {
             revision,
             structure_revision: revision,
+            touches_after: revision,
             ..View::default()
         };
         for record in records {
@@ -347,12 +357,50 @@ impl View {
             let key = change.key();
             if key.kind != Kind::License {
                 self.structure_revision = revision;
+            } else {
+                let before = self.licenses.get(&key.id).cloned();
+                let after = match &change.new {
+                    Some(Record::License(l)) => Some(l),
+                    _ => None,
+                };
+                for l in before.as_deref().into_iter().chain(after) {
+                    self.license_touches.push_back((
+                        revision,
+                        l.supplier_id.clone(),
+                        l.material.clone(),
+                    ));
+                }
+                while self.license_touches.len() > MAX_TOUCHES {
+                    if let Some((gone, ..)) = self.license_touches.pop_front() {
+                        self.touches_after = self.touches_after.max(gone);
+                    }
+                }
             }
             match change.new {
                 Some(record) => self.put(record),
                 None => self.remove(key.kind, &key.id),
             }
         }
+    }
+
+    /// The (supplier id, material) of every licence changed after
+    /// `revision`, if this view still knows them all.
+    pub fn licence_touches_since(&self, revision: u64) -> Option<Vec<(&str, &str)>> {
+        if revision < self.touches_after {
+            return None;
+        }
+        let first = self
+            .license_touches
+            .iter()
+            .position(|(r, ..)| *r > revision)
+            .unwrap_or(self.license_touches.len());
+        Some(
+            self.license_touches
+                .iter()
+                .skip(first)
+                .map(|(_, s, m)| (s.as_str(), m.as_str()))
+                .collect(),
+        )
     }
 
     /// The record at `key`, if the view holds it.

@@ -480,6 +480,47 @@ proptest! {
         }
     }
 
+    /// After some licences change, re-running the cone of their pools gives
+    /// exactly the evaluation a full run gives, history included.
+    #[test]
+    fn a_rerun_of_changed_pools_is_the_full_run(
+        net in network(),
+        scenario in scenarios(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..5, 0u32..300), 1..4),
+    ) {
+        let scenario = for_network(scenario, &net);
+        prop_assume!(!net.licenses.is_empty());
+        let model = Model::new(net);
+        let structure = &model.structure;
+        let mut licenses = model.net.licenses.clone();
+        let mut touched: Vec<u32> = Vec::new();
+        for (which, edit, amount) in edits {
+            let i = which.index(licenses.len());
+            touched.extend(structure.pool_of(&licenses[i]).map(|p| p as u32));
+            let license = &mut licenses[i];
+            match edit {
+                0 => license.status = LicenseStatus::Approved,
+                1 => license.status = LicenseStatus::Rejected,
+                2 => license.quantity_kg = f64::from(amount),
+                3 => license.valid_from = Some(day(i64::from(amount % 40))),
+                _ => license.supplier_id = format!("S{}", amount % 3),
+            }
+            touched.extend(structure.pool_of(license).map(|p| p as u32));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let base = model.run(&scenario);
+        let before = Licensing::new(structure, &model.net.licenses, &scenario, as_of(), HORIZON);
+        let after = Licensing::new(structure, &licenses, &scenario, as_of(), HORIZON);
+        let outages = Outages::new(structure, &scenario, as_of());
+        let base_ref = Base { structure, evaluation: &base, licensing: &before, outages: &outages };
+        let mut scratch = Scratch::new(structure);
+        let cone = Cone::of_pools(structure, &touched, &mut scratch);
+        let again = cone::rerun(&base_ref, &cone, &after, &mut scratch, &AtomicBool::new(false)).unwrap();
+        let full = evaluate(structure, &licenses, &scenario, as_of(), HORIZON);
+        prop_assert_eq!(again, full);
+    }
+
     /// The listings are the same whether one thread or several ran them.
     #[test]
     fn the_listings_do_not_depend_on_how_many_threads_ran_them(

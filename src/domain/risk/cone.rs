@@ -9,7 +9,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::simulate::{capacity, cover, Evaluation, Licensing, Outages, Usable};
+use super::simulate::{
+    capacity, cover, explain_stop, Day, Evaluation, History, Licensing, LineOutcome, Outages,
+    Usable,
+};
 use super::structure::{Structure, NO_SUPPLIER};
 use super::{day_number, EPS};
 
@@ -104,13 +107,20 @@ impl Cone {
     /// The cone of pool `p`: the components with a source that needs it and
     /// everything above them.
     pub fn of_pool(structure: &Structure, p: u32, scratch: &mut Scratch) -> Cone {
-        let pool = &structure.pools[p as usize];
-        let seeds = structure
-            .sourced_by(pool.supplier)
-            .iter()
-            .filter(|&&c| structure.components[c as usize].pools.contains(&p))
-            .map(|&c| structure.flat.position[c as usize]);
-        Cone::above(structure, seeds, vec![p], scratch)
+        Cone::of_pools(structure, &[p], scratch)
+    }
+
+    /// The cone of pools `pools` (ascending): the union of theirs.
+    pub fn of_pools(structure: &Structure, pools: &[u32], scratch: &mut Scratch) -> Cone {
+        let seeds = pools.iter().flat_map(|&p| {
+            structure
+                .sourced_by(structure.pools[p as usize].supplier)
+                .iter()
+                .filter(move |&&c| structure.components[c as usize].pools.contains(&p))
+                .map(|&c| structure.flat.position[c as usize])
+        });
+        let seeds: Vec<u32> = seeds.collect();
+        Cone::above(structure, seeds.into_iter(), pools.to_vec(), scratch)
     }
 
     fn above(
@@ -147,6 +157,228 @@ impl Cone {
     }
 }
 
+/// A run of a cone, one day at a time: the cone's pools and components
+/// simulated, everything else read from the base run.
+struct Sim<'a> {
+    base: &'a Base<'a>,
+    cone: &'a Cone,
+    horizon: usize,
+    start: i32,
+    /// Local input indices of each cone component (compressed rows).
+    input_start: Vec<u32>,
+    inputs: Vec<u32>,
+    /// Local BOM indices of each cone line (compressed rows).
+    bom_start: Vec<u32>,
+    bom: Vec<u32>,
+    /// Positions outside the cone that it reads, and their `avail` in the
+    /// base run by day (`frontier.len() × horizon`).
+    frontier: Vec<u32>,
+    frontier_avail: Vec<f64>,
+    /// Supplier `outage.0` out over `[outage.1, outage.2)` instead of as
+    /// the base scenario has it.
+    outage: Option<(u32, i32, i32)>,
+    /// The cone's pools: their licences, and whether covered today.
+    usable: Vec<Vec<Usable>>,
+    covered: Vec<bool>,
+    /// `avail` of the cone's components, then of its frontier, today.
+    values: Vec<f64>,
+    /// `cap` of the cone's components today.
+    caps: Vec<f64>,
+    inventory: Vec<f64>,
+    /// The day simulated last.
+    t: usize,
+}
+
+impl<'a> Sim<'a> {
+    /// A run of `cone` from day 0, its pools (`cone.pools`) starting from
+    /// `usable`.
+    fn new(
+        base: &'a Base<'a>,
+        cone: &'a Cone,
+        outage: Option<(u32, i32, i32)>,
+        usable: Vec<Vec<Usable>>,
+        scratch: &mut Scratch,
+    ) -> Sim<'a> {
+        let structure = base.structure;
+        let flat = &structure.flat;
+        let horizon = base.evaluation.horizon_days as usize;
+        // Local indices: the cone's components first, then the components
+        // outside it that the cone reads (its frontier).
+        scratch.next_generation();
+        for (i, &k) in cone.positions.iter().enumerate() {
+            scratch.mark[k as usize] = scratch.generation;
+            scratch.local[k as usize] = i as u32;
+        }
+        let mut frontier: Vec<u32> = Vec::new();
+        let mut local_of = |k: u32, scratch: &mut Scratch| -> u32 {
+            if !scratch.marked(k) {
+                scratch.mark[k as usize] = scratch.generation;
+                scratch.local[k as usize] = (cone.positions.len() + frontier.len()) as u32;
+                frontier.push(k);
+            }
+            scratch.local[k as usize]
+        };
+        let mut input_start = Vec::with_capacity(cone.positions.len() + 1);
+        let mut inputs = Vec::new();
+        for &k in &cone.positions {
+            input_start.push(inputs.len() as u32);
+            for &i in flat.inputs_of(k as usize) {
+                inputs.push(local_of(i, scratch));
+            }
+        }
+        input_start.push(inputs.len() as u32);
+        let mut bom_start = Vec::with_capacity(cone.lines.len() + 1);
+        let mut bom = Vec::new();
+        for &l in &cone.lines {
+            bom_start.push(bom.len() as u32);
+            for &k in flat.bom_of(l as usize) {
+                bom.push(local_of(k, scratch));
+            }
+        }
+        bom_start.push(bom.len() as u32);
+        let mut frontier_avail = vec![1.0; frontier.len() * horizon];
+        for (f, &k) in frontier.iter().enumerate() {
+            base.evaluation.history.avail.expand(
+                k as usize,
+                &mut frontier_avail[f * horizon..(f + 1) * horizon],
+            );
+        }
+        Sim {
+            base,
+            cone,
+            horizon,
+            start: day_number(base.evaluation.as_of),
+            input_start,
+            inputs,
+            bom_start,
+            bom,
+            values: vec![1.0; cone.positions.len() + frontier.len()],
+            frontier,
+            frontier_avail,
+            outage,
+            covered: vec![true; cone.pools.len()],
+            usable,
+            caps: vec![1.0; cone.positions.len()],
+            inventory: cone
+                .positions
+                .iter()
+                .map(|&k| flat.on_hand_units[k as usize])
+                .collect(),
+            t: 0,
+        }
+    }
+
+    fn is_out(&self, s: u32, day: i32) -> bool {
+        if s == NO_SUPPLIER {
+            return false;
+        }
+        let (first, end) = match self.outage {
+            Some((supplier, first, end)) if supplier == s => (first, end),
+            _ => self.base.outages.window(s),
+        };
+        first <= day && day < end
+    }
+
+    /// Whether pool `p` is covered on the day simulated last.
+    fn pool_covered(&self, p: u32) -> bool {
+        match self.cone.pools.iter().position(|&q| q == p) {
+            Some(i) => self.covered[i],
+            None => !self
+                .base
+                .evaluation
+                .history
+                .uncovered(p as usize, self.t as u32),
+        }
+    }
+
+    /// Simulates day `t` (days in order from 0): pools, then components.
+    fn step(&mut self, t: usize) {
+        let structure = self.base.structure;
+        let flat = &structure.flat;
+        self.t = t;
+        let day = self.start + t as i32;
+        for i in 0..self.cone.pools.len() {
+            let pool = &structure.pools[self.cone.pools[i] as usize];
+            self.covered[i] = self.is_out(pool.supplier, day)
+                || cover(
+                    &mut self.usable[i],
+                    pool.required_kg_per_day,
+                    pool.controlled_from,
+                    day,
+                );
+        }
+        let size = self.cone.positions.len();
+        for f in 0..self.frontier.len() {
+            self.values[size + f] = self.frontier_avail[f * self.horizon + t];
+        }
+        for i in 0..size {
+            let k = self.cone.positions[i] as usize;
+            self.caps[i] = capacity(
+                structure,
+                k,
+                |p| self.pool_covered(p),
+                |s| self.is_out(s, day),
+            );
+            let demand = flat.demand[k];
+            if demand == 0.0 {
+                self.values[i] = 1.0;
+                continue;
+            }
+            let supply_in = self.inputs
+                [self.input_start[i] as usize..self.input_start[i + 1] as usize]
+                .iter()
+                .map(|&j| self.values[j as usize])
+                .fold(1.0, f64::min);
+            let supply = self.caps[i] * supply_in * demand;
+            let draw = (demand - supply).min(self.inventory[i]);
+            self.inventory[i] -= draw;
+            self.values[i] = (supply + draw) / demand;
+        }
+    }
+
+    /// `out` of the `i`th cone line on the day simulated last.
+    fn line_out(&self, i: usize) -> f64 {
+        self.bom[self.bom_start[i] as usize..self.bom_start[i + 1] as usize]
+            .iter()
+            .map(|&j| self.values[j as usize])
+            .fold(1.0, f64::min)
+    }
+
+    /// Component `c` (by index): its cone index, or its position when it
+    /// is outside the cone.
+    fn locate(&self, c: u32) -> Result<usize, usize> {
+        let k = self.base.structure.flat.position[c as usize];
+        self.cone
+            .positions
+            .binary_search(&k)
+            .map_err(|_| k as usize)
+    }
+}
+
+impl Day for Sim<'_> {
+    fn avail(&self, c: u32) -> f64 {
+        match self.locate(c) {
+            Ok(i) => self.values[i],
+            Err(k) => self.base.evaluation.history.avail.at(k, self.t as u32),
+        }
+    }
+
+    fn cap(&self, c: u32) -> f64 {
+        match self.locate(c) {
+            Ok(i) => self.caps[i],
+            Err(k) => self.base.evaluation.history.cap.at(k, self.t as u32),
+        }
+    }
+
+    fn covered(&self, pool: u32) -> bool {
+        self.pool_covered(pool)
+    }
+
+    fn out(&self, supplier: u32) -> bool {
+        self.is_out(supplier, self.start + self.t as i32)
+    }
+}
+
 /// Runs the model over `cone` under `change`, reading everything outside
 /// it from the base run; `None` once `abandoned` is set.
 pub fn run(
@@ -157,80 +389,8 @@ pub fn run(
     abandoned: &AtomicBool,
 ) -> Option<Vec<ConeLine>> {
     let structure = base.structure;
-    let flat = &structure.flat;
     let history = &base.evaluation.history;
-    let horizon = base.evaluation.horizon_days as usize;
-    let start = day_number(base.evaluation.as_of);
-
-    // Local indices: the cone's components first, then the components
-    // outside it that the cone reads (its frontier).
-    scratch.next_generation();
-    for (i, &k) in cone.positions.iter().enumerate() {
-        scratch.mark[k as usize] = scratch.generation;
-        scratch.local[k as usize] = i as u32;
-    }
-    let mut frontier: Vec<u32> = Vec::new();
-    let mut local_of = |k: u32, scratch: &mut Scratch| -> u32 {
-        if !scratch.marked(k) {
-            scratch.mark[k as usize] = scratch.generation;
-            scratch.local[k as usize] = (cone.positions.len() + frontier.len()) as u32;
-            frontier.push(k);
-        }
-        scratch.local[k as usize]
-    };
-    let mut input_start = Vec::with_capacity(cone.positions.len() + 1);
-    let mut inputs = Vec::new();
-    for &k in &cone.positions {
-        input_start.push(inputs.len() as u32);
-        for &i in flat.inputs_of(k as usize) {
-            inputs.push(local_of(i, scratch));
-        }
-    }
-    input_start.push(inputs.len() as u32);
-    let mut bom_start = Vec::with_capacity(cone.lines.len() + 1);
-    let mut bom = Vec::new();
-    for &l in &cone.lines {
-        bom_start.push(bom.len() as u32);
-        for &k in flat.bom_of(l as usize) {
-            bom.push(local_of(k, scratch));
-        }
-    }
-    bom_start.push(bom.len() as u32);
-
-    // The frontier's avail and the cone lines' out in the base run, by day.
-    let size = cone.positions.len() + frontier.len();
-    let mut frontier_avail = vec![1.0; frontier.len() * horizon];
-    for (f, &k) in frontier.iter().enumerate() {
-        history.avail.expand(
-            k as usize,
-            &mut frontier_avail[f * horizon..(f + 1) * horizon],
-        );
-    }
-    let mut base_out = vec![1.0; cone.lines.len() * horizon];
-    for (i, &l) in cone.lines.iter().enumerate() {
-        history
-            .line_out
-            .expand(l as usize, &mut base_out[i * horizon..(i + 1) * horizon]);
-    }
-
-    let window = |s: u32| -> (i32, i32) {
-        match change {
-            Change::Outage {
-                supplier,
-                first,
-                end,
-            } if *supplier == s => (*first, *end),
-            _ => base.outages.window(s),
-        }
-    };
-    let is_out = |s: u32, day: i32| {
-        if s == NO_SUPPLIER {
-            return false;
-        }
-        let (first, end) = window(s);
-        first <= day && day < end
-    };
-    let mut usable: Vec<Vec<Usable>> = cone
+    let usable = cone
         .pools
         .iter()
         .map(|&p| match change {
@@ -238,13 +398,22 @@ pub fn run(
             _ => base.licensing.usable[p as usize].clone(),
         })
         .collect();
-    let mut covered_fresh = vec![true; cone.pools.len()];
-    let mut values = vec![1.0f64; size];
-    let mut inventory: Vec<f64> = cone
-        .positions
-        .iter()
-        .map(|&k| flat.on_hand_units[k as usize])
-        .collect();
+    let outage = match change {
+        Change::Outage {
+            supplier,
+            first,
+            end,
+        } => Some((*supplier, *first, *end)),
+        Change::Licences { .. } => None,
+    };
+    let mut sim = Sim::new(base, cone, outage, usable, scratch);
+    let horizon = sim.horizon;
+    let mut base_out = vec![1.0; cone.lines.len() * horizon];
+    for (i, &l) in cone.lines.iter().enumerate() {
+        history
+            .line_out
+            .expand(l as usize, &mut base_out[i * horizon..(i + 1) * horizon]);
+    }
     let mut outcomes: Vec<ConeLine> = cone
         .lines
         .iter()
@@ -255,51 +424,13 @@ pub fn run(
             first_worse: None,
         })
         .collect();
-
     for t in 0..horizon {
         if abandoned.load(Ordering::Relaxed) {
             return None;
         }
-        let day = start + t as i32;
-        for (i, &p) in cone.pools.iter().enumerate() {
-            let pool = &structure.pools[p as usize];
-            covered_fresh[i] = is_out(pool.supplier, day)
-                || cover(
-                    &mut usable[i],
-                    pool.required_kg_per_day,
-                    pool.controlled_from,
-                    day,
-                );
-        }
-        for f in 0..frontier.len() {
-            values[cone.positions.len() + f] = frontier_avail[f * horizon + t];
-        }
-        let covered = |p: u32| match cone.pools.iter().position(|&q| q == p) {
-            Some(i) => covered_fresh[i],
-            None => !history.uncovered(p as usize, t as u32),
-        };
-        for (i, &k) in cone.positions.iter().enumerate() {
-            let k = k as usize;
-            let demand = flat.demand[k];
-            if demand == 0.0 {
-                values[i] = 1.0;
-                continue;
-            }
-            let cap = capacity(structure, k, covered, |s| is_out(s, day));
-            let supply_in = inputs[input_start[i] as usize..input_start[i + 1] as usize]
-                .iter()
-                .map(|&j| values[j as usize])
-                .fold(1.0, f64::min);
-            let supply = cap * supply_in * demand;
-            let draw = (demand - supply).min(inventory[i]);
-            inventory[i] -= draw;
-            values[i] = (supply + draw) / demand;
-        }
+        sim.step(t);
         for (i, outcome) in outcomes.iter_mut().enumerate() {
-            let out = bom[bom_start[i] as usize..bom_start[i + 1] as usize]
-                .iter()
-                .map(|&j| values[j as usize])
-                .fold(1.0, f64::min);
+            let out = sim.line_out(i);
             if outcome.first_worse.is_none() && out < base_out[i * horizon + t] - EPS {
                 outcome.first_worse = Some(t as u32);
             }
@@ -311,4 +442,126 @@ pub fn run(
         }
     }
     Some(outcomes)
+}
+
+/// The whole evaluation again after the licences of `cone.pools` changed to
+/// `licensing`'s (which holds every pool's licences under the base
+/// scenario, the changed ones as they are now): the cone simulated, every
+/// line, pool and day outside it as in the base run. Exactly what a full
+/// run on `licensing` gives. `None` once `abandoned` is set.
+pub fn rerun(
+    base: &Base<'_>,
+    cone: &Cone,
+    licensing: &Licensing,
+    scratch: &mut Scratch,
+    abandoned: &AtomicBool,
+) -> Option<Evaluation> {
+    let structure = base.structure;
+    let evaluation = base.evaluation;
+    let usable = cone
+        .pools
+        .iter()
+        .map(|&p| licensing.usable[p as usize].clone())
+        .collect();
+    let mut sim = Sim::new(base, cone, None, usable, scratch);
+    let horizon = sim.horizon;
+    let mut lines = evaluation.lines.clone();
+    for &l in &cone.lines {
+        lines[l as usize] = LineOutcome {
+            output_fraction: 1.0,
+            ..LineOutcome::default()
+        };
+    }
+    let mut pools = evaluation.pools.clone();
+    for &p in &cone.pools {
+        pools[p as usize] = licensing.pools[p as usize].clone();
+    }
+    // The changes of every value the cone simulates, as the history keeps
+    // them.
+    let mut avail: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.positions.len()];
+    let mut caps: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.positions.len()];
+    let mut outs: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.lines.len()];
+    let mut uncovered: Vec<Vec<u32>> = vec![Vec::new(); cone.pools.len()];
+    let mut last_avail = vec![1.0; cone.positions.len()];
+    let mut last_cap = vec![1.0; cone.positions.len()];
+    let mut last_out = vec![1.0; cone.lines.len()];
+    for t in 0..horizon {
+        if abandoned.load(Ordering::Relaxed) {
+            return None;
+        }
+        sim.step(t);
+        for (i, &p) in cone.pools.iter().enumerate() {
+            if !sim.covered[i] {
+                uncovered[i].push(t as u32);
+                let pool = &mut pools[p as usize];
+                if pool.covered_days == evaluation.horizon_days {
+                    pool.covered_days = t as u32;
+                }
+            }
+        }
+        for i in 0..cone.positions.len() {
+            let cap = sim.caps[i];
+            if sim.values[i] != last_avail[i] {
+                last_avail[i] = sim.values[i];
+                avail[i].push((t as u16, sim.values[i]));
+            }
+            if cap != last_cap[i] {
+                last_cap[i] = cap;
+                caps[i].push((t as u16, cap));
+            }
+        }
+        for (i, &l) in cone.lines.iter().enumerate() {
+            let out = sim.line_out(i);
+            if out != last_out[i] {
+                last_out[i] = out;
+                outs[i].push((t as u16, out));
+            }
+            if out >= 1.0 - EPS {
+                continue;
+            }
+            let line = &structure.lines[l as usize];
+            let outcome = &mut lines[l as usize];
+            outcome.units_lost += line.units_per_day * (1.0 - out);
+            if outcome.days_to_stop.is_none() {
+                outcome.days_to_stop = Some(t as u32);
+                outcome.output_fraction = out;
+                explain_stop(
+                    structure,
+                    outcome,
+                    &line.bom,
+                    &sim,
+                    &licensing.pool_licenses,
+                );
+            }
+        }
+    }
+    let rows = |list: &[u32], changes: Vec<Vec<(u16, f64)>>| -> Vec<(u32, Vec<(u16, f64)>)> {
+        list.iter().copied().zip(changes).collect()
+    };
+    let mut history = History {
+        avail: evaluation
+            .history
+            .avail
+            .with_rows(&rows(&cone.positions, avail)),
+        cap: evaluation
+            .history
+            .cap
+            .with_rows(&rows(&cone.positions, caps)),
+        line_out: evaluation
+            .history
+            .line_out
+            .with_rows(&rows(&cone.lines, outs)),
+        uncovered: evaluation.history.uncovered.clone(),
+        words: evaluation.history.words,
+    };
+    for (&p, days) in cone.pools.iter().zip(uncovered) {
+        history.set_uncovered(p as usize, days);
+    }
+    Some(Evaluation {
+        as_of: evaluation.as_of,
+        horizon_days: evaluation.horizon_days,
+        lines,
+        pools,
+        history,
+    })
 }

@@ -60,8 +60,10 @@ pub struct Evaluation {
     pub history: History,
 }
 
-/// Values by row and day that are 1 on most days, kept as the days on which
-/// they are not (compressed sparse rows, days ascending within a row).
+/// Values by row and day, kept as the days on which a row's value changes
+/// (from 1 before day 0): most values stay the same for weeks, so this
+/// holds a run of the whole network in a few MiB. Compressed sparse rows,
+/// days ascending within a row.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sparse {
     start: Vec<u32>,
@@ -70,7 +72,7 @@ pub struct Sparse {
 }
 
 impl Sparse {
-    /// Builds rows `0..rows` from (row, day, value) entries in day order.
+    /// Builds rows `0..rows` from (row, day, new value) entries in day order.
     fn build(rows: usize, entries: &[(u32, u16, f64)]) -> Sparse {
         let mut start = vec![0u32; rows + 1];
         for &(row, ..) in entries {
@@ -99,23 +101,56 @@ impl Sparse {
     /// The value of `row` on day `t`.
     pub fn at(&self, row: usize, t: u32) -> f64 {
         let (days, values) = self.row(row);
-        match days.binary_search(&(t as u16)) {
-            Ok(i) => values[i],
-            Err(_) => 1.0,
+        match days.partition_point(|&d| u32::from(d) <= t) {
+            0 => 1.0,
+            i => values[i - 1],
         }
     }
 
     /// Writes the value of `row` on every day into `out` (one per day).
     pub fn expand(&self, row: usize, out: &mut [f64]) {
-        out.fill(1.0);
         let (days, values) = self.row(row);
+        let mut value = 1.0;
+        let mut from = 0;
         for (&d, &v) in days.iter().zip(values) {
-            out[d as usize] = v;
+            out[from..d as usize].fill(value);
+            (from, value) = (d as usize, v);
         }
+        out[from..].fill(value);
     }
 
     fn bytes(&self) -> usize {
         self.start.len() * 4 + self.day.len() * 2 + self.value.len() * 8
+    }
+
+    /// These rows with some replaced: `replaced` holds (row, its changes in
+    /// day order), by row ascending.
+    pub fn with_rows(&self, replaced: &[(u32, Vec<(u16, f64)>)]) -> Sparse {
+        let rows = self.start.len() - 1;
+        let mut out = Sparse {
+            start: Vec::with_capacity(rows + 1),
+            day: Vec::with_capacity(self.day.len()),
+            value: Vec::with_capacity(self.value.len()),
+        };
+        let mut next = replaced.iter().peekable();
+        for row in 0..rows {
+            out.start.push(out.day.len() as u32);
+            match next.next_if(|(r, _)| *r as usize == row) {
+                Some((_, changes)) => {
+                    for &(d, v) in changes {
+                        out.day.push(d);
+                        out.value.push(v);
+                    }
+                }
+                None => {
+                    let (days, values) = self.row(row);
+                    out.day.extend_from_slice(days);
+                    out.value.extend_from_slice(values);
+                }
+            }
+        }
+        out.start.push(out.day.len() as u32);
+        out
     }
 }
 
@@ -130,8 +165,8 @@ pub struct History {
     pub line_out: Sparse,
     /// The uncovered days of each pool: bit t of
     /// `uncovered[p * words..(p + 1) * words]`.
-    uncovered: Vec<u64>,
-    words: usize,
+    pub(super) uncovered: Vec<u64>,
+    pub(super) words: usize,
 }
 
 impl History {
@@ -139,6 +174,15 @@ impl History {
     pub fn uncovered(&self, p: usize, t: u32) -> bool {
         let word = self.uncovered[p * self.words + (t / 64) as usize];
         word >> (t % 64) & 1 == 1
+    }
+
+    /// Replaces pool `p`'s uncovered days by `days`.
+    pub fn set_uncovered(&mut self, p: usize, days: impl IntoIterator<Item = u32>) {
+        let row = &mut self.uncovered[p * self.words..(p + 1) * self.words];
+        row.fill(0);
+        for t in days {
+            row[(t / 64) as usize] |= 1 << (t % 64);
+        }
     }
 
     /// Heap bytes held (for cache budgets).
@@ -155,6 +199,13 @@ pub struct Usable {
     until: i32,
     remaining: f64,
     id: String,
+}
+
+impl Usable {
+    /// Heap bytes of its id.
+    pub fn id_bytes(&self) -> usize {
+        self.id.len()
+    }
 }
 
 /// What one licence record is under a scenario.
@@ -222,6 +273,18 @@ impl Licensing {
         as_of: Date,
         horizon_days: u32,
     ) -> Licensing {
+        Licensing::of_pools(structure, licenses, scenario, as_of, horizon_days, |_| true)
+    }
+
+    /// `new`, for the pools `wanted` only: the others are left empty.
+    pub fn of_pools<'a>(
+        structure: &Structure,
+        licenses: impl IntoIterator<Item = &'a License>,
+        scenario: &Scenario,
+        as_of: Date,
+        horizon_days: u32,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Licensing {
         let pool_count = structure.pools.len();
         let overrides: HashMap<&str, &LicenseOverride> = scenario
             .overrides
@@ -241,7 +304,7 @@ impl Licensing {
         };
         let start = day_number(as_of);
         for license in licenses {
-            let Some(p) = structure.pool_of(license) else {
+            let Some(p) = structure.pool_of(license).filter(|&p| wanted(p)) else {
                 continue;
             };
             let overridden = overrides.get(license.id.as_str()).copied();
@@ -408,7 +471,7 @@ pub fn evaluate_unless<'a>(
     let outages = Outages::new(structure, scenario, as_of);
     run(
         structure,
-        licensing,
+        &licensing,
         &outages,
         as_of,
         horizon_days,
@@ -416,20 +479,19 @@ pub fn evaluate_unless<'a>(
     )
 }
 
-/// The daily simulation of every pool, component and line.
-fn run(
+/// The daily simulation of every pool, component and line, from the pools'
+/// licences as `licensing` has them before day 0.
+pub fn run(
     structure: &Structure,
-    licensing: Licensing,
+    licensing: &Licensing,
     outages: &Outages,
     as_of: Date,
     horizon_days: u32,
     abandoned: &AtomicBool,
 ) -> Option<Evaluation> {
-    let Licensing {
-        mut usable,
-        pool_licenses,
-        mut pools,
-    } = licensing;
+    let mut usable = licensing.usable.clone();
+    let pool_licenses = &licensing.pool_licenses;
+    let mut pools = licensing.pools.clone();
     let start = day_number(as_of);
     let horizon = horizon_days as usize;
     let pool_count = structure.pools.len();
@@ -461,6 +523,7 @@ fn run(
     let mut avail_seen: Vec<(u32, u16, f64)> = Vec::new();
     let mut cap_seen: Vec<(u32, u16, f64)> = Vec::new();
     let mut out_seen: Vec<(u32, u16, f64)> = Vec::new();
+    let mut line_out = vec![1.0f64; structure.lines.len()];
 
     for t in 0..horizon {
         if abandoned.load(Ordering::Relaxed) {
@@ -489,6 +552,7 @@ fn run(
 
         // Step 2: components, inputs first (positions are in that order).
         for &k in &visit {
+            let (yesterday_avail, yesterday_cap) = (avail[k], cap[k]);
             cap[k] = capacity(
                 structure,
                 k,
@@ -509,10 +573,11 @@ fn run(
                 inventory[k] -= draw;
                 avail[k] = (supply + draw) / demand;
             }
-            if avail[k] != 1.0 {
+            // Yesterday's values are still in place: keep the changes.
+            if avail[k] != yesterday_avail {
                 avail_seen.push((k as u32, t as u16, avail[k]));
             }
-            if cap[k] != 1.0 {
+            if cap[k] != yesterday_cap {
                 cap_seen.push((k as u32, t as u16, cap[k]));
             }
         }
@@ -524,8 +589,9 @@ fn run(
                 .iter()
                 .map(|&k| avail[k as usize])
                 .fold(1.0, f64::min);
-            if out_l != 1.0 {
+            if out_l != line_out[l] {
                 out_seen.push((l as u32, t as u16, out_l));
+                line_out[l] = out_l;
             }
             if out_l >= 1.0 - EPS {
                 continue;
@@ -536,12 +602,13 @@ fn run(
                 outcome.days_to_stop = Some(t as u32);
                 outcome.output_fraction = out_l;
                 let state = DayState {
+                    structure,
                     avail: &avail,
                     cap: &cap,
                     covered: &covered,
                     out: &out,
                 };
-                explain_stop(structure, outcome, &line.bom, &state, &pool_licenses);
+                explain_stop(structure, outcome, &line.bom, &state, pool_licenses);
             }
         }
     }
@@ -601,8 +668,34 @@ fn exposed_with_outages(structure: &Structure, outages: &Outages) -> Vec<bool> {
     visited
 }
 
-/// The state of one simulated day; `avail` and `cap` by position.
+/// What the explanation of a stop reads of its day.
+pub(super) trait Day {
+    /// `avail` of component `c` (by index).
+    fn avail(&self, c: u32) -> f64;
+    /// `cap` of component `c` (by index).
+    fn cap(&self, c: u32) -> f64;
+    fn covered(&self, pool: u32) -> bool;
+    fn out(&self, supplier: u32) -> bool;
+
+    /// The component of `candidates` (indices, in index order) with the
+    /// smallest `avail`; ties go to the smallest index, which is the
+    /// smallest id.
+    fn least_available(&self, candidates: &[u32]) -> Option<u32> {
+        let mut best: Option<(u32, f64)> = None;
+        for &c in candidates {
+            let avail = self.avail(c);
+            if best.is_none_or(|(_, b)| avail < b) {
+                best = Some((c, avail));
+            }
+        }
+        best.map(|(c, _)| c)
+    }
+}
+
+/// The state of one simulated day of a full run; `avail` and `cap` by
+/// position.
 struct DayState<'a> {
+    structure: &'a Structure,
     avail: &'a [f64],
     cap: &'a [f64],
     covered: &'a [bool],
@@ -610,38 +703,33 @@ struct DayState<'a> {
     out: &'a [bool],
 }
 
-impl DayState<'_> {
-    fn avail(&self, structure: &Structure, c: u32) -> f64 {
-        self.avail[structure.flat.position[c as usize] as usize]
+impl Day for DayState<'_> {
+    fn avail(&self, c: u32) -> f64 {
+        self.avail[self.structure.flat.position[c as usize] as usize]
     }
 
-    fn cap(&self, structure: &Structure, c: u32) -> f64 {
-        self.cap[structure.flat.position[c as usize] as usize]
+    fn cap(&self, c: u32) -> f64 {
+        self.cap[self.structure.flat.position[c as usize] as usize]
     }
 
-    /// The component of `candidates` (indices, in index order) with the
-    /// smallest `avail`; ties go to the smallest index, which is the
-    /// smallest id.
-    fn least_available(&self, structure: &Structure, candidates: &[u32]) -> Option<u32> {
-        let mut best: Option<u32> = None;
-        for &c in candidates {
-            if best.is_none_or(|b| self.avail(structure, c) < self.avail(structure, b)) {
-                best = Some(c);
-            }
-        }
-        best
+    fn covered(&self, pool: u32) -> bool {
+        self.covered[pool as usize]
+    }
+
+    fn out(&self, supplier: u32) -> bool {
+        supplier != NO_SUPPLIER && self.out[supplier as usize]
     }
 }
 
 /// Fills in why a line stops, from the state of its stop day.
-fn explain_stop(
+pub(super) fn explain_stop(
     structure: &Structure,
     outcome: &mut LineOutcome,
     bom: &[u32],
-    day: &DayState<'_>,
+    day: &impl Day,
     pool_licenses: &[Vec<String>],
 ) {
-    let Some(bottleneck) = day.least_available(structure, bom) else {
+    let Some(bottleneck) = day.least_available(bom) else {
         return;
     };
     outcome.bottleneck = Some(bottleneck);
@@ -650,10 +738,10 @@ fn explain_stop(
     // The input graph is acyclic, so a path is never longer than the network.
     while outcome.root_cause_path.len() <= structure.components.len() {
         let node = &structure.components[current as usize];
-        if day.cap(structure, current) < 1.0 - EPS || node.inputs.is_empty() {
+        if day.cap(current) < 1.0 - EPS || node.inputs.is_empty() {
             break;
         }
-        match day.least_available(structure, &node.inputs) {
+        match day.least_available(&node.inputs) {
             Some(next) => {
                 current = next;
                 outcome.root_cause_path.push(current);
@@ -666,13 +754,13 @@ fn explain_stop(
         .pools
         .iter()
         .copied()
-        .filter(|&p| !day.covered[p as usize])
+        .filter(|&p| !day.covered(p))
         .collect();
     outcome.blocking_suppliers = last
         .sources
         .iter()
         .map(|s| s.supplier)
-        .filter(|&s| s != NO_SUPPLIER && day.out[s as usize])
+        .filter(|&s| day.out(s))
         .collect();
     let mut licenses: Vec<String> = outcome
         .blocking_pools
