@@ -1002,6 +1002,37 @@ mod tests {
         assert!(Arc::ptr_eq(&before.evaluation, &after.evaluation));
     }
 
+    /// A decision listing whose caller has gone stops its candidates' runs
+    /// and keeps nothing; asked again, it is answered in full.
+    #[test]
+    fn a_decision_whose_caller_has_gone_stops_and_is_not_kept() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        // The base answer is there: only the candidates' runs can stop.
+        engine.answer(&view, &query);
+        let decision = Decision::SupplierImpacts {
+            plant: None,
+            recovery_days: 30,
+        };
+        let gone = AtomicBool::new(true);
+        assert!(engine.decide_unless(&view, &query, &decision, &gone).is_none());
+        assert_eq!(engine.abandoned_evaluations(), 1);
+        assert_eq!(engine.running_evaluations(), 0);
+        assert!(engine
+            .cached_decision(view.epoch, view.revision, &query, &decision)
+            .is_none());
+        let decided = engine
+            .decide_unless(&view, &query, &decision, &AtomicBool::new(false))
+            .unwrap();
+        match decided.decided {
+            Decided::SupplierImpacts(impacts) => assert!(!impacts.is_empty()),
+            Decided::LicenseStakes(_) => panic!("asked for suppliers"),
+        }
+        assert!(engine
+            .cached_decision(view.epoch, view.revision, &query, &decision)
+            .is_some());
+    }
+
     /// An evaluation whose caller has gone stops, keeps nothing, and says so;
     /// the same question asked again is answered in full.
     #[test]

@@ -766,3 +766,208 @@ async fn a_component_or_line_change_rebuilds_the_structure() {
     assert_eq!(exposure.lines_in_scope, 1);
     assert_eq!(exposure.lines[0].line_id, production.id);
 }
+
+fn impacts_request(page_size: i32, page_token: String) -> pb::ListSupplierImpactsRequest {
+    pb::ListSupplierImpactsRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 90,
+        page_size,
+        page_token,
+        ..Default::default()
+    }
+}
+
+fn stakes_request(page_size: i32, page_token: String) -> pb::ListLicenseStakesRequest {
+    pb::ListLicenseStakesRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 120,
+        statuses: vec![
+            pb::LicenseStatus::Pending as i32,
+            pb::LicenseStatus::Rejected as i32,
+        ],
+        scenario: Some(pb::Scenario {
+            pending: pb::PendingAssumption::ApprovedAsExpected as i32,
+            ..Default::default()
+        }),
+        page_size,
+        page_token,
+        ..Default::default()
+    }
+}
+
+/// Every page size pages through the same decision listings, and every
+/// page of one listing comes from the revision its first page read.
+#[both_stores]
+#[tokio::test]
+async fn decision_listings_page_alike_whatever_the_page_size_from_one_revision() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let whole = risk
+        .list_supplier_impacts(impacts_request(0, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(whole.impacts.len(), 7);
+    let all_stakes = risk
+        .list_license_stakes(stakes_request(0, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all_stakes.stakes.len(), 4);
+    for size in 1..=4 {
+        let (mut impacts, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = risk
+                .list_supplier_impacts(impacts_request(size, token))
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(page.impacts.len() <= size as usize);
+            assert_eq!(page.total_size, 7);
+            impacts.extend(page.impacts);
+            token = page.next_page_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(impacts, whole.impacts, "page size {size}");
+        let (mut stakes, mut token) = (Vec::new(), String::new());
+        loop {
+            let page = risk
+                .list_license_stakes(stakes_request(size, token))
+                .await
+                .unwrap()
+                .into_inner();
+            stakes.extend(page.stakes);
+            token = page.next_page_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(stakes, all_stakes.stakes, "page size {size}");
+    }
+
+    // A decision lands between the first page and the second.
+    let first = risk
+        .list_license_stakes(stakes_request(2, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let impacts_first = risk
+        .list_supplier_impacts(impacts_request(3, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    app.records
+        .clone()
+        .update_license_status(pb::UpdateLicenseStatusRequest {
+            id: "LIC-BTM-DY-1".into(),
+            status: pb::LicenseStatus::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = risk
+        .list_license_stakes(stakes_request(2, first.next_page_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second.revision, first.revision,
+        "the token pins the revision"
+    );
+    assert_eq!(second.stakes, all_stakes.stakes[2..]);
+    let impacts_second = risk
+        .list_supplier_impacts(impacts_request(3, impacts_first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(impacts_second.revision, impacts_first.revision);
+    assert_eq!(impacts_second.impacts, whole.impacts[3..6]);
+    // A fresh listing sees the decision: the granted licence is no longer
+    // pending, so it is no longer at stake.
+    let fresh = risk
+        .list_license_stakes(stakes_request(50, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fresh.revision > first.revision);
+    assert!(fresh.stakes.iter().all(|s| s.license_id != "LIC-BTM-DY-1"));
+    assert_eq!(fresh.total_size, 3);
+
+    // A token is for its own listing only.
+    let status = risk
+        .list_license_stakes(pb::ListLicenseStakesRequest {
+            plant: "WOLFSBURG".into(),
+            ..stakes_request(2, first.next_page_token)
+        })
+        .await
+        .unwrap_err();
+    expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+}
+
+#[both_stores]
+#[tokio::test]
+async fn bad_decision_questions_are_refused_and_a_plant_without_lines_is_empty() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    for days in [-1, 731] {
+        let status = risk
+            .list_supplier_impacts(pb::ListSupplierImpactsRequest {
+                recovery_days: days,
+                ..impacts_request(0, String::new())
+            })
+            .await
+            .unwrap_err();
+        let fields = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(fields[0].0, "recovery_days", "{fields:?}");
+    }
+    for status in [pb::LicenseStatus::Approved, pb::LicenseStatus::Unspecified] {
+        let refused = risk
+            .list_license_stakes(pb::ListLicenseStakesRequest {
+                statuses: vec![pb::LicenseStatus::Pending as i32, status as i32],
+                ..stakes_request(0, String::new())
+            })
+            .await
+            .unwrap_err();
+        let fields = expect_error(&refused, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(fields[0].0, "statuses[1]", "{fields:?}");
+    }
+    let status = risk
+        .list_supplier_impacts(pb::ListSupplierImpactsRequest {
+            scenario: Some(pb::Scenario {
+                outages: vec![pb::SupplierOutage {
+                    supplier_id: "NOBODY".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..impacts_request(0, String::new())
+        })
+        .await
+        .unwrap_err();
+    let fields = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(fields[0].0, "scenario.outages[0].supplier_id");
+
+    let empty = risk
+        .list_supplier_impacts(pb::ListSupplierImpactsRequest {
+            plant: "NOWHERE".into(),
+            ..impacts_request(0, String::new())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((empty.total_size, empty.impacts.len()), (0, 0));
+    assert_eq!(empty.recovery_days, 30);
+    let empty = risk
+        .list_license_stakes(pb::ListLicenseStakesRequest {
+            plant: "NOWHERE".into(),
+            ..stakes_request(0, String::new())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((empty.total_size, empty.stakes.len()), (0, 0));
+}

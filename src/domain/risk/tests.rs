@@ -1,10 +1,14 @@
 //! One test per rule of the risk model, on networks small enough to work out
 //! by hand.
 
+use std::sync::atomic::AtomicBool;
+
+use super::cone::Base;
+use super::decide::{grant_date, license_stakes, supplier_impacts, LicenseStake, SupplierImpact};
 use super::report::{at_risk_order_of, exposure, line_report, Scope};
-use super::simulate::{evaluate, Evaluation};
+use super::simulate::{evaluate, Evaluation, Licensing, Outages};
 use super::structure::Structure;
-use super::{LicenseOverride, PendingAssumption, Scenario};
+use super::{day_number, LicenseOverride, PendingAssumption, Scenario, SupplierOutage};
 use crate::domain::date::{parse_date, Date};
 use crate::domain::record::{
     BomItem, Component, ComponentInput, License, LicenseStatus, Material, MaterialContent,
@@ -385,4 +389,275 @@ fn lines_are_ordered_by_stop_day_then_loss_then_id() {
     );
     assert_eq!(all.lines_at_risk, 4);
     assert_eq!(all.earliest_stop_date, Some(date(AS_OF)));
+}
+
+fn out(supplier: &str, starts: Option<i64>, days: u32) -> SupplierOutage {
+    SupplierOutage {
+        supplier_id: supplier.into(),
+        starts_on: starts.map(day),
+        days,
+    }
+}
+
+fn with_outages(outages: Vec<SupplierOutage>) -> Scenario {
+    Scenario {
+        outages,
+        ..Scenario::default()
+    }
+}
+
+#[test]
+fn an_outage_starts_on_as_of_unless_told_and_lasts_to_the_horizon_unless_told() {
+    let start = day_number(date(AS_OF));
+    assert_eq!(out("S", None, 0).days_out(date(AS_OF)), (start, i32::MAX));
+    assert_eq!(
+        out("S", Some(3), 4).days_out(date(AS_OF)),
+        (start + 3, start + 7)
+    );
+    // Begun before the first simulated day: only what is left of it counts.
+    let net = magnet_line(100.0, 0.0).license(approved("A", "S", 1000.0, None, None));
+    let (_, evaluation) = net.run(10, &with_outages(vec![out("S", Some(-5), 7)]));
+    let line = &evaluation.lines[0];
+    assert_eq!(line.days_to_stop, Some(0));
+    assert!(
+        (line.units_lost - 2.0 * 100.0).abs() < 1e-9,
+        "out on days 0 and 1"
+    );
+}
+
+#[test]
+fn an_idle_pool_consumes_nothing_and_is_neither_covered_nor_uncovered() {
+    // 1 kg a day from a 10 kg licence; the supplier is out on days 2 to 4.
+    let net = magnet_line(100.0, 0.0).license(approved("A", "S", 10.0, None, None));
+    let (structure, evaluation) = net.run(20, &with_outages(vec![out("S", Some(2), 3)]));
+    // Days 0-1 and 5-12 draw the 10 kg; the idle days neither draw nor
+    // count as uncovered, so the first uncovered day is 13, not 2 or 10.
+    assert_eq!(evaluation.pools[0].covered_days, 13);
+    let line = &evaluation.lines[0];
+    assert_eq!(line.days_to_stop, Some(2));
+    assert_eq!(line.output_fraction, 0.0);
+    assert!(
+        (line.units_lost - (3.0 + 7.0) * 100.0).abs() < 1e-9,
+        "{}",
+        line.units_lost
+    );
+    // On the stop day the pool is idle, not uncovered: the supplier blocks.
+    assert!(line.blocking_pools.is_empty());
+    assert!(line.blocking_licenses.is_empty());
+    let report = line_report(&structure, &evaluation, 0);
+    assert_eq!(report.blocking_supplier_ids, ["S"]);
+}
+
+#[test]
+fn the_outage_term_takes_the_suppliers_share_and_names_it() {
+    // MAG from A (CN, 60%, licensed) and B (DE, 40%, no licence needed);
+    // MOTOR is made in-house from MAG.
+    let net = Net::default()
+        .dy(None)
+        .supplier("A", "CN")
+        .supplier("B", "DE")
+        .component("MAG", &[("A", 0.6), ("B", 0.4)], 10.0, &[], 0.0)
+        .component("MOTOR", &[], 0.0, &["MAG"], 0.0)
+        .line("L", 100.0, &["MOTOR"])
+        .license(approved("LA", "A", 1000.0, None, None));
+    let (structure, evaluation) = net.run(10, &with_outages(vec![out("B", None, 0)]));
+    let report = line_report(&structure, &evaluation, 0);
+    assert_eq!(report.days_to_stop, Some(0));
+    assert!((report.output_fraction - 0.6).abs() < 1e-12);
+    assert_eq!(report.root_cause_path, ["MOTOR", "MAG"]);
+    assert_eq!(report.blocking_supplier_ids, ["B"]);
+    assert!(report.blocking_pools.is_empty());
+
+    // With A's licence gone too, both are named: A's pool and B's outage.
+    let mut unlicensed = net.clone();
+    unlicensed.licenses.clear();
+    let (structure, evaluation) = unlicensed.run(10, &with_outages(vec![out("B", None, 0)]));
+    let report = line_report(&structure, &evaluation, 0);
+    assert_eq!(report.output_fraction, 0.0);
+    assert_eq!(report.blocking_pools, [("A".to_string(), "DY".to_string())]);
+    assert_eq!(report.blocking_supplier_ids, ["B"]);
+}
+
+/// The two decision listings of `net` under `scenario`.
+fn decide(
+    net: &Net,
+    scenario: &Scenario,
+    horizon: u32,
+    plant: Option<&str>,
+    recovery_days: u32,
+    statuses: &[LicenseStatus],
+) -> (Vec<SupplierImpact>, Vec<LicenseStake>) {
+    let (structure, evaluation) = net.run(horizon, scenario);
+    let licensing = Licensing::new(&structure, &net.licenses, scenario, date(AS_OF), horizon);
+    let outages = Outages::new(&structure, scenario, date(AS_OF));
+    let base = || Base {
+        structure: &structure,
+        evaluation: &evaluation,
+        licensing: &licensing,
+        outages: &outages,
+    };
+    let never = AtomicBool::new(false);
+    (
+        supplier_impacts(base(), plant, recovery_days, &never).unwrap(),
+        license_stakes(base(), &net.licenses, scenario, plant, statuses, &never).unwrap(),
+    )
+}
+
+#[test]
+fn supplier_impacts_weigh_an_outage_against_the_stock_that_bridges_it() {
+    // No controlled material: only outages matter. A's part has no stock;
+    // B's has 4 days of it; C's part is in no line.
+    let mut net = Net::default()
+        .dy(None)
+        .supplier("A", "DE")
+        .supplier("B", "DE")
+        .supplier("C", "DE")
+        .component("PART-A", &[("A", 1.0)], 0.0, &[], 0.0)
+        .component("PART-B", &[("B", 1.0)], 0.0, &[], 200.0)
+        .component("SPARE", &[("C", 1.0)], 0.0, &[], 0.0)
+        .line("L1", 100.0, &["PART-A"])
+        .line("L2", 50.0, &["PART-B"]);
+    net.lines[1].plant = "Q".into();
+    let (impacts, _) = decide(&net, &Scenario::default(), 30, None, 10, &[]);
+    let ids: Vec<&str> = impacts.iter().map(|i| i.supplier_id.as_str()).collect();
+    assert_eq!(ids, ["A", "B"], "C feeds no line: not a candidate");
+    let (a, b) = (&impacts[0], &impacts[1]);
+    assert!((a.units_lost - 10.0 * 100.0).abs() < 1e-9);
+    assert_eq!(
+        (a.lines_hit, a.time_to_survive_days, a.critical),
+        (1, Some(0), true)
+    );
+    assert_eq!(a.first_hit_line_id, "L1");
+    assert_eq!(a.risk_exposure_index, 1.0);
+    // B: stock for days 0-3, then 6 short days of the 10.
+    assert!((b.units_lost - 6.0 * 50.0).abs() < 1e-9);
+    assert_eq!((b.time_to_survive_days, b.critical), (Some(4), true));
+    assert!((b.risk_exposure_index - 0.3).abs() < 1e-12);
+    assert_eq!(b.country, "DE");
+
+    // Recovering within its stock's reach, B is not critical and costs
+    // nothing, though it would not survive for ever.
+    let (impacts, _) = decide(&net, &Scenario::default(), 30, Some("Q"), 4, &[]);
+    assert_eq!(impacts.len(), 1, "only plant Q's supplier");
+    let b = &impacts[0];
+    assert_eq!(b.units_lost, 0.0);
+    assert_eq!(
+        (b.lines_hit, b.time_to_survive_days, b.critical),
+        (0, Some(4), false)
+    );
+    assert_eq!(b.risk_exposure_index, 0.0, "nothing to scale by");
+}
+
+#[test]
+fn an_outage_can_save_licence_stock_for_later() {
+    // 1 kg a day from 10 kg over a 20-day horizon: an outage on days 0-4
+    // loses 5 days but saves 5 kg that covers days 10-14: no net loss.
+    let net = magnet_line(100.0, 0.0).license(approved("A", "S", 10.0, None, None));
+    let (impacts, _) = decide(&net, &Scenario::default(), 20, None, 5, &[]);
+    assert_eq!(impacts.len(), 1);
+    assert!(impacts[0].units_lost.abs() < 1e-9, "{:?}", impacts[0]);
+    assert_eq!(impacts[0].lines_hit, 0);
+    assert_eq!(impacts[0].time_to_survive_days, Some(0));
+    assert!(impacts[0].critical);
+}
+
+#[test]
+fn grant_dates_follow_the_expected_decision_the_delay_and_as_of() {
+    let as_of = date(AS_OF);
+    let pending = License {
+        status: LicenseStatus::Pending,
+        ..approved("P", "S", 1.0, None, None)
+    };
+    let delay = |days| Scenario {
+        decision_delay_days: days,
+        ..Scenario::default()
+    };
+    let expected = License {
+        expected_decision_on: Some(day(5)),
+        submitted_on: Some(day(-100)),
+        ..pending.clone()
+    };
+    assert_eq!(grant_date(&expected, &delay(0), as_of), day(5));
+    assert_eq!(grant_date(&expected, &delay(3), as_of), day(8));
+    let submitted = License {
+        submitted_on: Some(day(-40)),
+        ..pending.clone()
+    };
+    assert_eq!(
+        grant_date(&submitted, &delay(0), as_of),
+        day(5),
+        "45 days after"
+    );
+    assert_eq!(grant_date(&pending, &delay(2), as_of), day(2), "from as_of");
+    let long_ago = License {
+        status: LicenseStatus::Rejected,
+        expected_decision_on: Some(day(-30)),
+        ..pending
+    };
+    assert_eq!(
+        grant_date(&long_ago, &delay(10), as_of),
+        as_of,
+        "granted on appeal from as_of, never before"
+    );
+}
+
+#[test]
+fn licence_stakes_weigh_denial_against_a_grant_on_the_expected_day() {
+    // 1 kg a day, no stock, 20 days. BIG (100 kg) is expected on day 5;
+    // SMALL (10 kg) was expected 3 days ago, so it is granted from as_of.
+    let pending = |id: &str, kg: f64, expected: i64| License {
+        status: LicenseStatus::Pending,
+        expected_decision_on: Some(day(expected)),
+        ..approved(id, "S", kg, None, None)
+    };
+    let net = magnet_line(100.0, 0.0)
+        .license(pending("BIG", 100.0, 5))
+        .license(pending("SMALL", 10.0, -3))
+        .license(License {
+            status: LicenseStatus::Rejected,
+            ..approved("NO", "S", 5.0, None, None)
+        });
+    let (_, stakes) = decide(
+        &net,
+        &Scenario::default(),
+        20,
+        None,
+        30,
+        &[LicenseStatus::Pending],
+    );
+    let ids: Vec<&str> = stakes.iter().map(|s| s.license_id.as_str()).collect();
+    assert_eq!(ids, ["BIG", "SMALL"], "largest stake first; pending only");
+    let (big, small) = (&stakes[0], &stakes[1]);
+    // Denied: short all 20 days. Granted on day 5: short on days 0-4.
+    assert!((big.units_at_stake - 1500.0).abs() < 1e-9);
+    assert_eq!(big.granted_on, day(5));
+    assert_eq!(big.lines_at_stake, 1);
+    assert_eq!(big.stop_date_if_denied, Some(day(0)));
+    assert_eq!(big.stop_date_if_granted, Some(day(0)));
+    // Granted from as_of, 10 kg covers days 0-9.
+    assert!((small.units_at_stake - 1000.0).abs() < 1e-9);
+    assert_eq!(small.granted_on, day(0));
+    assert_eq!(small.stop_date_if_granted, Some(day(10)));
+    assert_eq!(small.status, LicenseStatus::Pending);
+
+    // Asked for, a rejected licence is weighed as if granted on appeal.
+    let statuses = [LicenseStatus::Pending, LicenseStatus::Rejected];
+    let (_, stakes) = decide(&net, &Scenario::default(), 20, None, 30, &statuses);
+    let no = stakes.iter().find(|s| s.license_id == "NO").unwrap();
+    assert_eq!(no.granted_on, day(0));
+    assert!((no.units_at_stake - 500.0).abs() < 1e-9);
+    // Ties in the stake fall to the licence id.
+    let twin = magnet_line(100.0, 0.0)
+        .license(pending("B", 10.0, 0))
+        .license(pending("A", 10.0, 0));
+    let (_, stakes) = decide(
+        &twin,
+        &Scenario::default(),
+        20,
+        None,
+        30,
+        &[LicenseStatus::Pending],
+    );
+    let ids: Vec<&str> = stakes.iter().map(|s| s.license_id.as_str()).collect();
+    assert_eq!(ids, ["A", "B"]);
 }
