@@ -189,6 +189,45 @@ def main(address):
     refused(lambda: rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(horizon_days=5000)),
             Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
 
+    # Outages and decisions. The motor maker out for 10 days: its motors'
+    # 5 days of stock run out first.
+    outage = risk.Scenario(outages=[risk.SupplierOutage(supplier_id="PY-T1", days=10)])
+    struck = rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(
+        as_of="2025-06-02", horizon_days=60, scenario=outage)).lines[0]
+    check(struck.days_to_stop == 5 and list(struck.blocking_supplier_ids) == ["PY-T1"]
+          and list(struck.blocking_pools) == [], "an outage names the supplier that stops a line")
+    refused(lambda: rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(scenario=risk.Scenario(
+        outages=[risk.SupplierOutage(supplier_id="NOBODY")]))),
+        Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    # The motor maker's 30-day outage costs 10 more days of 10 units and hits
+    # on day 5; the magnet maker's costs nothing while its licence is pending.
+    impacts = rsk.ListSupplierImpacts(risk.ListSupplierImpactsRequest(
+        as_of="2025-06-02", horizon_days=60, page_size=1))
+    first = impacts.impacts[0]
+    check(impacts.total_size == 2 and impacts.recovery_days == 30 and impacts.next_page_token,
+          "ListSupplierImpacts pages")
+    check(first.supplier_id == "PY-T1" and abs(first.units_lost - 100) < 1e-9
+          and first.time_to_survive_days == 5 and first.critical
+          and first.risk_exposure_index == 1.0 and first.first_hit_line_id == "PY-LINE",
+          f"the costliest supplier's impact ({first})")
+    rest = rsk.ListSupplierImpacts(risk.ListSupplierImpactsRequest(
+        as_of="2025-06-02", horizon_days=60, page_size=1, page_token=impacts.next_page_token))
+    second = rest.impacts[0]
+    check(second.supplier_id == "PY-MAG" and second.units_lost == 0
+          and not second.HasField("time_to_survive_days") and not second.critical
+          and not rest.next_page_token, f"the harmless supplier, last ({second})")
+    # Granted on 2025-06-20, the licence saves all but 3 short days.
+    stakes = rsk.ListLicenseStakes(risk.ListLicenseStakesRequest(
+        as_of="2025-06-02", horizon_days=60))
+    stake = stakes.stakes[0]
+    check(stakes.total_size == 1 and stake.license_id == "PY-LIC-1"
+          and stake.status == records.LICENSE_STATUS_PENDING
+          and stake.granted_on == "2025-06-20" and abs(stake.units_at_stake - 420) < 1e-9
+          and stake.lines_at_stake == 1 and stake.stop_date_if_denied == "2025-06-17",
+          f"ListLicenseStakes weighs the pending licence ({stake})")
+    refused(lambda: rsk.ListLicenseStakes(risk.ListLicenseStakesRequest(
+        statuses=[records.LICENSE_STATUS_APPROVED])), Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+
     # A decision: the licence log and the live stream both see it.
     decided = rec.UpdateLicenseStatus(records.UpdateLicenseStatusRequest(
         id="PY-LIC-1", status=records.LICENSE_STATUS_APPROVED, decided_on="2025-06-02",
