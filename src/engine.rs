@@ -1015,7 +1015,9 @@ mod tests {
             recovery_days: 30,
         };
         let gone = AtomicBool::new(true);
-        assert!(engine.decide_unless(&view, &query, &decision, &gone).is_none());
+        assert!(engine
+            .decide_unless(&view, &query, &decision, &gone)
+            .is_none());
         assert_eq!(engine.abandoned_evaluations(), 1);
         assert_eq!(engine.running_evaluations(), 0);
         assert!(engine

@@ -302,6 +302,12 @@ async fn every_command_in_the_readme_works() {
                 check_table(&readme_table(&readme), &out);
             }
         }
+        if s.command.contains("ListSupplierImpacts") {
+            check_decisions(&readme, SUPPLIER_TABLE, &out, "impacts", &IMPACT_COLUMNS);
+        }
+        if s.command.contains("ListLicenseStakes") {
+            check_decisions(&readme, LICENCE_TABLE, &out, "stakes", &STAKE_COLUMNS);
+        }
     }
     following.into_iter().for_each(check_stream);
     assert!(ran > 12);
@@ -387,6 +393,74 @@ fn check_table(table: &[Told], answer: &str) {
     }
 }
 
+/// The README's table of the demo's supplier impacts, and of its licence
+/// stakes, by their headers.
+const SUPPLIER_TABLE: &str = "| supplier | 30-day outage costs (units) |";
+const LICENCE_TABLE: &str = "| licence | granted on | units at stake |";
+
+/// How a table's columns (from the second) read from an answer's entries:
+/// the JSON field, and how its value is written in the table.
+#[derive(Clone, Copy)]
+enum Cell {
+    Rounded(&'static str),
+    Text(&'static str),
+    YesNo(&'static str),
+    TwoDecimals(&'static str),
+}
+
+const IMPACT_COLUMNS: [Cell; 4] = [
+    Cell::Rounded("unitsLost"),
+    Cell::Rounded("timeToSurviveDays"),
+    Cell::YesNo("critical"),
+    Cell::TwoDecimals("riskExposureIndex"),
+];
+const STAKE_COLUMNS: [Cell; 3] = [
+    Cell::Text("grantedOn"),
+    Cell::Rounded("unitsAtStake"),
+    Cell::Rounded("linesAtStake"),
+];
+
+/// The answer's first entries (grpcurl's JSON, under `list`) are the table
+/// headed `header`, row by row: the id in backquotes, then each column.
+fn check_decisions(readme: &str, header: &str, answer: &str, list: &str, columns: &[Cell]) {
+    let answer: serde_json::Value = serde_json::from_str(answer).expect("grpcurl prints JSON");
+    let entries = answer[list].as_array().expect("a listing");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with(header))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| row.split('|').map(str::trim).collect())
+        .collect();
+    assert!(!rows.is_empty(), "the README has the table {header}");
+    assert!(entries.len() >= rows.len(), "{answer}");
+    for (row, entry) in rows.iter().zip(entries) {
+        let id = row[1].split('`').nth(1).expect("an id in backquotes");
+        let id_field = if list == "impacts" {
+            "supplierId"
+        } else {
+            "licenseId"
+        };
+        assert_eq!(entry[id_field], id, "{header}: row {row:?}");
+        for (cell, column) in row[2..].iter().zip(columns) {
+            // proto3 JSON leaves out zeros and false.
+            let number = |field: &str| entry[field].as_f64().unwrap_or(0.0);
+            let shown = match *column {
+                Cell::Rounded(field) => format!("{}", number(field).round()),
+                Cell::Text(field) => entry[field].as_str().unwrap_or("").to_string(),
+                Cell::YesNo(field) => if entry[field].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+                .into(),
+                Cell::TwoDecimals(field) => format!("{:.2}", number(field)),
+            };
+            assert_eq!(*cell, shown, "{header}: {id}");
+        }
+    }
+}
+
 #[test]
 fn the_readme_table_is_read_row_by_row() {
     let readme = "x\n| line | stops on | builds that day | why |\n|---|---|---:|---|\n\
@@ -423,4 +497,26 @@ fn commands_are_read_whole() {
     assert_eq!(shown[0].command, "grpcurl -d '{\"a\":\n  1}' \\\n  x y");
     assert_eq!(shown[0].comment.trim(), "one");
     assert_eq!(shown[1].command, "ls");
+}
+
+#[test]
+fn a_decision_table_is_held_to_the_answer() {
+    let readme = "| supplier | 30-day outage costs (units) | time to survive (days) | critical | exposure index |\n\
+                  |---|---:|---:|---|---:|\n\
+                  | `A` Alpha (DE) | 100 | 4 | yes | 1.00 |\n\
+                  | `B` Beta (FR) | 0 | 7 | no | 0.00 |\n";
+    let answer = r#"{"impacts": [
+        {"supplierId": "A", "unitsLost": 99.6, "timeToSurviveDays": 4, "critical": true, "riskExposureIndex": 1},
+        {"supplierId": "B", "timeToSurviveDays": 7}]}"#;
+    check_decisions(readme, SUPPLIER_TABLE, answer, "impacts", &IMPACT_COLUMNS);
+    for wrong in [
+        answer.replace("99.6", "98.4"),
+        answer.replace("\"critical\": true", "\"critical\": false"),
+        answer.replace("\"B\"", "\"C\""),
+    ] {
+        let held = std::panic::catch_unwind(|| {
+            check_decisions(readme, SUPPLIER_TABLE, &wrong, "impacts", &IMPACT_COLUMNS)
+        });
+        assert!(held.is_err(), "{wrong}");
+    }
 }
