@@ -532,6 +532,86 @@ async fn main() -> anyhow::Result<()> {
         "180-day horizon".into(),
     ));
 
+    // The decision listings: one simulation of each candidate's cone (two
+    // per candidate), cold after a licence update; later pages and repeated
+    // questions come from the kept listing.
+    let a = as_of.clone();
+    let impacts = move |page_token: String| pb::ListSupplierImpactsRequest {
+        as_of: a.clone(),
+        horizon_days: 180,
+        page_size: 50,
+        page_token,
+        ..Default::default()
+    };
+    let a = as_of.clone();
+    let stakes = move |page_token: String| pb::ListLicenseStakesRequest {
+        as_of: a.clone(),
+        horizon_days: 180,
+        page_size: 50,
+        page_token,
+        ..Default::default()
+    };
+    for listing in ["ListSupplierImpacts", "ListLicenseStakes"] {
+        eprintln!("{listing} cold");
+        let mut cold = Vec::new();
+        let mut candidates = 0;
+        let mut second_page = String::new();
+        for i in 0..3 {
+            records
+                .update_license_status(pb::UpdateLicenseStatusRequest {
+                    id: licences[(i * 211 + 7) % licences.len()].clone(),
+                    decided_on: "2025-06-01".into(),
+                    ..Default::default()
+                })
+                .await?;
+            let t = Instant::now();
+            (candidates, second_page) = match listing {
+                "ListSupplierImpacts" => {
+                    let page = risk.list_supplier_impacts(impacts(String::new())).await?;
+                    let page = page.into_inner();
+                    (page.total_size, page.next_page_token)
+                }
+                _ => {
+                    let page = risk.list_license_stakes(stakes(String::new())).await?;
+                    let page = page.into_inner();
+                    (page.total_size, page.next_page_token)
+                }
+            };
+            cold.push(t.elapsed());
+        }
+        rows.push(row(
+            &format!("{listing} first page, cold (after a licence update)"),
+            cold,
+            None,
+            format!("{candidates} candidates, 180-day horizon"),
+        ));
+        eprintln!("{listing} warm");
+        let (impacts, stakes) = (impacts.clone(), stakes.clone());
+        let (lat, took, failures) = throughput(&channels, args.seconds, move |ch, n| {
+            // The first page and the second, in turn.
+            let token = if n % 2 == 0 {
+                String::new()
+            } else {
+                second_page.clone()
+            };
+            let mut client = RiskServiceClient::new(ch);
+            let (impacts, stakes) = (impacts(token.clone()), stakes(token));
+            async move {
+                match listing {
+                    "ListSupplierImpacts" => client.list_supplier_impacts(impacts).await.is_ok(),
+                    _ => client.list_license_stakes(stakes).await.is_ok(),
+                }
+            }
+        })
+        .await;
+        rows.push(row(
+            &format!("{listing} first and later pages, warm"),
+            lat,
+            Some(took),
+            format!("{failures} failed"),
+        ));
+    }
+
     eprintln!("UpdateLicenseStatus");
     let ids_ = licences.clone();
     let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
