@@ -526,12 +526,8 @@ impl RiskEngine {
         let mut pools: Vec<u32> = view
             .licence_touches_since(earlier.revision)?
             .into_iter()
-            .filter_map(|(supplier, material)| {
-                structure
-                    .pool_index
-                    .get(&(supplier.to_string(), material.to_string()))
-                    .copied()
-            })
+            .filter_map(|(supplier, material)| structure.pool(supplier, material))
+            .map(|p| p as u32)
             .collect();
         pools.sort_unstable();
         pools.dedup();
@@ -559,22 +555,21 @@ impl RiskEngine {
                 "nothing: no pool changed",
             ));
         }
-        let wanted = |p: usize| pools.binary_search(&(p as u32)).is_ok();
-        let mut fresh = Licensing::of_pools(
+        // The licences of the changed pools, as they are now.
+        let mut suppliers: Vec<&str> = pools
+            .iter()
+            .map(|&p| structure.pools[p as usize].supplier_id.as_str())
+            .collect();
+        suppliers.dedup();
+        let mut licensing = (*earlier.licensing).clone();
+        licensing.replace_pools(
             structure,
-            view.licenses.values().map(|l| &**l),
+            suppliers.into_iter().flat_map(|s| view.licences_of(s)),
             &query.scenario,
             query.as_of,
             query.horizon_days,
-            wanted,
+            pools,
         );
-        let mut licensing = (*earlier.licensing).clone();
-        for &p in pools {
-            let p = p as usize;
-            licensing.usable[p] = std::mem::take(&mut fresh.usable[p]);
-            licensing.pool_licenses[p] = std::mem::take(&mut fresh.pool_licenses[p]);
-            licensing.pools[p] = std::mem::take(&mut fresh.pools[p]);
-        }
         let mut scratch = Scratch::new(structure);
         let cone = Cone::of_pools(structure, pools, &mut scratch);
         if cone.positions.len() > structure.components.len() / 4 {

@@ -383,6 +383,12 @@ impl View {
         }
     }
 
+    /// The licences of supplier `supplier_id`, in id order.
+    pub fn licences_of<'a>(&'a self, supplier_id: &'a str) -> impl Iterator<Item = &'a License> + 'a {
+        indexed(&self.indexes.licenses_by_supplier, supplier_id, None)
+            .filter_map(|id| self.licenses.get(id).map(|l| &**l))
+    }
+
     /// The (supplier id, material) of every licence changed after
     /// `revision`, if this view still knows them all.
     pub fn licence_touches_since(&self, revision: u64) -> Option<Vec<(&str, &str)>> {

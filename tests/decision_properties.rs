@@ -374,9 +374,11 @@ proptest! {
             let (a, b) = (&pair[0], &pair[1]);
             prop_assert!(rounded(a.units_lost) >= rounded(b.units_lost), "{:?} before {:?}", a, b);
         }
+        // (To rounding: the order compares losses to 3 decimals, so a loss
+        // a few ulps below the largest can come first on a tie.)
         if let Some(first) = impacts.first() {
             if first.units_lost > 1e-6 {
-                prop_assert_eq!(first.risk_exposure_index, 1.0);
+                prop_assert!((first.risk_exposure_index - 1.0).abs() < 1e-9, "{:?}", first);
             }
         }
     }
@@ -443,7 +445,7 @@ proptest! {
                     .filter(|m| structure.pool_of(m) == Some(p)).collect();
                 let usable = pool_usable_with(&members, &scenario, &o);
                 (Cone::of_pool(structure, p as u32, &mut scratch),
-                 Change::Licences { pool: p as u32, usable },
+                 Change::Licences(vec![(p as u32, usable)]),
                  with_override(&scenario, o))
             }
             _ => {

@@ -551,7 +551,10 @@ async fn main() -> anyhow::Result<()> {
         page_token,
         ..Default::default()
     };
-    for listing in ["ListSupplierImpacts", "ListLicenseStakes"] {
+    for (l, listing) in ["ListSupplierImpacts", "ListLicenseStakes"]
+        .into_iter()
+        .enumerate()
+    {
         eprintln!("{listing} cold");
         let mut cold = Vec::new();
         let mut candidates = 0;
@@ -559,7 +562,9 @@ async fn main() -> anyhow::Result<()> {
         for i in 0..3 {
             records
                 .update_license_status(pb::UpdateLicenseStatusRequest {
-                    id: licences[(i * 211 + 7) % licences.len()].clone(),
+                    // Licences no other run of the benchmark has decided yet:
+                    // each decision is a new revision.
+                    id: licences[(i * 211 + l * 1009 + 7) % licences.len()].clone(),
                     decided_on: "2025-06-01".into(),
                     ..Default::default()
                 })
@@ -586,30 +591,41 @@ async fn main() -> anyhow::Result<()> {
             format!("{candidates} candidates, 180-day horizon"),
         ));
         eprintln!("{listing} warm");
-        let (impacts, stakes) = (impacts.clone(), stakes.clone());
-        let (lat, took, failures) = throughput(&channels, args.seconds, move |ch, n| {
-            // The first page and the second, in turn.
-            let token = if n % 2 == 0 {
-                String::new()
+        for connections in [args.connections, 1] {
+            let (impacts, stakes) = (impacts.clone(), stakes.clone());
+            let second_page = second_page.clone();
+            let (lat, took, failures) =
+                throughput(&channels[..connections], args.seconds, move |ch, n| {
+                    // The first page and the second, in turn.
+                    let token = if n % 2 == 0 {
+                        String::new()
+                    } else {
+                        second_page.clone()
+                    };
+                    let mut client = RiskServiceClient::new(ch);
+                    let (impacts, stakes) = (impacts(token.clone()), stakes(token));
+                    async move {
+                        match listing {
+                            "ListSupplierImpacts" => {
+                                client.list_supplier_impacts(impacts).await.is_ok()
+                            }
+                            _ => client.list_license_stakes(stakes).await.is_ok(),
+                        }
+                    }
+                })
+                .await;
+            let alone = if connections == 1 {
+                ", one connection"
             } else {
-                second_page.clone()
+                ""
             };
-            let mut client = RiskServiceClient::new(ch);
-            let (impacts, stakes) = (impacts(token.clone()), stakes(token));
-            async move {
-                match listing {
-                    "ListSupplierImpacts" => client.list_supplier_impacts(impacts).await.is_ok(),
-                    _ => client.list_license_stakes(stakes).await.is_ok(),
-                }
-            }
-        })
-        .await;
-        rows.push(row(
-            &format!("{listing} first and later pages, warm"),
-            lat,
-            Some(took),
-            format!("{failures} failed"),
-        ));
+            rows.push(row(
+                &format!("{listing} first and later pages, warm{alone}"),
+                lat,
+                Some(took),
+                format!("{failures} failed"),
+            ));
+        }
     }
 
     eprintln!("UpdateLicenseStatus");

@@ -32,9 +32,9 @@ pub enum Change {
     /// Supplier `supplier` (by index) out over the day numbers
     /// `[first, end)` instead of as the base scenario has it.
     Outage { supplier: u32, first: i32, end: i32 },
-    /// Pool `pool`'s licences as given (in consumption order) instead of as
-    /// the base scenario makes them.
-    Licences { pool: u32, usable: Vec<Usable> },
+    /// Some pools' licences as given (in consumption order, by pool)
+    /// instead of as the base scenario makes them.
+    Licences(Vec<(u32, Vec<Usable>)>),
 }
 
 /// What a change can touch.
@@ -393,9 +393,15 @@ pub fn run(
     let usable = cone
         .pools
         .iter()
-        .map(|&p| match change {
-            Change::Licences { pool, usable } if *pool == p => usable.clone(),
-            _ => base.licensing.usable[p as usize].clone(),
+        .map(|&p| {
+            let given = match change {
+                Change::Licences(pools) => pools.iter().find(|(q, _)| *q == p),
+                Change::Outage { .. } => None,
+            };
+            match given {
+                Some((_, usable)) => usable.clone(),
+                None => base.licensing.usable[p as usize].clone(),
+            }
         })
         .collect();
     let outage = match change {
@@ -404,7 +410,7 @@ pub fn run(
             first,
             end,
         } => Some((*supplier, *first, *end)),
-        Change::Licences { .. } => None,
+        Change::Licences(_) => None,
     };
     let mut sim = Sim::new(base, cone, outage, usable, scratch);
     let horizon = sim.horizon;

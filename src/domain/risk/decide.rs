@@ -323,17 +323,19 @@ pub fn license_stakes<'a>(
             |scratch, &(license, p, status)| {
                 let cone = Cone::of_pool(structure, p as u32, scratch);
                 let granted_on = grant_date(license, scenario, as_of);
-                let as_decided = |status, effective_on| Change::Licences {
-                    pool: p as u32,
-                    usable: pool_usable_with(
-                        &members[p],
-                        scenario,
-                        &LicenseOverride {
-                            license_id: license.id.clone(),
-                            status,
-                            effective_on,
-                        },
-                    ),
+                let as_decided = |status, effective_on| {
+                    Change::Licences(vec![(
+                        p as u32,
+                        pool_usable_with(
+                            &members[p],
+                            scenario,
+                            &LicenseOverride {
+                                license_id: license.id.clone(),
+                                status,
+                                effective_on,
+                            },
+                        ),
+                    )])
                 };
                 let denied = as_decided(LicenseStatus::Rejected, None);
                 let granted = as_decided(LicenseStatus::Approved, Some(granted_on));

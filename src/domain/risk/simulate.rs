@@ -176,6 +176,11 @@ impl History {
         word >> (t % 64) & 1 == 1
     }
 
+    /// Pool `p`'s uncovered days, as bits by day.
+    pub fn uncovered_row(&self, p: usize) -> &[u64] {
+        &self.uncovered[p * self.words..(p + 1) * self.words]
+    }
+
     /// Replaces pool `p`'s uncovered days by `days`.
     pub fn set_uncovered(&mut self, p: usize, days: impl IntoIterator<Item = u32>) {
         let row = &mut self.uncovered[p * self.words..(p + 1) * self.words];
@@ -273,18 +278,7 @@ impl Licensing {
         as_of: Date,
         horizon_days: u32,
     ) -> Licensing {
-        Licensing::of_pools(structure, licenses, scenario, as_of, horizon_days, |_| true)
-    }
 
-    /// `new`, for the pools `wanted` only: the others are left empty.
-    pub fn of_pools<'a>(
-        structure: &Structure,
-        licenses: impl IntoIterator<Item = &'a License>,
-        scenario: &Scenario,
-        as_of: Date,
-        horizon_days: u32,
-        wanted: impl Fn(usize) -> bool,
-    ) -> Licensing {
         let pool_count = structure.pools.len();
         let overrides: HashMap<&str, &LicenseOverride> = scenario
             .overrides
@@ -304,7 +298,7 @@ impl Licensing {
         };
         let start = day_number(as_of);
         for license in licenses {
-            let Some(p) = structure.pool_of(license).filter(|&p| wanted(p)) else {
+            let Some(p) = structure.pool_of(license) else {
                 continue;
             };
             let overridden = overrides.get(license.id.as_str()).copied();
@@ -319,6 +313,47 @@ impl Licensing {
             ids.sort();
         }
         licensing
+    }
+
+    /// Makes the licences of `pools` (ascending) those of `licenses` (every
+    /// licence of those pools, and any others) under `scenario`, leaving
+    /// every other pool as it is.
+    pub fn replace_pools<'a>(
+        &mut self,
+        structure: &Structure,
+        licenses: impl IntoIterator<Item = &'a License>,
+        scenario: &Scenario,
+        as_of: Date,
+        horizon_days: u32,
+        pools: &[u32],
+    ) {
+        for &p in pools {
+            let p = p as usize;
+            self.usable[p].clear();
+            self.pool_licenses[p].clear();
+            self.pools[p] = PoolOutcome {
+                covered_days: horizon_days,
+                ..PoolOutcome::default()
+            };
+        }
+        let start = day_number(as_of);
+        for license in licenses {
+            let Some(p) = structure
+                .pool_of(license)
+                .filter(|&p| pools.binary_search(&(p as u32)).is_ok())
+            else {
+                continue;
+            };
+            let overridden = scenario
+                .overrides
+                .iter()
+                .find(|o| o.license_id == license.id);
+            self.add(p, license, assume(license, overridden, scenario), start);
+        }
+        for &p in pools {
+            order(&mut self.usable[p as usize]);
+            self.pool_licenses[p as usize].sort();
+        }
     }
 
     fn add(&mut self, p: usize, license: &License, assumed: Assumed, start: i32) {
@@ -364,6 +399,54 @@ pub fn pool_usable_with(
         .collect();
     order(&mut list);
     list
+}
+
+/// A pool's usable licences (`list`, in consumption order) with `granted`
+/// licences added, approved by their override.
+pub fn with_grants<'a>(
+    list: &[Usable],
+    granted: impl IntoIterator<Item = (&'a License, &'a LicenseOverride)>,
+    scenario: &Scenario,
+) -> Vec<Usable> {
+    let mut list = list.to_vec();
+    list.extend(
+        granted
+            .into_iter()
+            .filter_map(|(license, o)| assume(license, Some(o), scenario).usable),
+    );
+    order(&mut list);
+    list
+}
+
+/// The uncovered days of pool `p` alone, as bits by day (as
+/// [`History::uncovered_row`] keeps them), from its licences `usable`.
+pub fn uncovered_days(
+    structure: &Structure,
+    p: usize,
+    mut usable: Vec<Usable>,
+    outages: &Outages,
+    as_of: Date,
+    horizon_days: u32,
+) -> Vec<u64> {
+    let pool = &structure.pools[p];
+    let (first, end) = outages.window(pool.supplier);
+    let start = day_number(as_of);
+    let mut days = vec![0u64; (horizon_days as usize).div_ceil(64)];
+    for t in 0..horizon_days {
+        let day = start + t as i32;
+        let idle = first <= day && day < end;
+        if !idle
+            && !cover(
+                &mut usable,
+                pool.required_kg_per_day,
+                pool.controlled_from,
+                day,
+            )
+        {
+            days[(t / 64) as usize] |= 1 << (t % 64);
+        }
+    }
+    days
 }
 
 /// Step 1 for one pool on one day: whether it is covered, consuming its

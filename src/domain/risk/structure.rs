@@ -479,9 +479,14 @@ impl Structure {
 
     /// The pool a licence record belongs to, if it is one of a pool.
     pub fn pool_of(&self, license: &License) -> Option<usize> {
-        self.pool_index
-            .get(&(license.supplier_id.clone(), license.material.clone()))
-            .map(|&p| p as usize)
+        self.pool(&license.supplier_id, &license.material)
+    }
+
+    /// The pool (supplier, material), if there is one.
+    pub fn pool(&self, supplier_id: &str, material: &str) -> Option<usize> {
+        let &s = self.supplier_index.get(supplier_id)?;
+        self.pools_of_supplier(s)
+            .find(|&p| self.pools[p].material == material)
     }
 
     /// The pools of supplier `s` (by index): pools are in (supplier id,
