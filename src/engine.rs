@@ -27,6 +27,7 @@ use crate::domain::date::Date;
 use crate::domain::record::LicenseStatus;
 use crate::domain::risk::cone::{self, Base, Cone, Scratch};
 use crate::domain::risk::decide::{self, LicenseStake, SupplierImpact};
+use crate::domain::risk::forecast::{self, Forecast};
 use crate::domain::risk::report::{self, Exposure, Scope};
 use crate::domain::risk::simulate::Evaluation;
 use crate::domain::risk::simulate::{run, Licensing, Outages};
@@ -272,6 +273,15 @@ pub enum Decision {
         /// Sorted, without repeats.
         statuses: Vec<LicenseStatus>,
     },
+    LineForecasts {
+        plant: Option<String>,
+        samples: u32,
+        seed: u64,
+        /// The bits of the asked approval probability (0 for each
+        /// material's own).
+        approval_probability: u64,
+        spread_days: u32,
+    },
 }
 
 /// A decision listing, in its order.
@@ -279,6 +289,7 @@ pub enum Decision {
 pub enum Decided {
     SupplierImpacts(Arc<Vec<SupplierImpact>>),
     LicenseStakes(Arc<Vec<LicenseStake>>),
+    LineForecasts(Arc<Forecast>),
 }
 
 /// A decision listing with the answer it weighed candidates against.
@@ -291,7 +302,7 @@ pub struct Decisions {
 }
 
 /// Decision listings kept, the most recently used (each is at most a few
-/// MiB: one entry per supplier or licence of the network).
+/// MiB: one entry per supplier, licence or line of the network).
 const CACHED_DECISIONS: usize = 16;
 
 /// One evaluation under way that callers with the same question wait for.
@@ -612,7 +623,20 @@ impl RiskEngine {
         if let Some(kept) = self.decisions.lock().get(&key) {
             return Some(kept.clone());
         }
-        let answer = self.answer_unless(view, query, abandoned)?;
+        // A forecast weighs its samples against the scenario with every
+        // sampled licence denied; the other listings against the question's.
+        let base_query = match decision {
+            Decision::LineForecasts { .. } => {
+                let licenses = view.licenses.values().map(|l| &**l);
+                let sampled = forecast::sampled_licences(licenses, &query.scenario);
+                Query {
+                    scenario: forecast::base_scenario(&query.scenario, &sampled),
+                    ..query.clone()
+                }
+            }
+            _ => query.clone(),
+        };
+        let answer = self.answer_unless(view, &base_query, abandoned)?;
         let started = std::time::Instant::now();
         let structure = &answer.structure;
         let outages = Outages::new(structure, &query.scenario, query.as_of);
@@ -638,6 +662,26 @@ impl RiskEngine {
                 abandoned,
             )
             .map(|d| Decided::LicenseStakes(Arc::new(d))),
+            Decision::LineForecasts {
+                plant,
+                samples,
+                seed,
+                approval_probability,
+                spread_days,
+            } => forecast::forecast(
+                base,
+                &view.licenses.values().map(|l| &**l).collect::<Vec<_>>(),
+                &query.scenario,
+                &forecast::Question {
+                    samples: *samples,
+                    seed: *seed,
+                    approval_probability: f64::from_bits(*approval_probability),
+                    spread_days: *spread_days,
+                    plant: plant.clone(),
+                },
+                abandoned,
+            )
+            .map(|d| Decided::LineForecasts(Arc::new(d))),
         };
         self.running.fetch_sub(1, Ordering::Relaxed);
         let Some(decided) = decided else {
@@ -1023,7 +1067,7 @@ mod tests {
             .unwrap();
         match decided.decided {
             Decided::SupplierImpacts(impacts) => assert!(!impacts.is_empty()),
-            Decided::LicenseStakes(_) => panic!("asked for suppliers"),
+            other => panic!("asked for suppliers: {other:?}"),
         }
         assert!(engine
             .cached_decision(view.epoch, view.revision, &query, &decision)

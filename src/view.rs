@@ -384,7 +384,10 @@ impl View {
     }
 
     /// The licences of supplier `supplier_id`, in id order.
-    pub fn licences_of<'a>(&'a self, supplier_id: &'a str) -> impl Iterator<Item = &'a License> + 'a {
+    pub fn licences_of<'a>(
+        &'a self,
+        supplier_id: &'a str,
+    ) -> impl Iterator<Item = &'a License> + 'a {
         indexed(&self.indexes.licenses_by_supplier, supplier_id, None)
             .filter_map(|id| self.licenses.get(id).map(|l| &**l))
     }

@@ -224,10 +224,75 @@ async fn answers_as_the_fixture_says(app: &common::TestApp, name: &str) -> usize
                 assert!(actual.next_page_token.is_empty(), "{name}");
                 check_stakes(&actual.stakes, &expected.stakes, &name);
             }
+            "ListLineForecasts" => {
+                let expected: pb::ListLineForecastsResponse =
+                    read("ListLineForecastsResponse", &response);
+                let actual = risk
+                    .list_line_forecasts(read::<pb::ListLineForecastsRequest>(
+                        "ListLineForecastsRequest",
+                        &request,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(
+                    (actual.total_size, actual.samples),
+                    (expected.total_size, expected.samples),
+                    "{name}"
+                );
+                assert_eq!(actual.revision, revision, "{name}");
+                assert!(actual.next_page_token.is_empty(), "{name}");
+                check_forecasts(&actual, &expected, &name);
+            }
             other => panic!("the fixture names an unknown rpc {other}"),
         }
     }
     cases.len()
+}
+
+fn check_forecasts(
+    actual: &pb::ListLineForecastsResponse,
+    expected: &pb::ListLineForecastsResponse,
+    case: &str,
+) {
+    let ids = |v: &[pb::LineForecast]| v.iter().map(|f| f.line_id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&actual.forecasts),
+        ids(&expected.forecasts),
+        "{case}: lines and their order"
+    );
+    for (a, e) in actual.forecasts.iter().zip(&expected.forecasts) {
+        let what = format!("{case}: line {}", e.line_id);
+        assert_eq!(a.plant, e.plant, "{what}");
+        close(
+            a.stop_probability,
+            e.stop_probability,
+            &format!("{what} stop_probability"),
+        );
+        assert_eq!(
+            (a.days_to_stop_p10, a.days_to_stop_p50, a.days_to_stop_p90),
+            (e.days_to_stop_p10, e.days_to_stop_p50, e.days_to_stop_p90),
+            "{what} percentiles"
+        );
+        close(
+            a.expected_units_lost,
+            e.expected_units_lost,
+            &format!("{what} expected_units_lost"),
+        );
+    }
+    assert_eq!(actual.approvals.len(), expected.approvals.len(), "{case}");
+    for (a, e) in actual.approvals.iter().zip(&expected.approvals) {
+        assert_eq!(
+            (&a.material, a.approved, a.rejected),
+            (&e.material, e.approved, e.rejected),
+            "{case}"
+        );
+        close(
+            a.probability,
+            e.probability,
+            &format!("{case}: {} odds", e.material),
+        );
+    }
 }
 
 #[both_stores]
@@ -236,6 +301,14 @@ async fn the_worked_example_gives_every_expected_answer() {
     let app = spawn_app().await;
     let cases = answers_as_the_fixture_says(&app, "seed-network.expected.json").await;
     assert!(cases >= 10, "the fixture holds the whole worked example");
+}
+
+#[both_stores]
+#[tokio::test]
+async fn the_worked_example_forecasts_as_expected() {
+    let app = spawn_app().await;
+    let cases = answers_as_the_fixture_says(&app, "seed-network.forecasts.expected.json").await;
+    assert_eq!(cases, 3);
 }
 
 #[both_stores]

@@ -13,6 +13,9 @@ use super::stream::{subscribe, StreamGauges, UpdateStream};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
 use crate::domain::risk::decide::{LicenseStake, SupplierImpact, DEFAULT_RECOVERY_DAYS};
+use crate::domain::risk::forecast::{
+    LineForecast, DEFAULT_SAMPLES, DEFAULT_SPREAD_DAYS, MAX_SAMPLES, MAX_SPREAD_DAYS,
+};
 use crate::domain::risk::report::{self, Exposure, LineRisk, PoolCoverage, Scope};
 use crate::domain::risk::{
     check_outages, check_overrides, LicenseOverride, PendingAssumption, Scenario, SupplierOutage,
@@ -293,6 +296,18 @@ fn impact_to_pb(impact: &SupplierImpact) -> pb::SupplierImpact {
         first_hit_line_id: impact.first_hit_line_id.clone(),
         critical: impact.critical,
         risk_exposure_index: impact.risk_exposure_index,
+    }
+}
+
+fn forecast_to_pb(line: &LineForecast) -> pb::LineForecast {
+    pb::LineForecast {
+        line_id: line.line_id.clone(),
+        plant: line.plant.clone(),
+        stop_probability: line.stop_probability,
+        days_to_stop_p10: line.days_to_stop_p10.map(|d| d as i32),
+        days_to_stop_p50: line.days_to_stop_p50.map(|d| d as i32),
+        days_to_stop_p90: line.days_to_stop_p90.map(|d| d as i32),
+        expected_units_lost: line.expected_units_lost,
     }
 }
 
@@ -614,6 +629,88 @@ impl RiskService for RiskApi {
             next_page_token,
             total_size: stakes.len() as i32,
             revision: decisions.revision,
+        }))
+    }
+
+    async fn list_line_forecasts(
+        &self,
+        request: Request<pb::ListLineForecastsRequest>,
+    ) -> Result<Response<pb::ListLineForecastsResponse>, Status> {
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let samples = match r.samples {
+            0 => DEFAULT_SAMPLES,
+            n if (1..=MAX_SAMPLES as i32).contains(&n) => n as u32,
+            n => {
+                violations.push(Violation::new(
+                    "samples",
+                    format!("must be 1 to {MAX_SAMPLES} (0 means {DEFAULT_SAMPLES}), not {n}"),
+                ));
+                DEFAULT_SAMPLES
+            }
+        };
+        let probability = r.approval_probability;
+        if !(0.0..=1.0).contains(&probability) {
+            violations.push(Violation::new(
+                "approval_probability",
+                format!("must be 0 to 1 (0 means each material's own odds), not {probability}"),
+            ));
+        }
+        let spread_days = match r.decision_spread_days {
+            None => DEFAULT_SPREAD_DAYS,
+            Some(d) if (0..=MAX_SPREAD_DAYS as i32).contains(&d) => d as u32,
+            Some(d) => {
+                violations.push(Violation::new(
+                    "decision_spread_days",
+                    format!(
+                        "must be 0 to {MAX_SPREAD_DAYS} days (unset means {DEFAULT_SPREAD_DAYS}), not {d}"
+                    ),
+                ));
+                DEFAULT_SPREAD_DAYS
+            }
+        };
+        refuse_if_any(violations)?;
+        let listing = format!(
+            "line-forecasts as_of={:?} horizon={} {:?} plant={:?} samples={samples} seed={} p={probability:?} spread={spread_days}",
+            r.as_of, query.horizon_days, query.scenario, r.plant, r.seed
+        );
+        let paging = Paging::read(listing, r.page_size, &r.page_token, &mut query)?;
+        let decision = Decision::LineForecasts {
+            plant: (!r.plant.is_empty()).then_some(r.plant),
+            samples,
+            seed: r.seed,
+            // -0.0 and 0.0 ask the same.
+            approval_probability: (probability + 0.0).to_bits(),
+            spread_days,
+        };
+        let decisions = self.decide(view, query, decision, &paging).await?;
+        let Decided::LineForecasts(forecast) = &decisions.decided else {
+            return Err(Error::Storage("a forecast answered with another listing".into()).into());
+        };
+        let (page, next_page_token) = paging.page(
+            forecast.lines.len(),
+            decisions.epoch,
+            decisions.revision,
+            decisions.as_of,
+        )?;
+        Ok(Response::new(pb::ListLineForecastsResponse {
+            forecasts: forecast.lines[page].iter().map(forecast_to_pb).collect(),
+            next_page_token,
+            total_size: forecast.lines.len() as i32,
+            revision: decisions.revision,
+            samples: samples as i32,
+            approvals: forecast
+                .approvals
+                .iter()
+                .map(|a| pb::MaterialApproval {
+                    material: a.material.clone(),
+                    probability: a.probability,
+                    approved: a.approved as i32,
+                    rejected: a.rejected as i32,
+                })
+                .collect(),
         }))
     }
 

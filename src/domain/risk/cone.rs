@@ -44,7 +44,7 @@ pub struct Cone {
     pub positions: Vec<u32>,
     /// Line indices, ascending: the lines whose BOM holds a cone component.
     pub lines: Vec<u32>,
-    /// The pools simulated afresh.
+    /// The pools simulated afresh, ascending.
     pub pools: Vec<u32>,
 }
 

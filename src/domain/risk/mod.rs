@@ -12,9 +12,12 @@
 //! - [`cone`]: the simulation again for one changed supplier or licence,
 //!   over the components it can touch, against a base run.
 //! - [`decide`]: supplier impacts and licence stakes, from cone runs.
+//! - [`forecast`]: stop probabilities and dates over sampled licence
+//!   decisions, from cone runs.
 
 pub mod cone;
 pub mod decide;
+pub mod forecast;
 pub mod report;
 pub mod simulate;
 pub mod structure;

@@ -203,7 +203,8 @@ pub struct Usable {
     from: i32,
     until: i32,
     remaining: f64,
-    id: String,
+    /// Shared: a run copies every usable licence before it draws on them.
+    id: std::sync::Arc<str>,
 }
 
 impl Usable {
@@ -250,7 +251,7 @@ fn assume(license: &License, overridden: Option<&LicenseOverride>, scenario: &Sc
             from,
             until,
             remaining: license.quantity_kg - license.used_kg,
-            id: license.id.clone(),
+            id: std::sync::Arc::from(license.id.as_str()),
         }),
     }
 }
@@ -278,7 +279,6 @@ impl Licensing {
         as_of: Date,
         horizon_days: u32,
     ) -> Licensing {
-
         let pool_count = structure.pools.len();
         let overrides: HashMap<&str, &LicenseOverride> = scenario
             .overrides
@@ -418,35 +418,34 @@ pub fn with_grants<'a>(
     list
 }
 
-/// The uncovered days of pool `p` alone, as bits by day (as
-/// [`History::uncovered_row`] keeps them), from its licences `usable`.
-pub fn uncovered_days(
+/// Whether pool `p` alone, from its licences `usable`, is uncovered on
+/// other days than `uncovered` (bits by day, as [`History::uncovered_row`]
+/// keeps them) says. Stops at the first day that differs.
+pub fn covers_otherwise(
     structure: &Structure,
     p: usize,
     mut usable: Vec<Usable>,
     outages: &Outages,
     as_of: Date,
     horizon_days: u32,
-) -> Vec<u64> {
+    uncovered: &[u64],
+) -> bool {
     let pool = &structure.pools[p];
     let (first, end) = outages.window(pool.supplier);
     let start = day_number(as_of);
-    let mut days = vec![0u64; (horizon_days as usize).div_ceil(64)];
-    for t in 0..horizon_days {
+    (0..horizon_days).any(|t| {
         let day = start + t as i32;
         let idle = first <= day && day < end;
-        if !idle
-            && !cover(
+        let covered = idle
+            || cover(
                 &mut usable,
                 pool.required_kg_per_day,
                 pool.controlled_from,
                 day,
-            )
-        {
-            days[(t / 64) as usize] |= 1 << (t % 64);
-        }
-    }
-    days
+            );
+        let was = uncovered[(t / 64) as usize] >> (t % 64) & 1 == 1;
+        covered == was
+    })
 }
 
 /// Step 1 for one pool on one day: whether it is covered, consuming its
@@ -517,6 +516,11 @@ impl Outages {
         self.windows.is_empty()
     }
 
+    /// The suppliers with an outage.
+    fn suppliers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.windows.iter().map(|w| w.0)
+    }
+
     /// Marks in `out` (by supplier index) the suppliers out on `day`.
     fn mark(&self, day: i32, out: &mut [bool]) {
         for &(s, first, end) in &self.windows {
@@ -572,7 +576,34 @@ pub fn run(
     horizon_days: u32,
     abandoned: &AtomicBool,
 ) -> Option<Evaluation> {
+    run_replacing(
+        structure,
+        licensing,
+        &[],
+        outages,
+        as_of,
+        horizon_days,
+        abandoned,
+    )
+}
+
+/// `run`, with the usable licences of some pools replaced (pool, its
+/// licences in consumption order). Their pools' `approved_remaining_kg`
+/// and `pending_kg`, and the licence ids that explain a stop, are
+/// `licensing`'s.
+pub fn run_replacing(
+    structure: &Structure,
+    licensing: &Licensing,
+    replaced: &[(u32, Vec<Usable>)],
+    outages: &Outages,
+    as_of: Date,
+    horizon_days: u32,
+    abandoned: &AtomicBool,
+) -> Option<Evaluation> {
     let mut usable = licensing.usable.clone();
+    for (p, list) in replaced {
+        usable[*p as usize].clone_from(list);
+    }
     let pool_licenses = &licensing.pool_licenses;
     let mut pools = licensing.pools.clone();
     let start = day_number(as_of);
@@ -608,23 +639,55 @@ pub fn run(
     let mut out_seen: Vec<(u32, u16, f64)> = Vec::new();
     let mut line_out = vec![1.0f64; structure.lines.len()];
 
+    // Only what can have changed since yesterday is computed again: a
+    // component whose pools, suppliers and inputs are as they were, and
+    // that drew no stock yesterday, does exactly what it did.
+    let mut dirty = visited.clone();
+    let mut line_dirty = vec![true; structure.lines.len()];
+    let mut drawing: Vec<usize> = Vec::new();
+    let mut was_out = out.clone();
+    let mark = |k: u32, dirty: &mut [bool], line_dirty: &mut [bool]| {
+        dirty[k as usize] = true;
+        for &l in flat.lines_of(k as usize) {
+            line_dirty[l as usize] = true;
+        }
+    };
+
     for t in 0..horizon {
         if abandoned.load(Ordering::Relaxed) {
             return None;
         }
         let day = start + t as i32;
         outages.mark(day, &mut out);
+        for &k in &drawing {
+            dirty[k] = true;
+        }
+        drawing.clear();
+        for s in outages.suppliers() {
+            if out[s as usize] != was_out[s as usize] {
+                was_out[s as usize] = out[s as usize];
+                for &c in structure.sourced_by(s) {
+                    mark(flat.position[c as usize], &mut dirty, &mut line_dirty);
+                }
+            }
+        }
 
         // Step 1: pools, in order. A pool is covered whole or not at all; a
         // pool whose supplier is out is idle (neither).
         for (p, pool) in structure.pools.iter().enumerate() {
-            covered[p] = pool.supplier != NO_SUPPLIER && out[pool.supplier as usize]
+            let now = pool.supplier != NO_SUPPLIER && out[pool.supplier as usize]
                 || cover(
                     &mut usable[p],
                     pool.required_kg_per_day,
                     pool.controlled_from,
                     day,
                 );
+            if now != covered[p] {
+                covered[p] = now;
+                for &k in flat.users_of_pool(p) {
+                    mark(k, &mut dirty, &mut line_dirty);
+                }
+            }
             if !covered[p] {
                 uncovered[p * words + t / 64] |= 1 << (t % 64);
                 if pools[p].covered_days == horizon_days {
@@ -635,6 +698,10 @@ pub fn run(
 
         // Step 2: components, inputs first (positions are in that order).
         for &k in &visit {
+            if !dirty[k] {
+                continue;
+            }
+            dirty[k] = false;
             let (yesterday_avail, yesterday_cap) = (avail[k], cap[k]);
             cap[k] = capacity(
                 structure,
@@ -655,10 +722,20 @@ pub fn run(
                 let draw = (demand - supply).min(inventory[k]);
                 inventory[k] -= draw;
                 avail[k] = (supply + draw) / demand;
+                if draw != 0.0 {
+                    // Less stock tomorrow: look again.
+                    drawing.push(k);
+                }
             }
             // Yesterday's values are still in place: keep the changes.
             if avail[k] != yesterday_avail {
                 avail_seen.push((k as u32, t as u16, avail[k]));
+                for &u in flat.users_of(k) {
+                    dirty[u as usize] = true;
+                }
+                for &l in flat.lines_of(k) {
+                    line_dirty[l as usize] = true;
+                }
             }
             if cap[k] != yesterday_cap {
                 cap_seen.push((k as u32, t as u16, cap[k]));
@@ -667,15 +744,19 @@ pub fn run(
 
         // Step 3: lines.
         for (l, line) in structure.lines.iter().enumerate() {
-            let out_l = flat
-                .bom_of(l)
-                .iter()
-                .map(|&k| avail[k as usize])
-                .fold(1.0, f64::min);
-            if out_l != line_out[l] {
-                out_seen.push((l as u32, t as u16, out_l));
-                line_out[l] = out_l;
+            if line_dirty[l] {
+                line_dirty[l] = false;
+                let out_l = flat
+                    .bom_of(l)
+                    .iter()
+                    .map(|&k| avail[k as usize])
+                    .fold(1.0, f64::min);
+                if out_l != line_out[l] {
+                    out_seen.push((l as u32, t as u16, out_l));
+                    line_out[l] = out_l;
+                }
             }
+            let out_l = line_out[l];
             if out_l >= 1.0 - EPS {
                 continue;
             }

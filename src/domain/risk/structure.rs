@@ -132,6 +132,10 @@ pub struct Flat {
     /// `bom_lines[bom_line_start[k]..bom_line_start[k + 1]]`.
     pub bom_line_start: Vec<u32>,
     pub bom_lines: Vec<u32>,
+    /// Positions of the components with a source that needs pool p:
+    /// `pool_users[pool_user_start[p]..pool_user_start[p + 1]]`.
+    pub pool_user_start: Vec<u32>,
+    pub pool_users: Vec<u32>,
 }
 
 impl Flat {
@@ -195,6 +199,21 @@ impl Flat {
                 }
             }
         });
+        let pool_count = components
+            .iter()
+            .flat_map(|c| c.pools.iter())
+            .map(|&p| p as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let (pool_user_start, pool_users) = compressed(pool_count, |push| {
+            for (k, &c) in order.iter().enumerate() {
+                for &p in &components[c as usize].pools {
+                    push(p, k as u32);
+                }
+            }
+        });
+        flat.pool_user_start = pool_user_start;
+        flat.pool_users = pool_users;
         flat.user_start = user_start;
         flat.users = users;
         flat.bom_line_start = bom_line_start;
@@ -226,6 +245,13 @@ impl Flat {
     /// The positions using the component at position k.
     pub fn users_of(&self, k: usize) -> &[u32] {
         &self.users[self.user_start[k] as usize..self.user_start[k + 1] as usize]
+    }
+
+    /// The positions of the components with a source that needs pool p.
+    pub fn users_of_pool(&self, p: usize) -> &[u32] {
+        self.pool_user_start.get(p + 1).map_or(&[][..], |&end| {
+            &self.pool_users[self.pool_user_start[p] as usize..end as usize]
+        })
     }
 
     /// The lines with the component at position k in their BOM.
