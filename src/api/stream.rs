@@ -338,23 +338,18 @@ impl Follower {
                     Error::DatabaseUnavailable(_) => End::Unreachable,
                     e => End::Failed(e.into()),
                 })?;
-            match batch.first() {
-                Some(first) if first.sequence == self.cursor + 1 => {}
-                _ => {
-                    // Retention removed events this client had not read yet.
-                    let oldest = self.network.store().log_bounds().oldest;
-                    return Err(End::Failed(
-                        Error::SequenceCompacted {
-                            requested: self.cursor,
-                            oldest,
-                        }
-                        .into(),
-                    ));
-                }
+            if batch.is_empty() {
+                return Err(self.compacted());
             }
             for change in batch {
                 if change.sequence > target {
                     break;
+                }
+                // A store read while retention deletes may skip what it
+                // removed, at the start of a batch or within it: events this
+                // client had not read yet are gone.
+                if change.sequence != self.cursor + 1 {
+                    return Err(self.compacted());
                 }
                 self.cursor = change.sequence;
                 if self.filter.passes(&change) {
@@ -363,6 +358,18 @@ impl Follower {
             }
         }
         Ok(())
+    }
+
+    /// Retention removed events this client had not read yet.
+    fn compacted(&self) -> End {
+        let oldest = self.network.store().log_bounds().oldest;
+        End::Failed(
+            Error::SequenceCompacted {
+                requested: self.cursor,
+                oldest,
+            }
+            .into(),
+        )
     }
 
     /// Queues `message`, waiting while the client's queue is full; at
