@@ -1074,6 +1074,39 @@ mod tests {
             .is_some());
     }
 
+    /// A forecast whose caller has gone stops its samples and keeps nothing.
+    #[test]
+    fn a_forecast_whose_caller_has_gone_stops_and_is_not_kept() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        let forecast = |samples| Decision::LineForecasts {
+            plant: None,
+            samples,
+            seed: 3,
+            approval_probability: 0.5f64.to_bits(),
+            spread_days: 30,
+        };
+        // One sample evaluates the base (every sampled licence denied).
+        let stay = AtomicBool::new(false);
+        assert!(engine
+            .decide_unless(&view, &query, &forecast(1), &stay)
+            .is_some());
+        let evaluated = engine.evaluations();
+        let gone = AtomicBool::new(true);
+        assert!(engine
+            .decide_unless(&view, &query, &forecast(500), &gone)
+            .is_none());
+        assert_eq!(
+            engine.evaluations(),
+            evaluated,
+            "the base came from the cache"
+        );
+        assert_eq!(engine.abandoned_evaluations(), 1);
+        assert!(engine
+            .cached_decision(view.epoch, view.revision, &query, &forecast(500))
+            .is_none());
+    }
+
     /// An evaluation whose caller has gone stops, keeps nothing, and says so;
     /// the same question asked again is answered in full.
     #[test]

@@ -12,7 +12,7 @@ fn bench(extra: &[&str]) -> (String, serde_json::Value) {
     let json = dir.path().join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_lodestone-bench"))
         .args(["--scale", "medium", "--seconds", "1", "--connections", "4"])
-        .args(["--subscribers", "20", "--json"])
+        .args(["--subscribers", "20", "--samples", "10", "--json"])
         .arg(&json)
         .args(extra)
         .output()
@@ -58,6 +58,9 @@ fn the_benchmark_measures_every_job() {
         "GetExposure warm, random plant",
         "GetExposure warm, random material",
         "ListAtRiskLines first page, warm",
+        "ListSupplierImpacts first and later pages, warm",
+        "ListLicenseStakes first and later pages, warm",
+        "ListLineForecasts first and later pages, warm",
         "UpdateLicenseStatus",
     ] {
         let rate = job(prefix)["rate_per_s"].as_f64().unwrap();
@@ -66,6 +69,9 @@ fn the_benchmark_measures_every_job() {
     for prefix in [
         "GetExposure",
         "ListAtRiskLines first page, cold",
+        "ListSupplierImpacts first page, cold",
+        "ListLicenseStakes first page, cold",
+        "ListLineForecasts first page, cold (10 samples)",
         "licence update to 20",
     ] {
         assert!(job(prefix)["p99_ms"].as_f64().unwrap() > 0.0, "{prefix}");

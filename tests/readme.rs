@@ -308,6 +308,10 @@ async fn every_command_in_the_readme_works() {
         if s.command.contains("ListLicenseStakes") {
             check_decisions(&readme, LICENCE_TABLE, &out, "stakes", &STAKE_COLUMNS);
         }
+        if s.command.contains("ListLineForecasts") {
+            let pessimistic = s.command.contains("\"approval_probability\": 0.13");
+            check_forecasts(&readme, &out, pessimistic);
+        }
     }
     following.into_iter().for_each(check_stream);
     assert!(ran > 12);
@@ -459,6 +463,49 @@ fn check_decisions(readme: &str, header: &str, answer: &str, list: &str, columns
             assert_eq!(*cell, shown, "{header}: {id}");
         }
     }
+}
+
+/// The README's table of the demo's forecasts, by its header.
+const FORECAST_TABLE: &str = "| line | chance it stops (store's odds) |";
+
+/// The forecast (grpcurl's JSON) is the table: the same lines, each with
+/// the chance told (the store's odds, or 13% when `pessimistic`) and, with
+/// the store's odds, the median stop date told.
+fn check_forecasts(readme: &str, answer: &str, pessimistic: bool) {
+    let answer: serde_json::Value = serde_json::from_str(answer).expect("grpcurl prints JSON");
+    let forecasts = answer["forecasts"].as_array().expect("forecasts");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with(FORECAST_TABLE))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| row.split('|').map(str::trim).collect())
+        .collect();
+    assert!(!rows.is_empty(), "the README has the forecast table");
+    let as_of = lodestone::domain::date::parse_date("2025-06-02").unwrap();
+    let mut told = 0;
+    for row in &rows {
+        for id in row[1].split('`').skip(1).step_by(2) {
+            told += 1;
+            let f = forecasts
+                .iter()
+                .find(|f| f["lineId"] == id)
+                .unwrap_or_else(|| panic!("{id} is forecast: {answer}"));
+            let chance = f["stopProbability"].as_f64().unwrap_or(0.0);
+            let cell = if pessimistic { row[4] } else { row[2] };
+            assert_eq!(format!("{:.0}%", chance * 100.0), cell, "{id}");
+            if !pessimistic {
+                let p50 = f["daysToStopP50"].as_i64().expect("a median stop day");
+                let date = as_of + chrono::TimeDelta::days(p50);
+                assert_eq!(date.to_string(), row[3], "{id}");
+            }
+        }
+    }
+    assert_eq!(
+        told,
+        forecasts.len(),
+        "the lines that may stop are the table's"
+    );
 }
 
 #[test]

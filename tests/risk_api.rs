@@ -1044,3 +1044,124 @@ async fn bad_decision_questions_are_refused_and_a_plant_without_lines_is_empty()
         .into_inner();
     assert_eq!((empty.total_size, empty.stakes.len()), (0, 0));
 }
+
+fn forecasts_request(page_size: i32, page_token: String) -> pb::ListLineForecastsRequest {
+    pb::ListLineForecastsRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 120,
+        samples: 50,
+        seed: 11,
+        approval_probability: 0.9,
+        decision_spread_days: Some(0),
+        page_size,
+        page_token,
+        ..Default::default()
+    }
+}
+
+#[both_stores]
+#[tokio::test]
+async fn forecasts_page_from_one_revision_and_refuse_bad_questions() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let whole = risk
+        .list_line_forecasts(forecasts_request(0, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((whole.total_size, whole.samples), (3, 50));
+    let first = risk
+        .list_line_forecasts(forecasts_request(2, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.forecasts, whole.forecasts[..2]);
+    // A decision lands between the pages: the second still reads the first's.
+    app.records
+        .clone()
+        .update_license_status(pb::UpdateLicenseStatusRequest {
+            id: "LIC-BTM-DY-1".into(),
+            status: pb::LicenseStatus::Approved as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let second = risk
+        .list_line_forecasts(forecasts_request(2, first.next_page_token.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.revision, first.revision);
+    assert_eq!(second.forecasts, whole.forecasts[2..]);
+    assert_eq!(second.approvals, whole.approvals);
+    let fresh = risk
+        .list_line_forecasts(forecasts_request(0, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(fresh.revision > first.revision);
+    assert_ne!(
+        fresh.approvals, whole.approvals,
+        "one more approved dysprosium licence moves the record behind the odds"
+    );
+
+    let bad = [
+        (
+            pb::ListLineForecastsRequest {
+                samples: 10_001,
+                ..forecasts_request(0, String::new())
+            },
+            "samples",
+        ),
+        (
+            pb::ListLineForecastsRequest {
+                samples: -1,
+                ..forecasts_request(0, String::new())
+            },
+            "samples",
+        ),
+        (
+            pb::ListLineForecastsRequest {
+                approval_probability: 1.5,
+                ..forecasts_request(0, String::new())
+            },
+            "approval_probability",
+        ),
+        (
+            pb::ListLineForecastsRequest {
+                approval_probability: f64::NAN,
+                ..forecasts_request(0, String::new())
+            },
+            "approval_probability",
+        ),
+        (
+            pb::ListLineForecastsRequest {
+                decision_spread_days: Some(366),
+                ..forecasts_request(0, String::new())
+            },
+            "decision_spread_days",
+        ),
+        (
+            pb::ListLineForecastsRequest {
+                decision_spread_days: Some(-1),
+                ..forecasts_request(0, String::new())
+            },
+            "decision_spread_days",
+        ),
+    ];
+    for (request, field) in bad {
+        let status = risk.list_line_forecasts(request).await.unwrap_err();
+        let fields = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_eq!(fields[0].0, field, "{fields:?}");
+    }
+    let empty = risk
+        .list_line_forecasts(pb::ListLineForecastsRequest {
+            plant: "NOWHERE".into(),
+            ..forecasts_request(0, String::new())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((empty.total_size, empty.forecasts.len()), (0, 0));
+}

@@ -73,6 +73,10 @@ struct Args {
     /// Servers on the one database (with --store postgres).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// Samples per forecast; by default 1,000 on the medium network and
+    /// 200 on the others.
+    #[arg(long)]
+    samples: Option<i32>,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -626,6 +630,78 @@ async fn main() -> anyhow::Result<()> {
                 format!("{failures} failed"),
             ));
         }
+    }
+
+    // Forecasts: the sizes, 1,000 samples on the medium network and
+    // 200 on the others, at the default horizon.
+    let samples = args.samples.unwrap_or(match args.scale {
+        Scale::Medium => 1000,
+        _ => 200,
+    });
+    let a = as_of.clone();
+    let forecasts = move |page_token: String| pb::ListLineForecastsRequest {
+        as_of: a.clone(),
+        samples,
+        seed: 2025,
+        page_size: 50,
+        page_token,
+        ..Default::default()
+    };
+    eprintln!("ListLineForecasts cold");
+    let mut cold = Vec::new();
+    let mut second_page = String::new();
+    let mut listed = 0;
+    for i in 0..2 {
+        records
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: licences[(i * 307 + 3 * 1009 + 7) % licences.len()].clone(),
+                decided_on: "2025-06-01".into(),
+                ..Default::default()
+            })
+            .await?;
+        let t = Instant::now();
+        let page = risk.list_line_forecasts(forecasts(String::new())).await?;
+        cold.push(t.elapsed());
+        let page = page.into_inner();
+        (listed, second_page) = (page.total_size, page.next_page_token);
+    }
+    rows.push(row(
+        &format!("ListLineForecasts first page, cold ({samples} samples)"),
+        cold,
+        None,
+        format!("{listed} lines may stop; 90-day horizon"),
+    ));
+    eprintln!("ListLineForecasts warm");
+    for connections in [args.connections, 1] {
+        let forecasts = forecasts.clone();
+        let second_page = second_page.clone();
+        let (lat, took, failures) =
+            throughput(&channels[..connections], args.seconds, move |ch, n| {
+                let token = if n % 2 == 0 {
+                    String::new()
+                } else {
+                    second_page.clone()
+                };
+                let request = forecasts(token);
+                async move {
+                    RiskServiceClient::new(ch)
+                        .list_line_forecasts(request)
+                        .await
+                        .is_ok()
+                }
+            })
+            .await;
+        let alone = if connections == 1 {
+            ", one connection"
+        } else {
+            ""
+        };
+        rows.push(row(
+            &format!("ListLineForecasts first and later pages, warm{alone}"),
+            lat,
+            Some(took),
+            format!("{failures} failed"),
+        ));
     }
 
     eprintln!("UpdateLicenseStatus");

@@ -228,6 +228,37 @@ def main(address):
     refused(lambda: rsk.ListLicenseStakes(risk.ListLicenseStakesRequest(
         statuses=[records.LICENSE_STATUS_APPROVED])), Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
 
+    # Forecasts. The store has no decided dysprosium licence, so the odds are
+    # the prior, 1 in 4. Granted on its expected day, the pending licence
+    # cuts the loss from 450 to 30 units; it stops the line on day 15 either
+    # way. Which samples grant it follows the spec's generator, written here
+    # again from its definition.
+    def draw(seed, k, licence, j):
+        mask = (1 << 64) - 1
+        h = 0xcbf29ce484222325
+        for b in licence.encode():
+            h = ((h ^ b) * 0x100000001b3) & mask
+        x = seed ^ h ^ (((k + 1) * 0x9e3779b97f4a7c15) & mask) ^ ((j * 0xd1b54a32d192ed03) & mask)
+        x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & mask
+        x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & mask
+        x ^= x >> 31
+        return (x >> 11) / 2.0 ** 53
+    granted = sum(1 for k in range(200) if draw(5, k, "PY-LIC-1", 1) < 0.25)
+    forecast = rsk.ListLineForecasts(risk.ListLineForecastsRequest(
+        as_of="2025-06-02", horizon_days=60, samples=200, seed=5, decision_spread_days=0))
+    line = forecast.forecasts[0]
+    check(forecast.total_size == 1 and forecast.samples == 200 and line.line_id == "PY-LINE"
+          and line.stop_probability == 1.0 and line.days_to_stop_p10 == 15
+          and line.days_to_stop_p90 == 15, f"ListLineForecasts ({line})")
+    check(0 < granted < 200 and abs(line.expected_units_lost
+                                    - (450 * (200 - granted) + 30 * granted) / 200) < 1e-9,
+          f"the samples granted are the generator's ({granted}: {line.expected_units_lost})")
+    odds = forecast.approvals[0]
+    check(odds.material == "DY" and odds.probability == 0.25 and odds.approved == 0
+          and odds.rejected == 0, f"the odds and the record behind them ({odds})")
+    refused(lambda: rsk.ListLineForecasts(risk.ListLineForecastsRequest(samples=20000)),
+            Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+
     # A decision: the licence log and the live stream both see it.
     decided = rec.UpdateLicenseStatus(records.UpdateLicenseStatusRequest(
         id="PY-LIC-1", status=records.LICENSE_STATUS_APPROVED, decided_on="2025-06-02",

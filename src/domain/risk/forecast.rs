@@ -243,6 +243,9 @@ pub fn forecast(
     let samples = question.samples as u64;
     let mut first = 0;
     while first < samples {
+        if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let chunk: Vec<u64> = (first..(first + CHUNK as u64).min(samples)).collect();
         first += chunk.len() as u64;
         let outcomes: Option<Vec<SampleLines>> = chunk
