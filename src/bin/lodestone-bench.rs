@@ -536,34 +536,28 @@ async fn main() -> anyhow::Result<()> {
         "180-day horizon".into(),
     ));
 
-    // The decision listings: one simulation of each candidate's cone (two
-    // per candidate), cold after a licence update; later pages and repeated
-    // questions come from the kept listing.
-    let a = as_of.clone();
-    let impacts = move |page_token: String| pb::ListSupplierImpactsRequest {
-        as_of: a.clone(),
-        horizon_days: 180,
-        page_size: 50,
-        page_token,
-        ..Default::default()
-    };
-    let a = as_of.clone();
-    let stakes = move |page_token: String| pb::ListLicenseStakesRequest {
-        as_of: a.clone(),
-        horizon_days: 180,
-        page_size: 50,
-        page_token,
-        ..Default::default()
-    };
-    for (l, listing) in ["ListSupplierImpacts", "ListLicenseStakes"]
-        .into_iter()
-        .enumerate()
-    {
-        eprintln!("{listing} cold");
-        let mut cold = Vec::new();
-        let mut candidates = 0;
-        let mut second_page = String::new();
-        for i in 0..3 {
+    // The decision listings, cold after a licence update (each candidate's
+    // cone simulated; each sample's changed pools), then warm: later pages
+    // and repeated questions come from the kept listing.
+    let samples = args.samples.unwrap_or(match args.scale {
+        Scale::Medium => 1000,
+        _ => 200,
+    });
+    let listings = [
+        Listing::SupplierImpacts,
+        Listing::LicenseStakes,
+        Listing::LineForecasts { samples },
+    ];
+    for (l, listing) in listings.into_iter().enumerate() {
+        let name = listing.name();
+        eprintln!("{name} cold");
+        let runs = if matches!(listing, Listing::LineForecasts { .. }) {
+            2
+        } else {
+            3
+        };
+        let (mut cold, mut total, mut second_page) = (Vec::new(), 0, String::new());
+        for i in 0..runs {
             records
                 .update_license_status(pb::UpdateLicenseStatusRequest {
                     // Licences no other run of the benchmark has decided yet:
@@ -574,30 +568,18 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             let t = Instant::now();
-            (candidates, second_page) = match listing {
-                "ListSupplierImpacts" => {
-                    let page = risk.list_supplier_impacts(impacts(String::new())).await?;
-                    let page = page.into_inner();
-                    (page.total_size, page.next_page_token)
-                }
-                _ => {
-                    let page = risk.list_license_stakes(stakes(String::new())).await?;
-                    let page = page.into_inner();
-                    (page.total_size, page.next_page_token)
-                }
-            };
+            (total, second_page) = listing.page(&mut risk, &as_of, String::new()).await?;
             cold.push(t.elapsed());
         }
         rows.push(row(
-            &format!("{listing} first page, cold (after a licence update)"),
+            &format!("{name} first page, cold{}", listing.cold_note()),
             cold,
             None,
-            format!("{candidates} candidates, 180-day horizon"),
+            format!("{total} {}", listing.counted()),
         ));
-        eprintln!("{listing} warm");
+        eprintln!("{name} warm");
         for connections in [args.connections, 1] {
-            let (impacts, stakes) = (impacts.clone(), stakes.clone());
-            let second_page = second_page.clone();
+            let (as_of, second_page) = (as_of.clone(), second_page.clone());
             let (lat, took, failures) =
                 throughput(&channels[..connections], args.seconds, move |ch, n| {
                     // The first page and the second, in turn.
@@ -606,15 +588,10 @@ async fn main() -> anyhow::Result<()> {
                     } else {
                         second_page.clone()
                     };
-                    let mut client = RiskServiceClient::new(ch);
-                    let (impacts, stakes) = (impacts(token.clone()), stakes(token));
+                    let as_of = as_of.clone();
                     async move {
-                        match listing {
-                            "ListSupplierImpacts" => {
-                                client.list_supplier_impacts(impacts).await.is_ok()
-                            }
-                            _ => client.list_license_stakes(stakes).await.is_ok(),
-                        }
+                        let mut client = RiskServiceClient::new(ch);
+                        listing.page(&mut client, &as_of, token).await.is_ok()
                     }
                 })
                 .await;
@@ -624,84 +601,12 @@ async fn main() -> anyhow::Result<()> {
                 ""
             };
             rows.push(row(
-                &format!("{listing} first and later pages, warm{alone}"),
+                &format!("{name} first and later pages, warm{alone}"),
                 lat,
                 Some(took),
                 format!("{failures} failed"),
             ));
         }
-    }
-
-    // Forecasts: the sizes, 1,000 samples on the medium network and
-    // 200 on the others, at the default horizon.
-    let samples = args.samples.unwrap_or(match args.scale {
-        Scale::Medium => 1000,
-        _ => 200,
-    });
-    let a = as_of.clone();
-    let forecasts = move |page_token: String| pb::ListLineForecastsRequest {
-        as_of: a.clone(),
-        samples,
-        seed: 2025,
-        page_size: 50,
-        page_token,
-        ..Default::default()
-    };
-    eprintln!("ListLineForecasts cold");
-    let mut cold = Vec::new();
-    let mut second_page = String::new();
-    let mut listed = 0;
-    for i in 0..2 {
-        records
-            .update_license_status(pb::UpdateLicenseStatusRequest {
-                id: licences[(i * 307 + 3 * 1009 + 7) % licences.len()].clone(),
-                decided_on: "2025-06-01".into(),
-                ..Default::default()
-            })
-            .await?;
-        let t = Instant::now();
-        let page = risk.list_line_forecasts(forecasts(String::new())).await?;
-        cold.push(t.elapsed());
-        let page = page.into_inner();
-        (listed, second_page) = (page.total_size, page.next_page_token);
-    }
-    rows.push(row(
-        &format!("ListLineForecasts first page, cold ({samples} samples)"),
-        cold,
-        None,
-        format!("{listed} lines may stop; 90-day horizon"),
-    ));
-    eprintln!("ListLineForecasts warm");
-    for connections in [args.connections, 1] {
-        let forecasts = forecasts.clone();
-        let second_page = second_page.clone();
-        let (lat, took, failures) =
-            throughput(&channels[..connections], args.seconds, move |ch, n| {
-                let token = if n % 2 == 0 {
-                    String::new()
-                } else {
-                    second_page.clone()
-                };
-                let request = forecasts(token);
-                async move {
-                    RiskServiceClient::new(ch)
-                        .list_line_forecasts(request)
-                        .await
-                        .is_ok()
-                }
-            })
-            .await;
-        let alone = if connections == 1 {
-            ", one connection"
-        } else {
-            ""
-        };
-        rows.push(row(
-            &format!("ListLineForecasts first and later pages, warm{alone}"),
-            lat,
-            Some(took),
-            format!("{failures} failed"),
-        ));
     }
 
     eprintln!("UpdateLicenseStatus");
@@ -790,6 +695,87 @@ async fn main() -> anyhow::Result<()> {
 
 /// `subscribers` streams; a writer updates a licence every few milliseconds;
 /// the latency is from the writer's acknowledgement to each receipt.
+/// A paged decision listing the benchmark asks.
+#[derive(Clone, Copy)]
+enum Listing {
+    SupplierImpacts,
+    LicenseStakes,
+    LineForecasts { samples: i32 },
+}
+
+impl Listing {
+    fn name(self) -> &'static str {
+        match self {
+            Listing::SupplierImpacts => "ListSupplierImpacts",
+            Listing::LicenseStakes => "ListLicenseStakes",
+            Listing::LineForecasts { .. } => "ListLineForecasts",
+        }
+    }
+
+    fn cold_note(self) -> String {
+        match self {
+            Listing::LineForecasts { samples } => format!(" ({samples} samples)"),
+            _ => " (after a licence update)".into(),
+        }
+    }
+
+    /// What `total_size` counts, and at which horizon.
+    fn counted(self) -> &'static str {
+        match self {
+            Listing::SupplierImpacts => "candidates, 180-day horizon",
+            Listing::LicenseStakes => "candidates, 180-day horizon",
+            Listing::LineForecasts { .. } => "lines may stop; 90-day horizon",
+        }
+    }
+
+    /// A page of 50 (the first, or the one `token` names): the listing's
+    /// total size and the next page's token.
+    async fn page(
+        self,
+        client: &mut RiskServiceClient<Channel>,
+        as_of: &str,
+        page_token: String,
+    ) -> Result<(i32, String), tonic::Status> {
+        let as_of = as_of.to_string();
+        Ok(match self {
+            Listing::SupplierImpacts => {
+                let request = pb::ListSupplierImpactsRequest {
+                    as_of,
+                    horizon_days: 180,
+                    page_size: 50,
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_supplier_impacts(request).await?.into_inner();
+                (page.total_size, page.next_page_token)
+            }
+            Listing::LicenseStakes => {
+                let request = pb::ListLicenseStakesRequest {
+                    as_of,
+                    horizon_days: 180,
+                    page_size: 50,
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_license_stakes(request).await?.into_inner();
+                (page.total_size, page.next_page_token)
+            }
+            Listing::LineForecasts { samples } => {
+                let request = pb::ListLineForecastsRequest {
+                    as_of,
+                    samples,
+                    seed: 2025,
+                    page_size: 50,
+                    page_token,
+                    ..Default::default()
+                };
+                let page = client.list_line_forecasts(request).await?.into_inner();
+                (page.total_size, page.next_page_token)
+            }
+        })
+    }
+}
+
 async fn fan_out(
     address: &str,
     subscribers: usize,
