@@ -305,27 +305,36 @@ pub struct Decisions {
 /// MiB: one entry per supplier, licence or line of the network).
 const CACHED_DECISIONS: usize = 16;
 
-/// One evaluation under way that callers with the same question wait for.
-#[derive(Default)]
-struct Flight {
-    /// `Some` once it ended: the answer, or `None` if it was given up.
-    ended: Mutex<Option<Option<Answer>>>,
+/// One computation under way (an evaluation, a decision listing) that
+/// callers with the same question wait for.
+struct Flight<T> {
+    /// `Some` once it ended: the result, or `None` if it was given up.
+    ended: Mutex<Option<Option<T>>>,
     done: Condvar,
 }
 
-impl Flight {
-    fn end(&self, answer: Option<Answer>) {
-        *self.ended.lock() = Some(answer);
+impl<T> Default for Flight<T> {
+    fn default() -> Self {
+        Flight {
+            ended: Mutex::new(None),
+            done: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Clone> Flight<T> {
+    fn end(&self, result: Option<T>) {
+        *self.ended.lock() = Some(result);
         self.done.notify_all();
     }
 
-    /// Waits for the evaluation: `Ok(answer)` when it ended (`None` if it
+    /// Waits for the computation: `Ok(result)` when it ended (`None` if it
     /// was given up), `Err(())` once `abandoned` is set meanwhile.
-    fn wait(&self, abandoned: &AtomicBool) -> Result<Option<Answer>, ()> {
+    fn wait(&self, abandoned: &AtomicBool) -> Result<Option<T>, ()> {
         let mut ended = self.ended.lock();
         loop {
-            if let Some(answer) = &*ended {
-                return Ok(answer.clone());
+            if let Some(result) = &*ended {
+                return Ok(result.clone());
             }
             if abandoned.load(Ordering::Relaxed) {
                 return Err(());
@@ -333,6 +342,61 @@ impl Flight {
             self.done.wait_for(&mut ended, Duration::from_millis(20));
         }
     }
+}
+
+/// Computations under way, by question.
+type Flights<K, T> = Mutex<HashMap<K, Arc<Flight<T>>>>;
+
+/// The result for `key`: kept (`kept`, looked at under the flights lock),
+/// or computed once by `compute` (which keeps it before it returns) while
+/// other callers with the same key wait for it. A caller whose `abandoned`
+/// is set stops waiting (`None`); when the computing caller gives up, a
+/// waiter computes in its place.
+fn shared<K: Clone + Eq + std::hash::Hash, T: Clone>(
+    flights: &Flights<K, T>,
+    key: &K,
+    kept: impl Fn() -> Option<T>,
+    compute: impl Fn() -> Option<T>,
+    abandoned: &AtomicBool,
+) -> Result<T, Gone> {
+    loop {
+        let (flight, first) = {
+            let mut under_way = flights.lock();
+            // Under the flights lock: a computation keeps its result before
+            // it leaves the flights.
+            if let Some(result) = kept() {
+                return Ok(result);
+            }
+            match under_way.get(key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    under_way.insert(key.clone(), flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        if first {
+            let result = compute();
+            flights.lock().remove(key);
+            flight.end(result.clone());
+            return result.ok_or(Gone::Computing);
+        }
+        match flight.wait(abandoned) {
+            Ok(Some(result)) => return Ok(result),
+            // Its caller went and it gave up: ask again.
+            Ok(None) => continue,
+            Err(()) => return Err(Gone::Waiting),
+        }
+    }
+}
+
+/// How a caller that went away left a shared computation.
+enum Gone {
+    /// It was computing, and gave up (and counted it).
+    Computing,
+    /// It was waiting for another's.
+    Waiting,
 }
 
 /// (store epoch, structure revision): what a structure was built from.
@@ -345,7 +409,9 @@ pub struct RiskEngine {
     /// Decision listings, by answer and listing.
     decisions: Mutex<LruCache<(Key, Decision), Decisions>>,
     /// Evaluations under way, by question, for callers to share.
-    flights: Mutex<HashMap<Key, Arc<Flight>>>,
+    flights: Flights<Key, Answer>,
+    /// Decision listings under way, likewise.
+    deciding: Flights<(Key, Decision), Decisions>,
     /// Evaluations running now.
     running: AtomicU64,
     /// Evaluations run to their end, since start.
@@ -354,6 +420,8 @@ pub struct RiskEngine {
     abandoned: AtomicU64,
     /// Evaluations that simulated only the cones of changed pools.
     reran: AtomicU64,
+    /// Decision listings computed to their end.
+    decided: AtomicU64,
 }
 
 /// Most pools changed since an earlier answer that are simulated again
@@ -381,10 +449,12 @@ impl RiskEngine {
                 NonZeroUsize::new(CACHED_DECISIONS).expect("at least one"),
             )),
             flights: Mutex::new(HashMap::new()),
+            deciding: Mutex::new(HashMap::new()),
             running: AtomicU64::new(0),
             evaluated: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             reran: AtomicU64::new(0),
+            decided: AtomicU64::new(0),
         }
     }
 
@@ -405,41 +475,26 @@ impl RiskEngine {
         abandoned: &AtomicBool,
     ) -> Option<Answer> {
         let key = (view.epoch, view.revision, query.clone());
-        loop {
-            let (flight, first) = {
-                let mut flights = self.flights.lock();
-                // Under the flights lock: an evaluation keeps its answer
-                // before it leaves the flights.
-                if let Some(answer) = self.answers.lock().kept.get(&key) {
-                    return Some(answer.clone());
-                }
-                match flights.get(&key) {
-                    Some(flight) => (flight.clone(), false),
-                    None => {
-                        let flight = Arc::new(Flight::default());
-                        flights.insert(key.clone(), flight.clone());
-                        (flight, true)
-                    }
-                }
-            };
-            if first {
-                let answer = self.evaluate(view, query, abandoned);
-                if let Some(answer) = &answer {
-                    self.answers.lock().put(key.clone(), answer.clone());
-                }
-                self.flights.lock().remove(&key);
-                flight.end(answer.clone());
-                return answer;
-            }
-            match flight.wait(abandoned) {
-                Ok(Some(answer)) => return Some(answer),
-                // Its caller went and it gave up: ask again.
-                Ok(None) => continue,
-                Err(()) => {
-                    self.abandoned.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
-                    return None;
-                }
+        let kept = || self.answers.lock().kept.get(&key).cloned();
+        let compute = || {
+            let answer = self.evaluate(view, query, abandoned)?;
+            self.answers.lock().put(key.clone(), answer.clone());
+            Some(answer)
+        };
+        self.gone_unless(shared(&self.flights, &key, kept, compute, abandoned))
+    }
+
+    /// The result, or `None` counted as abandoned when its caller waited
+    /// for another's computation and went away (one it gave up itself was
+    /// counted where it stopped).
+    fn gone_unless<T>(&self, result: Result<T, Gone>) -> Option<T> {
+        match result {
+            Ok(result) => Some(result),
+            Err(Gone::Computing) => None,
+            Err(Gone::Waiting) => {
+                self.abandoned.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+                None
             }
         }
     }
@@ -620,9 +675,24 @@ impl RiskEngine {
         abandoned: &AtomicBool,
     ) -> Option<Decisions> {
         let key = ((view.epoch, view.revision, query.clone()), decision.clone());
-        if let Some(kept) = self.decisions.lock().get(&key) {
-            return Some(kept.clone());
-        }
+        let kept = || self.decisions.lock().get(&key).cloned();
+        let compute = || {
+            let decisions = self.decide(view, query, decision, abandoned)?;
+            self.decisions.lock().put(key.clone(), decisions.clone());
+            Some(decisions)
+        };
+        self.gone_unless(shared(&self.deciding, &key, kept, compute, abandoned))
+    }
+
+    /// One decision listing of `decision` for `query` on `view`, given up
+    /// (`None`) once `abandoned` is set.
+    fn decide(
+        &self,
+        view: &View,
+        query: &Query,
+        decision: &Decision,
+        abandoned: &AtomicBool,
+    ) -> Option<Decisions> {
         // A forecast weighs its samples against the scenario with every
         // sampled licence denied; the other listings against the question's.
         let base_query = match decision {
@@ -695,14 +765,13 @@ impl RiskEngine {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "decided"
         );
-        let decisions = Decisions {
+        self.decided.fetch_add(1, Ordering::Relaxed);
+        Some(Decisions {
             epoch: answer.epoch,
             revision: answer.revision,
             as_of: answer.as_of,
             decided,
-        };
-        self.decisions.lock().put(key, decisions.clone());
-        Some(decisions)
+        })
     }
 
     /// A kept decision listing for a revision (of the store's `epoch`).
@@ -728,6 +797,11 @@ impl RiskEngine {
     /// since an earlier answer.
     pub fn reruns(&self) -> u64 {
         self.reran.load(Ordering::Relaxed)
+    }
+
+    /// How many decision listings were computed to their end.
+    pub fn decisions_computed(&self) -> u64 {
+        self.decided.load(Ordering::Relaxed)
     }
 
     /// How many evaluations are running now.
@@ -1072,6 +1146,44 @@ mod tests {
         assert!(engine
             .cached_decision(view.epoch, view.revision, &query, &decision)
             .is_some());
+    }
+
+    /// Callers asking the same cold decision listing together share one
+    /// computation.
+    #[test]
+    fn identical_cold_decisions_arriving_together_share_one_listing() {
+        let (view, query) = medium();
+        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
+        let decision = Decision::LicenseStakes {
+            plant: None,
+            statuses: vec![crate::domain::record::LicenseStatus::Pending],
+        };
+        let barrier = std::sync::Barrier::new(4);
+        let listings: Vec<Decisions> = std::thread::scope(|scope| {
+            let callers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let stay = AtomicBool::new(false);
+                        engine
+                            .decide_unless(&view, &query, &decision, &stay)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            callers.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        assert_eq!(engine.decisions_computed(), 1);
+        let Decided::LicenseStakes(first) = &listings[0].decided else {
+            panic!("asked for licences")
+        };
+        for listing in &listings {
+            let Decided::LicenseStakes(stakes) = &listing.decided else {
+                panic!("asked for licences")
+            };
+            assert!(Arc::ptr_eq(stakes, first));
+        }
+        assert!(engine.deciding.lock().is_empty());
     }
 
     /// A forecast whose caller has gone stops its samples and keeps nothing.

@@ -25,7 +25,8 @@
 //! - [`engine`]: the risk engine: the model evaluated on a view, with the
 //!   network's structure and recent answers cached; after licence changes,
 //!   an answer is the one before with the changed pools' cones simulated
-//!   again; supplier impacts and licence stakes weigh each candidate's cone.
+//!   again; supplier impacts and licence stakes weigh each candidate's cone,
+//!   and forecasts sample the pending licences' decisions.
 //! - [`api`]: the tonic services, which only translate between protobuf and
 //!   the domain, and the one mapping of domain errors to gRPC statuses.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
