@@ -6,6 +6,7 @@ mod records;
 mod risk;
 pub(crate) mod status;
 mod stream;
+pub mod watch;
 
 use crate::domain::{Error, Violation};
 

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
+use super::watch::{self, SystemClock, WatchStream, Watches};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
 use crate::domain::risk::decide::{LicenseStake, SupplierImpact, DEFAULT_RECOVERY_DAYS};
@@ -33,6 +34,7 @@ pub struct RiskApi {
     engine: Arc<RiskEngine>,
     shutdown: CancellationToken,
     streams: Arc<StreamGauges>,
+    watches: Arc<Watches>,
 }
 
 impl RiskApi {
@@ -42,11 +44,19 @@ impl RiskApi {
         shutdown: CancellationToken,
         streams: Arc<StreamGauges>,
     ) -> Self {
+        let watches = Watches::new(
+            network.clone(),
+            engine.clone(),
+            Arc::new(SystemClock),
+            shutdown.clone(),
+            streams.clone(),
+        );
         RiskApi {
             network,
             engine,
             shutdown,
             streams,
+            watches,
         }
     }
 
@@ -262,7 +272,7 @@ fn scope_from(
     scope
 }
 
-fn line_to_pb(line: LineRisk) -> pb::LineRisk {
+pub(super) fn line_to_pb(line: LineRisk) -> pb::LineRisk {
     pb::LineRisk {
         at_risk: line.at_risk(),
         days_to_stop: line.days_to_stop.map(|d| d as i32),
@@ -712,6 +722,40 @@ impl RiskService for RiskApi {
                 })
                 .collect(),
         }))
+    }
+
+    type WatchAtRiskLinesStream = WatchStream;
+
+    async fn watch_at_risk_lines(
+        &self,
+        request: Request<pb::WatchAtRiskLinesRequest>,
+    ) -> Result<Response<Self::WatchAtRiskLinesStream>, Status> {
+        let r = request.into_inner();
+        let view = self.network.view();
+        let mut violations = Vec::new();
+        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let heartbeat = match r.heartbeat_seconds {
+            0 => watch::DEFAULT_HEARTBEAT_SECONDS,
+            s if s <= watch::MAX_HEARTBEAT_SECONDS => s,
+            s => {
+                violations.push(Violation::new(
+                    "heartbeat_seconds",
+                    format!(
+                        "must be 1 to {} (0 means {}), not {s}",
+                        watch::MAX_HEARTBEAT_SECONDS,
+                        watch::DEFAULT_HEARTBEAT_SECONDS
+                    ),
+                ));
+                watch::DEFAULT_HEARTBEAT_SECONDS
+            }
+        };
+        refuse_if_any(violations)?;
+        let question = watch::question(&query, !r.as_of.is_empty(), r.plant);
+        let stream = self.watches.watch(
+            question,
+            std::time::Duration::from_secs(u64::from(heartbeat)),
+        )?;
+        Ok(Response::new(stream))
     }
 
     type StreamLicenseUpdatesStream = UpdateStream;

@@ -273,7 +273,7 @@ pub fn overloaded(limit: usize) -> Status {
 pub fn too_many_streams(limit: usize) -> Status {
     status(
         Code::ResourceExhausted,
-        format!("the server has its limit of {limit} licence streams open; retry with backoff"),
+        format!("the server has its limit of {limit} streams (licence streams and watches) open; retry with backoff"),
         "TOO_MANY_STREAMS",
         vec![("limit", limit.to_string())],
         None,

@@ -50,6 +50,15 @@ pub struct StreamGauges {
 }
 
 impl StreamGauges {
+    /// A slot for one more stream, held for as long as it runs; refused
+    /// when every slot is taken.
+    pub fn acquire(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| status::too_many_streams(self.limit))
+    }
+
     /// Gauges for a server that allows `limit` streams at once.
     pub fn new(limit: usize) -> StreamGauges {
         let limit = limit.max(1);
@@ -131,11 +140,7 @@ pub async fn subscribe(
     gauges: Arc<StreamGauges>,
 ) -> Result<UpdateStream, Status> {
     // A slot first: a server at its limit refuses before doing any work.
-    let slot = gauges
-        .slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| status::too_many_streams(gauges.limit))?;
+    let slot = gauges.acquire()?;
     let mut violations = Vec::new();
     for (i, m) in request.materials.iter().enumerate() {
         if let Some(problem) = identifier_problem(m) {
