@@ -158,14 +158,25 @@ impl Following {
         }
     }
 
+    /// What the stream must deliver: a licence update, or a watch's change.
+    fn awaited(&self) -> &'static str {
+        if self.command.contains("WatchAtRiskLines") {
+            "\"change\""
+        } else {
+            "\"update\""
+        }
+    }
+
     /// Waits (at most a minute, on a slow machine) until the stream has
-    /// delivered an update or ended, stops it, and returns what it printed.
+    /// delivered what it awaits or ended, stops it, and returns what it
+    /// printed.
     fn finish(mut self) -> (String, String) {
+        let awaited = self.awaited();
         let read = |file: &tempfile::NamedTempFile| {
             std::fs::read_to_string(file.path()).unwrap_or_default()
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !read(&self.out).contains("\"update\"")
+        while !read(&self.out).contains(awaited)
             && self.child.try_wait().unwrap().is_none()
             && Instant::now() < deadline
         {
@@ -182,10 +193,11 @@ impl Following {
 
 fn check_stream(following: Following) {
     let command = following.command.clone();
+    let awaited = following.awaited();
     let (out, err) = following.finish();
     assert!(
-        out.contains("\"update\""),
-        "the stream delivered no update\n{command}\nstdout: {out}\nstderr: {err}"
+        out.contains(awaited),
+        "the stream delivered no {awaited}\n{command}\nstdout: {out}\nstderr: {err}"
     );
 }
 
@@ -265,7 +277,7 @@ async fn every_command_in_the_readme_works() {
             cargo_commands += 1;
         }
         let mut command = shell(&prelude, &s.command, scratch.path(), port);
-        if s.command.contains("StreamLicenseUpdates") {
+        if s.command.contains("StreamLicenseUpdates") || s.command.contains("WatchAtRiskLines") {
             following.push(Following::start(s.block, s.command.clone(), command));
             // Let the stream subscribe before the next command writes.
             std::thread::sleep(Duration::from_millis(500));

@@ -259,7 +259,16 @@ def main(address):
     refused(lambda: rsk.ListLineForecasts(risk.ListLineForecastsRequest(samples=20000)),
             Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
 
-    # A decision: the licence log and the live stream both see it.
+    # A watch of the question sees the decision below change the answer.
+    watch_call = rsk.WatchAtRiskLines(risk.WatchAtRiskLinesRequest(
+        as_of="2025-06-02", horizon_days=60, heartbeat_seconds=1), timeout=120)
+    watched = iter(watch_call)
+    opening = next(watched)
+    check(opening.WhichOneof("event") == "snapshot"
+          and [l.line_id for l in opening.snapshot.lines] == ["PY-LINE"],
+          "a watch starts with the lines at risk")
+
+    # A decision: the licence log, the live stream and the watch all see it.
     decided = rec.UpdateLicenseStatus(records.UpdateLicenseStatusRequest(
         id="PY-LIC-1", status=records.LICENSE_STATUS_APPROVED, decided_on="2025-06-02",
         valid_from="2025-06-03", revision=revision))
@@ -267,6 +276,13 @@ def main(address):
     better = rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(as_of="2025-06-02",
                                                              horizon_days=60))
     check(better.total_size == 0, "approved in time, the line runs on")
+    change = next(m for m in watched if m.WhichOneof("event") == "change").change
+    watch_call.cancel()
+    check(change.from_revision == opening.snapshot.revision
+          and change.revision == decided.revision and change.total_size == 0
+          and [l.line_id for l in change.changed] == ["PY-LINE"]
+          and not change.changed[0].at_risk and list(change.license_sequences) == [2],
+          f"the watch pushes the line that runs on, and the licence event behind it ({change})")
 
     seen = []
     while len(seen) < 2:
