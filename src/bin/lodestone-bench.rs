@@ -635,6 +635,21 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("stream fan-out to {} subscribers", args.subscribers);
     rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
 
+    for questions in [1, 50] {
+        eprintln!("{} watchers of {questions} question(s)", args.subscribers);
+        rows.push(
+            watch_fan_out(
+                &server.address,
+                args.subscribers,
+                questions,
+                &plants,
+                args.seconds,
+                &licences,
+            )
+            .await?,
+        );
+    }
+
     if let Some(other) = servers.get(1) {
         eprintln!("replication lag");
         rows.extend(
@@ -851,6 +866,103 @@ async fn fan_out(
             "{} of {expected} deliveries measured; {n} updates",
             latencies.len()
         ),
+    ))
+}
+
+/// `watchers` watches over `questions` distinct questions (the network,
+/// then each plant, at longer horizons); a writer decides licences one way
+/// and back; the latency is from a decision's acknowledgement to each
+/// change that reports its revision.
+async fn watch_fan_out(
+    address: &str,
+    watchers: usize,
+    questions: usize,
+    plants: &[String],
+    seconds: u64,
+    licences: &[String],
+) -> anyhow::Result<Row> {
+    let acked: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let received: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
+    let mut channels = Vec::new();
+    for _ in 0..watchers.div_ceil(50) {
+        channels.push(connect(address).await?);
+    }
+    let question = |q: usize| pb::WatchAtRiskLinesRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 90 + 30 * (q / (plants.len() + 1)) as i32,
+        plant: match q % (plants.len() + 1) {
+            0 => String::new(),
+            p => plants[p - 1].clone(),
+        },
+        heartbeat_seconds: 60,
+        ..Default::default()
+    };
+    let stop_reading = tokio::time::Instant::now() + Duration::from_secs(seconds + 5);
+    let mut readers = Vec::new();
+    for i in 0..watchers {
+        let mut client = RiskServiceClient::new(channels[i / 50].clone());
+        let mut stream = client
+            .watch_at_risk_lines(question(i % questions))
+            .await?
+            .into_inner();
+        // The snapshot first: the watch is open.
+        stream.message().await?;
+        let received = received.clone();
+        readers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Ok(Ok(Some(message))) =
+                tokio::time::timeout_at(stop_reading, stream.message()).await
+            {
+                if let Some(pb::watch_at_risk_lines_response::Event::Change(c)) = message.event {
+                    mine.push((c.revision, Instant::now()));
+                }
+            }
+            received.lock().await.extend(mine);
+        }));
+    }
+    let mut writer = RecordServiceClient::new(connect(address).await?);
+    let until = Instant::now() + Duration::from_secs(seconds);
+    // Room for every question's evaluation between two decisions.
+    let pause = Duration::from_millis(if questions > 1 { 1000 } else { 200 });
+    let mut n = 0;
+    while Instant::now() < until {
+        let id = licences[(n / 2 * 13) % licences.len()].clone();
+        let status = if n % 2 == 0 {
+            pb::LicenseStatus::Approved
+        } else {
+            pb::LicenseStatus::Rejected
+        };
+        n += 1;
+        let licence = writer
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id,
+                status: status as i32,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        acked.lock().await.insert(licence.revision, Instant::now());
+        tokio::time::sleep(pause).await;
+    }
+    for reader in readers {
+        reader.await?;
+    }
+    drop(channels);
+    let acked = acked.lock().await;
+    let received = received.lock().await;
+    let latencies: Vec<Duration> = received
+        .iter()
+        .filter_map(|(revision, at)| {
+            acked
+                .get(revision)
+                .map(|ack| at.saturating_duration_since(*ack))
+        })
+        .collect();
+    Ok(row(
+        &format!("licence update → change at {watchers} watchers of {questions} question(s)"),
+        latencies.clone(),
+        None,
+        format!("{} changes measured; {n} decisions", latencies.len()),
     ))
 }
 
