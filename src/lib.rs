@@ -28,7 +28,9 @@
 //!   again; supplier impacts and licence stakes weigh each candidate's cone,
 //!   and forecasts sample the pending licences' decisions.
 //! - [`api`]: the tonic services, which only translate between protobuf and
-//!   the domain, and the one mapping of domain errors to gRPC statuses.
+//!   the domain, and the one mapping of domain errors to gRPC statuses; the
+//!   licence stream, and the watches of risk questions (`api::watch`), whose
+//!   watchers share one evaluator per question.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
 //! - [`gate`]: what every request passes first: authentication (tokens and
