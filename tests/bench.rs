@@ -77,7 +77,9 @@ fn the_benchmark_measures_every_job() {
         assert!(job(prefix)["p99_ms"].as_f64().unwrap() > 0.0, "{prefix}");
     }
     for questions in ["1 question(s)", "50 question(s)"] {
-        let row = job(&format!("licence update → change at 20 watchers of {questions}"));
+        let row = job(&format!(
+            "licence update → change at 20 watchers of {questions}"
+        ));
         assert!(row["note"].as_str().unwrap().contains("decisions"), "{row}");
     }
     for j in jobs

@@ -80,6 +80,12 @@ pub struct Question {
     pub plant: Option<String>,
 }
 
+type Response = pb::WatchAtRiskLinesResponse;
+
+/// Changes to an answer, by the (revision, day) they start from; `None`
+/// when nothing differs.
+type Changes = Mutex<HashMap<(u64, Date), Option<Arc<Response>>>>;
+
 /// The question's answer at one revision.
 pub struct Evaluated {
     pub revision: u64,
@@ -89,6 +95,24 @@ pub struct Evaluated {
     answer: Answer,
     /// The lines at risk in scope, in the at-risk order.
     pub at_risk: Vec<LineRisk>,
+    /// The changes to this answer from earlier ones, by (revision, day)
+    /// of the earlier: the watchers of a question mostly stand at the same
+    /// one, and the first to ask works it out for all.
+    changes: Changes,
+    /// The snapshot of this answer, built once for every watch it starts.
+    snapshot: std::sync::OnceLock<pb::WatchAtRiskLinesResponse>,
+}
+
+impl Evaluated {
+    /// The change from `from` to this answer, worked out once.
+    fn change_from(&self, from: &Evaluated) -> Option<pb::WatchAtRiskLinesResponse> {
+        self.changes
+            .lock()
+            .entry((from.revision, from.as_of))
+            .or_insert_with(|| change(from, self).map(Arc::new))
+            .as_deref()
+            .cloned()
+    }
 }
 
 type Latest = watch::Sender<Option<Arc<Evaluated>>>;
@@ -199,6 +223,8 @@ impl Watches {
                             as_of,
                             answer,
                             at_risk,
+                            changes: Mutex::new(HashMap::new()),
+                            snapshot: std::sync::OnceLock::new(),
                         })
                     }
                 })
@@ -285,7 +311,8 @@ impl Watcher {
     async fn follow(&mut self) -> Result<(), End> {
         let mut sent = self.next_answer().await?;
         let tx = self.tx.clone();
-        self.room(&tx).await?.send(Ok(snapshot(&sent)));
+        let opening = sent.snapshot.get_or_init(|| snapshot(&sent)).clone();
+        self.room(&tx).await?.send(Ok(opening));
         let mut last_sent = Instant::now();
         // The newest revision looked at: every difference up to it is sent.
         let mut seen = sent.revision;
@@ -310,7 +337,7 @@ impl Watcher {
                 n.revision >= sent.revision && (n.revision, n.as_of) != (sent.revision, sent.as_of)
             }) {
                 seen = seen.max(newest.revision);
-                if let Some(message) = change(&sent, &newest) {
+                if let Some(message) = newest.change_from(&sent) {
                     permit.send(Ok(message));
                     last_sent = Instant::now();
                     sent = newest;
