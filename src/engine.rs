@@ -492,8 +492,7 @@ impl RiskEngine {
             Ok(result) => Some(result),
             Err(Gone::Computing) => None,
             Err(Gone::Waiting) => {
-                self.abandoned.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+                self.count_abandoned();
                 None
             }
         }
@@ -531,8 +530,7 @@ impl RiskEngine {
         };
         self.running.fetch_sub(1, Ordering::Relaxed);
         let Some((evaluation, licensing, how)) = evaluated else {
-            self.abandoned.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+            self.count_abandoned();
             tracing::debug!(
                 revision = view.revision,
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -755,8 +753,7 @@ impl RiskEngine {
         };
         self.running.fetch_sub(1, Ordering::Relaxed);
         let Some(decided) = decided else {
-            self.abandoned.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
+            self.count_abandoned();
             return None;
         };
         tracing::debug!(
@@ -786,6 +783,12 @@ impl RiskEngine {
             .lock()
             .get(&((epoch, revision, query.clone()), decision.clone()))
             .cloned()
+    }
+
+    /// Counts a computation given up because its caller had gone.
+    fn count_abandoned(&self) {
+        self.abandoned.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("lodestone_evaluations_abandoned_total").increment(1);
     }
 
     /// How many evaluations ran to their end since the engine started.

@@ -22,6 +22,21 @@ fn question() -> pb::WatchAtRiskLinesRequest {
     }
 }
 
+/// The watched question asked as a listing, unpaged.
+async fn listing(
+    risk: &mut pb::risk_service_client::RiskServiceClient<tonic::transport::Channel>,
+) -> pb::ListAtRiskLinesResponse {
+    risk.list_at_risk_lines(pb::ListAtRiskLinesRequest {
+        as_of: "2025-06-02".into(),
+        horizon_days: 90,
+        page_size: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 async fn next(stream: &mut tonic::Streaming<pb::WatchAtRiskLinesResponse>) -> Event {
     tokio::time::timeout(Duration::from_secs(60), stream.message())
         .await
@@ -46,16 +61,7 @@ async fn a_watch_starts_with_the_listing_and_follows_a_decision() {
     let Event::Snapshot(snapshot) = next(&mut stream).await else {
         panic!("a snapshot first")
     };
-    let listed = risk
-        .list_at_risk_lines(pb::ListAtRiskLinesRequest {
-            as_of: "2025-06-02".into(),
-            horizon_days: 90,
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = listing(&mut risk).await;
     assert_eq!(snapshot.revision, loaded.revision);
     assert_eq!(snapshot.as_of, "2025-06-02");
     assert_eq!(
@@ -86,16 +92,7 @@ async fn a_watch_starts_with_the_listing_and_follows_a_decision() {
         (change.from_revision, change.revision),
         (snapshot.revision, decided.revision)
     );
-    let after = risk
-        .list_at_risk_lines(pb::ListAtRiskLinesRequest {
-            as_of: "2025-06-02".into(),
-            horizon_days: 90,
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let after = listing(&mut risk).await;
     let ice = change
         .changed
         .iter()
