@@ -160,11 +160,21 @@ impl Server {
 
     /// Peak resident memory of the server, in MiB.
     fn peak_rss_mib(&self) -> f64 {
+        self.memory_mib("VmHWM:")
+    }
+
+    /// Resident memory of the server now, in MiB.
+    fn rss_mib(&self) -> f64 {
+        self.memory_mib("VmRSS:")
+    }
+
+    /// A line of the server's `/proc/<pid>/status` in kB, as MiB.
+    fn memory_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(f64::NAN, |kb| kb / 1024.0)
@@ -650,6 +660,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    eprintln!("{} watchers that do not read", args.subscribers);
+    rows.push(idle_watchers(server, args.subscribers, args.seconds, &licences).await?);
+
     if let Some(other) = servers.get(1) {
         eprintln!("replication lag");
         rows.extend(
@@ -964,6 +977,87 @@ async fn watch_fan_out(
         None,
         format!("{} changes measured; {n} decisions", latencies.len()),
     ))
+}
+
+/// `watchers` watches of one question that take their snapshot and then
+/// read nothing while a writer decides licences for `seconds`: the
+/// server's resident memory when they are open and when the decisions are
+/// done, which stays flat when a watch keeps no backlog.
+async fn idle_watchers(
+    server: &Server,
+    watchers: usize,
+    seconds: u64,
+    licences: &[String],
+) -> anyhow::Result<Row> {
+    let mut channels = Vec::new();
+    for _ in 0..watchers.div_ceil(50) {
+        channels.push(connect(&server.address).await?);
+    }
+    let mut streams = Vec::new();
+    for i in 0..watchers {
+        let mut stream = RiskServiceClient::new(channels[i / 50].clone())
+            .watch_at_risk_lines(pb::WatchAtRiskLinesRequest {
+                as_of: "2025-06-02".into(),
+                horizon_days: 150,
+                heartbeat_seconds: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        stream.message().await?;
+        streams.push(stream);
+    }
+    // A few decisions first, so that memory the question needs anyway
+    // (its answers, the caches) is in use before the first figure.
+    let mut writer = RecordServiceClient::new(connect(&server.address).await?);
+    let mut n = 0usize;
+    let mut decide = async |n: &mut usize| -> anyhow::Result<()> {
+        let status = if n.is_multiple_of(2) {
+            pb::LicenseStatus::Approved
+        } else {
+            pb::LicenseStatus::Rejected
+        };
+        writer
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: licences[(*n / 2 * 17) % licences.len()].clone(),
+                status: status as i32,
+                ..Default::default()
+            })
+            .await?;
+        *n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    };
+    for _ in 0..20 {
+        decide(&mut n).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Resident memory after each quarter of the run: a watch that keeps
+    // no backlog levels off once each has its bounded messages in flight.
+    let mut samples = vec![server.rss_mib()];
+    let before = n;
+    for _ in 0..4 {
+        let until = Instant::now() + Duration::from_secs(seconds.max(1));
+        while Instant::now() < until {
+            decide(&mut n).await?;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        samples.push(server.rss_mib());
+    }
+    drop(streams);
+    drop(channels);
+    let trail: Vec<String> = samples.iter().map(|s| format!("{s:.0}")).collect();
+    Ok(Row {
+        job: format!("server memory while {watchers} watchers do not read"),
+        rate: None,
+        p50_ms: None,
+        p99_ms: None,
+        note: format!(
+            "RSS (MiB) with the watches open, then after each quarter of {} decisions: {}",
+            n - before,
+            trail.join(" → ")
+        ),
+    })
 }
 
 /// Bytes of the database at `url`.
