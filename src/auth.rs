@@ -18,6 +18,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// What a client may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -76,18 +77,10 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// A SHA-256 from its 64 hex digits, and nothing else: no sign, no spaces.
 fn unhex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -107,7 +100,7 @@ pub fn new_token(name: &str, role: Role) -> anyhow::Result<(String, String)> {
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     );
-    let line = format!("{name} {role} {}", hex(&hash_token(&token)));
+    let line = format!("{name} {role} {}", hex::encode(hash_token(&token)));
     Ok((token, line))
 }
 
@@ -186,12 +179,7 @@ impl Tokens {
         let presented = hash_token(token);
         let mut found = None;
         for entry in &self.entries {
-            let difference = entry
-                .hash
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if std::hint::black_box(difference) == 0 {
+            if bool::from(entry.hash.ct_eq(&presented)) {
                 found = Some(&entry.client);
             }
         }
@@ -247,9 +235,11 @@ mod tests {
 
     #[test]
     fn a_wrong_token_file_is_refused_with_every_problem() {
-        let good = hex(&hash_token("t"));
+        let good = hex::encode(hash_token("t"));
+        // `u8::from_str_radix("+f", 16)` is 15: a sign is not a hex digit.
+        let signed = format!("+f{}", &good[2..]);
         let text = format!(
-            "a writer {good}\nb admin {good}\nc reader 123\nd reader\na reader {good}\nbad/name reader {good}\n"
+            "a writer {good}\nb admin {good}\nc reader 123\nd reader\na reader {good}\nbad/name reader {good}\ne reader {signed}\n",
         );
         let error = format!("{:#}", Tokens::parse(&text).unwrap_err());
         for expected in [
@@ -258,6 +248,7 @@ mod tests {
             "line 4: expected",
             "line 5: client \"a\" appears twice",
             "line 6: \"bad/name\"",
+            "line 7: the hash",
         ] {
             assert!(error.contains(expected), "{expected} in {error}");
         }
