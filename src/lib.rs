@@ -33,17 +33,21 @@
 //!   watchers share one evaluator per question.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
-//! - [`gate`]: what every request passes first: authentication (tokens and
+//! - [`web`]: what the serving port answers besides gRPC: the contract as
+//!   JSON over HTTP (each call transcoded to the gRPC call it stands for),
+//!   its OpenAPI description, and metrics; gRPC-Web and CORS are layers
+//!   beside it.
+//! - [`gate`]: what every gRPC request passes first: authentication (tokens and
 //!   roles from [`auth`]), admission with load shedding, request metrics;
 //!   then [`consistency`]: read-your-writes across replicas.
-//! - [`startup`]: configuration, TLS, limits, wiring, health, reflection,
-//!   metrics endpoint, shutdown.
+//! - [`startup`]: configuration, TLS, limits, and the wiring in named
+//!   parts: health, the router, background tasks, draining at shutdown.
 //! - [`generate`]: synthetic networks of any size, for benchmarks and tests;
 //!   [`throwaway`]: PostgreSQL clusters for them.
 //! - [`demo`]: the demonstration network of `serve --demo`.
 //! - [`cli`]: the data tools of the command: generate, import, export;
 //!   [`csv_import`] reads the CSV files ERP systems export.
-//! - [`telemetry`]: structured logs.
+//! - [`telemetry`]: structured logs and Prometheus metrics.
 
 pub mod api;
 pub mod auth;
@@ -65,3 +69,4 @@ pub mod store;
 pub mod telemetry;
 pub mod throwaway;
 pub mod view;
+pub mod web;

@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the gRPC API (RecordService, RiskService, health, reflection).
+    /// Serve the API (RecordService, RiskService, health, reflection) as
+    /// gRPC, gRPC-Web and JSON over HTTP, on one port.
     Serve(ServeConfig),
     /// Write a synthetic network as JSON Lines of records.
     Generate(cli::GenerateArgs),
@@ -46,6 +47,9 @@ enum Command {
     Token(cli::TokenArgs),
     /// Ask a server whether it is serving (exit status 0 when it is).
     Health(cli::HealthArgs),
+    /// Print the OpenAPI description of the JSON API (also served at
+    /// /openapi.json).
+    Openapi,
 }
 
 #[tokio::main]
@@ -61,6 +65,9 @@ async fn main() -> std::process::ExitCode {
         Command::Export(args) => cli::export(&args).await,
         Command::Token(args) => cli::token(&args),
         Command::Health(args) => cli::health(&args).await,
+        Command::Openapi => std::io::stdout()
+            .write_all(lodestone::web::openapi_text().as_bytes())
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
-//! Wiring: configuration, the listener, the store, the services, health,
-//! reflection, and graceful shutdown.
+//! Wiring: configuration, the listener, the store, and serving in named
+//! parts: the services (health, reflection, the contract), the server and
+//! its layers (CORS, JSON and metrics, gRPC-Web, tracing, the gate,
+//! read-your-writes), the background tasks, and draining at shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,9 +14,14 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tonic_web::GrpcWebLayer;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -30,7 +37,8 @@ use crate::pb::FILE_DESCRIPTOR_SET;
 use crate::store::{
     is_postgres_url, DataDirLock, PostgresConfig, PostgresStore, SledConfig, SledStore, Store,
 };
-use crate::telemetry::prometheus;
+use crate::telemetry::prometheus::{self, Metrics};
+use crate::web::Front;
 
 /// Everything `lodestone serve` needs to know.
 #[derive(Clone, Debug, clap::Args)]
@@ -132,10 +140,21 @@ pub struct ServeConfig {
     )]
     pub keepalive_timeout_seconds: u64,
 
-    /// Address to serve Prometheus metrics on, over HTTP at /metrics (off
-    /// unless set).
+    /// Another address to serve Prometheus metrics on, over HTTP at
+    /// /metrics, for scrapers kept off the serving port (which serves
+    /// /metrics too).
     #[arg(long, env = "LODESTONE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+
+    /// An origin (`https://planning.example.com`) whose web pages may call
+    /// the server from a browser (gRPC-Web, JSON); repeat it, or separate
+    /// origins with commas; `*` allows any. None by default.
+    #[arg(
+        long = "cors-origin",
+        env = "LODESTONE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeConfig {
@@ -163,6 +182,7 @@ impl ServeConfig {
             keepalive_seconds: 30,
             keepalive_timeout_seconds: 10,
             metrics_listen: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -173,6 +193,10 @@ pub const LIVENESS: &str = "liveness";
 /// How often a replica reads the change feed without being woken: a
 /// notification is lost while its connection is down.
 const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for the background tasks, which stop at once
+/// when asked.
+const TASKS_STOP: Duration = Duration::from_secs(5);
 
 /// HTTP/2 flow-control windows the server offers, per connection and per stream.
 const CONNECTION_WINDOW: u32 = 8 << 20;
@@ -251,7 +275,9 @@ pub struct Application {
     config: ServeConfig,
     gate: Gate,
     tls: Option<ServerTlsConfig>,
-    listener: TcpListener,
+    cors: CorsLayer,
+    /// Taken when the service starts.
+    listener: Option<TcpListener>,
     network: Arc<Network>,
     engine: Arc<RiskEngine>,
     streams: Arc<StreamGauges>,
@@ -283,6 +309,7 @@ impl Application {
             tracing::info!(clients = tokens.len(), "authentication on");
         }
         let tls = tls(&config)?;
+        let cors = cors(&config.cors_origins)?;
         let gate = Gate::new(tokens, config.max_concurrent_requests);
         if config.sync_every_ms.is_some() {
             tracing::warn!(
@@ -307,7 +334,8 @@ impl Application {
         Ok(Application {
             gate,
             tls,
-            listener,
+            cors,
+            listener: Some(listener),
             network,
             engine: Arc::new(RiskEngine::new(
                 DEFAULT_CACHED_ANSWERS,
@@ -329,7 +357,8 @@ impl Application {
     /// The port the service listens on.
     pub fn port(&self) -> u16 {
         self.listener
-            .local_addr()
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
             .unwrap_or_default()
     }
@@ -356,12 +385,13 @@ impl Application {
 
     /// Serves until `stop` completes (or the shutdown token is cancelled),
     /// then shuts down gracefully: health turns NOT_SERVING, streams end with
-    /// UNAVAILABLE, in-flight calls finish within the grace period, and the
-    /// store is flushed.
+    /// UNAVAILABLE, in-flight calls finish within the grace period, the
+    /// background tasks stop, and the store is flushed.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         stop: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
+        let tasks = TaskTracker::new();
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         // SERVING while the process runs, whatever its store does: for a
@@ -370,7 +400,42 @@ impl Application {
         health
             .set_service_status(LIVENESS, ServingStatus::Serving)
             .await;
+        let metrics = Metrics::new(prometheus::Sources {
+            network: self.network.clone(),
+            streams: self.streams.clone(),
+            data_dir: self.config.data_dir.clone(),
+        })?;
+        if let Some(listen) = self.config.metrics_listen {
+            prometheus::serve(listen, metrics.clone(), self.shutdown.clone(), &tasks).await?;
+        }
+        let routes = self.routes(health_service)?;
+        let listener = self.listener.take().expect("the listener is taken once");
+        let address = listener.local_addr()?;
+        let server = self.server(listener, routes, metrics)?;
+        tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
+        self.spawn_background(&tasks, &health);
+        let served = self.drain(server, stop, &health).await;
+        tasks.close();
+        if tokio::time::timeout(TASKS_STOP, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = tasks.len(),
+                "background tasks still running after shutdown"
+            );
+        }
+        served?;
+        self.network
+            .flush()
+            .await
+            .context("the final flush failed")?;
+        tracing::info!("stopped; the store is flushed");
+        Ok(())
+    }
 
+    /// The services: health, reflection, and the contract's two.
+    fn routes(&self, health: HealthServer<impl Health>) -> anyhow::Result<Routes> {
         // Reflection serves the contract, health, and the google.rpc error
         // details, so that grpcurl decodes ErrorInfo and BadRequest.
         let reflection = || {
@@ -385,26 +450,51 @@ impl Application {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("cannot build the reflection service (v1alpha)")?;
-
-        let address = self.listener.local_addr()?;
-        let shutdown = self.shutdown.clone();
-        let config = &self.config;
-        if let Some(listen) = config.metrics_listen {
-            prometheus::serve(
-                listen,
-                prometheus::Sources {
-                    network: self.network.clone(),
-                    streams: self.streams.clone(),
-                    data_dir: config.data_dir.clone(),
-                },
-                shutdown.clone(),
+        let max_message = self.max_message();
+        let mut routes = Routes::builder();
+        routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                RecordServiceServer::new(RecordApi::new(
+                    self.network.clone(),
+                    self.shutdown.clone(),
+                ))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
             )
-            .await?;
-        }
-        let max_message = config.max_message_mb.max(1) << 20;
+            .add_service(
+                RiskServiceServer::new(RiskApi::new(
+                    self.network.clone(),
+                    self.engine.clone(),
+                    self.shutdown.clone(),
+                    self.streams.clone(),
+                ))
+                .max_decoding_message_size(max_message)
+                .max_encoding_message_size(max_message),
+            );
+        Ok(routes.routes())
+    }
+
+    fn max_message(&self) -> usize {
+        self.config.max_message_mb.max(1) << 20
+    }
+
+    /// The HTTP server on `listener`: gRPC, gRPC-Web and JSON on one port,
+    /// every call through the same layers, until shutdown.
+    fn server(
+        &self,
+        listener: TcpListener,
+        routes: Routes,
+        metrics: Metrics,
+    ) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + Send> {
+        let config = &self.config;
         let keepalive =
             (config.keepalive_seconds > 0).then(|| Duration::from_secs(config.keepalive_seconds));
         let mut builder = Server::builder()
+            // HTTP/1.1 beside HTTP/2: JSON and gRPC-Web clients.
+            .accept_http1(true)
             // Larger flow-control windows than HTTP/2's 64 KiB: an import
             // streams megabytes, and h2 sizes its budget for small buffered
             // DATA frames from the connection window. With the default, a
@@ -422,7 +512,12 @@ impl Application {
                 .tls_config(tls)
                 .context("the TLS certificate or key is not usable")?;
         }
-        let server = builder
+        Ok(builder
+            // Outermost: browsers' preflight requests and the CORS headers
+            // of every answer, for the origins the flags allow.
+            .layer(self.cors.clone())
+            .layer(Front::new(self.max_message(), Some(metrics)))
+            .layer(GrpcWebLayer::new())
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|request: &tonic::codegen::http::Request<_>| {
@@ -437,40 +532,29 @@ impl Application {
             )
             .layer(self.gate.clone())
             .layer(Consistency::new(self.network.applied_revision()))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(
-                RecordServiceServer::new(RecordApi::new(self.network.clone(), shutdown.clone()))
-                    .max_decoding_message_size(max_message)
-                    .max_encoding_message_size(max_message),
-            )
-            .add_service(
-                RiskServiceServer::new(RiskApi::new(
-                    self.network.clone(),
-                    self.engine.clone(),
-                    shutdown.clone(),
-                    self.streams.clone(),
-                ))
-                .max_decoding_message_size(max_message)
-                .max_encoding_message_size(max_message),
-            )
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // Small messages (a heartbeat, a licence) must not wait for
                 // Nagle's algorithm and the peer's delayed ACK: 40 ms each.
-                TcpListenerStream::new(self.listener).map(|stream| {
+                TcpListenerStream::new(listener).map(|stream| {
                     if let Ok(stream) = &stream {
                         let _ = stream.set_nodelay(true);
                     }
                     stream
                 }),
-                shutdown.clone().cancelled_owned(),
-            );
-        tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
+                self.shutdown.clone().cancelled_owned(),
+            ))
+    }
+
+    /// The tasks beside the server, each until shutdown: following the
+    /// database's reachability and the other replicas' commits, and the
+    /// licence log's retention.
+    fn spawn_background(&self, tasks: &TaskTracker, health: &HealthReporter) {
+        let shutdown = &self.shutdown;
         if let Some(reachable) = self.network.store().reachable() {
             // A replica whose database does not answer is not ready: load
             // balancers route around it until it answers again.
-            tokio::spawn(follow_reachability(
+            tasks.spawn(follow_reachability(
                 reachable,
                 health.clone(),
                 shutdown.clone(),
@@ -478,32 +562,38 @@ impl Application {
         }
         if let Some(changed) = self.network.store().changed() {
             // Other replicas commit too: follow what they do.
-            tokio::spawn(self.network.clone().follow_changes(
+            tasks.spawn(self.network.clone().follow_changes(
                 changed,
                 FOLLOW_POLL,
                 shutdown.clone(),
             ));
         }
         if self.retention.is_set() {
-            tokio::spawn(keep_retention(
+            tasks.spawn(keep_retention(
                 self.network.clone(),
                 self.retention,
                 shutdown.clone(),
             ));
         }
+    }
 
-        let watcher = {
-            let shutdown = shutdown.clone();
-            let health = health.clone();
-            async move {
-                tokio::select! {
-                    () = stop => {},
-                    () = shutdown.cancelled() => {},
-                }
-                tracing::info!("shutting down");
-                set_health(&health, ServingStatus::NotServing).await;
-                shutdown.cancel();
+    /// Runs `server` until `stop` or the shutdown token; then health turns
+    /// NOT_SERVING and open calls get the grace period to finish.
+    async fn drain(
+        &self,
+        server: impl Future<Output = Result<(), tonic::transport::Error>>,
+        stop: impl Future<Output = ()>,
+        health: &HealthReporter,
+    ) -> anyhow::Result<()> {
+        let shutdown = &self.shutdown;
+        let watcher = async {
+            tokio::select! {
+                () = stop => {},
+                () = shutdown.cancelled() => {},
             }
+            tracing::info!("shutting down");
+            set_health(health, ServingStatus::NotServing).await;
+            shutdown.cancel();
         };
         let grace = self.grace;
         let deadline = async {
@@ -512,18 +602,46 @@ impl Application {
         };
         tokio::pin!(server);
         tokio::select! {
-            result = &mut server => result.context("the gRPC server failed")?,
+            result = &mut server => result.context("the server failed")?,
             ((), ()) = async { tokio::join!(watcher, deadline) } => {
                 tracing::warn!(grace_seconds = grace.as_secs(), "calls still open after the grace period were cut off");
             }
         }
-        self.network
-            .flush()
-            .await
-            .context("the final flush failed")?;
-        tracing::info!("stopped; the store is flushed");
         Ok(())
     }
+}
+
+/// The CORS policy for `origins` (none: browsers of other origins may not
+/// call; `*`: any may).
+fn cors(origins: &[String]) -> anyhow::Result<CorsLayer> {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let mut values = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let valid = origin.starts_with("http://") || origin.starts_with("https://");
+            anyhow::ensure!(
+                valid && !origin.ends_with('/'),
+                "--cors-origin takes an origin such as https://planning.example.com (scheme and host, no path), not {origin:?}"
+            );
+            values.push(
+                origin
+                    .parse::<http::HeaderValue>()
+                    .with_context(|| format!("--cors-origin {origin:?} is not a valid origin"))?,
+            );
+        }
+        AllowOrigin::list(values)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([
+            http::HeaderName::from_static("grpc-status"),
+            http::HeaderName::from_static("grpc-message"),
+            http::HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 3600)))
 }
 
 /// Reports SERVING while the store answers and NOT_SERVING while it does

@@ -43,10 +43,17 @@ pub mod prometheus {
     use std::sync::{Arc, OnceLock};
 
     use anyhow::Context;
+    use bytes::Bytes;
+    use http::{header, Method, Request, Response, StatusCode};
+    use http_body_util::Full;
+    use hyper::body::Incoming;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
 
     use crate::api::StreamGauges;
     use crate::network::Network;
@@ -103,23 +110,47 @@ pub mod prometheus {
             .set(crate::store::size_on_disk(&sources.data_dir) as f64);
     }
 
-    /// Binds `address` and serves `GET /metrics` there until shutdown.
+    /// What Prometheus scrapes: the recorded counters and histograms, and
+    /// the gauges read at the moment of the scrape.
+    #[derive(Clone)]
+    pub struct Metrics {
+        handle: PrometheusHandle,
+        sources: Arc<Sources>,
+    }
+
+    impl Metrics {
+        pub fn new(sources: Sources) -> anyhow::Result<Metrics> {
+            Ok(Metrics {
+                handle: handle()?,
+                sources: Arc::new(sources),
+            })
+        }
+
+        /// The metrics in Prometheus' text format.
+        pub fn render(&self) -> String {
+            sample(&self.sources);
+            self.handle.render()
+        }
+    }
+
+    /// Binds `address` and serves `GET /metrics` there over HTTP/1.1 until
+    /// shutdown, for scrapers kept off the serving port.
     pub async fn serve(
         address: SocketAddr,
-        sources: Sources,
+        metrics: Metrics,
         shutdown: CancellationToken,
+        tasks: &TaskTracker,
     ) -> anyhow::Result<SocketAddr> {
-        let handle = handle()?;
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         let bound = listener.local_addr()?;
-        let sources = Arc::new(sources);
-        tokio::spawn(async move {
+        let connections = tasks.clone();
+        tasks.spawn(async move {
             loop {
-                let (socket, _) = tokio::select! {
+                let socket = tokio::select! {
                     accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
+                        Ok((socket, _)) => socket,
                         Err(error) => {
                             tracing::warn!(%error, "metrics listener");
                             continue;
@@ -127,10 +158,21 @@ pub mod prometheus {
                     },
                     () = shutdown.cancelled() => return,
                 };
-                let (handle, sources) = (handle.clone(), sources.clone());
-                tokio::spawn(async move {
-                    if let Err(error) = answer(socket, &handle, &sources).await {
-                        tracing::debug!(%error, "metrics request");
+                let metrics = metrics.clone();
+                let shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let answer = service_fn(move |request: Request<Incoming>| {
+                        let metrics = metrics.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(&request, &metrics)) }
+                    });
+                    let connection =
+                        http1::Builder::new().serve_connection(TokioIo::new(socket), answer);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        result = connection.as_mut() => if let Err(error) = result {
+                            tracing::debug!(%error, "metrics request");
+                        },
+                        () = shutdown.cancelled() => {}
                     }
                 });
             }
@@ -139,43 +181,18 @@ pub mod prometheus {
         Ok(bound)
     }
 
-    /// One HTTP/1.1 exchange: the request head, then the answer, then close.
-    async fn answer(
-        mut socket: TcpStream,
-        handle: &PrometheusHandle,
-        sources: &Sources,
-    ) -> std::io::Result<()> {
-        let mut head = Vec::with_capacity(1024);
-        let mut buffer = [0u8; 1024];
-        let read = async {
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                let n = socket.read(&mut buffer).await?;
-                if n == 0 {
-                    break;
-                }
-                head.extend_from_slice(&buffer[..n]);
-            }
-            Ok::<_, std::io::Error>(())
+    fn answer(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+        let (status, body) = match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => (StatusCode::OK, metrics.render()),
+            (&Method::GET, _) => (StatusCode::NOT_FOUND, "try /metrics\n".to_string()),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, String::new()),
         };
-        tokio::time::timeout(std::time::Duration::from_secs(10), read)
-            .await
-            .map_err(|_| std::io::Error::other("the request head took too long"))??;
-        let request_line = String::from_utf8_lossy(&head);
-        let mut parts = request_line.split_whitespace();
-        let (method, path) = (parts.next(), parts.next());
-        let (status, body) = match (method, path) {
-            (Some("GET"), Some("/metrics")) => {
-                sample(sources);
-                ("200 OK", handle.render())
-            }
-            (Some("GET"), _) => ("404 Not Found", "try /metrics\n".to_string()),
-            _ => ("405 Method Not Allowed", String::new()),
-        };
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
-        socket.write_all(response.as_bytes()).await?;
-        socket.shutdown().await
+        response
     }
 }

@@ -19,7 +19,9 @@ async fn http_get(port: u16, path: &str) -> String {
         .await
         .unwrap();
     socket
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut answer = String::new();
@@ -71,5 +73,9 @@ async fn the_metrics_endpoint_serves_requests_streams_log_and_store() {
         assert!(text.contains(expected), "{expected} is not in\n{text}");
     }
     assert!(http_get(port, "/other").await.starts_with("HTTP/1.1 404"));
+    // The serving port answers /metrics too.
+    let text = http_get(app.address.port(), "/metrics").await;
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("lodestone_store_revision 1"), "{text}");
     app.stop().await;
 }

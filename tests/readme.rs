@@ -107,6 +107,7 @@ fn prelude(port: u16, real_cargo: bool) -> String {
 set -o pipefail
 here() {{ local out=(); for a in "$@"; do out+=("${{a//127.0.0.1:50051/127.0.0.1:{port}}}"); done; printf '%s\0' "${{out[@]}}"; }}
 grpcurl() {{ local args; mapfile -d '' args < <(here "$@"); command grpcurl "${{args[@]}}"; }}
+curl() {{ local args; mapfile -d '' args < <(here "$@"); command curl "${{args[@]}}"; }}
 cargo() {{
   if [ "$1 $2 $3" != "run --release --" ]; then echo "not a README command: cargo $*" >&2; return 99; fi
   shift 3; local args; mapfile -d '' args < <(here "$@"); {run} "${{args[@]}}"
@@ -160,7 +161,10 @@ impl Following {
 
     /// What the stream must deliver: a licence update, or a watch's change.
     fn awaited(&self) -> &'static str {
-        if self.command.contains("WatchAtRiskLines") {
+        if self.command.starts_with("curl ") {
+            // A server-sent event of a licence update.
+            "event: update"
+        } else if self.command.contains("WatchAtRiskLines") {
             "\"change\""
         } else {
             "\"update\""
@@ -305,6 +309,9 @@ async fn every_command_in_the_readme_works() {
                 "printed nothing: {shown_as}"
             );
         }
+        if s.command.starts_with("curl ") {
+            check_curl(&s.command, &out, &shown_as);
+        }
         if s.command.ends_with(" list") {
             assert!(out.contains("lodestone.v1.RiskService"), "{shown_as}");
         }
@@ -338,6 +345,29 @@ async fn every_command_in_the_readme_works() {
         assert!(size > 1000, "{file} was written ({size} bytes)");
     }
     drop(server);
+}
+
+/// The JSON API's answers as the README tells them.
+fn check_curl(command: &str, out: &str, shown_as: &str) {
+    if command.contains("GetExposure") {
+        let answer: serde_json::Value = serde_json::from_str(out).expect("curl prints JSON");
+        assert!(
+            answer["pools"].as_array().is_some_and(|p| !p.is_empty()),
+            "{shown_as}"
+        );
+        assert!(
+            answer.get("lines").is_none(),
+            "the basic view has no lines: {shown_as}"
+        );
+    } else if command.contains("GetLicense") {
+        assert!(out.starts_with("HTTP/1.1 404 Not Found"), "{shown_as}");
+        assert!(
+            out.contains(r#"{"code":5,"message":"license LIC-NOPE not found","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"NOT_FOUND","#),
+            "{shown_as}"
+        );
+    } else {
+        panic!("a curl command the README test does not check: {shown_as}");
+    }
 }
 
 /// A row of the README's table of the demo's answer: the lines it names,
