@@ -501,6 +501,17 @@ impl RiskEngine {
     /// One evaluation of `query` on `view`, given up (`None`) once
     /// `abandoned` is set.
     fn evaluate(&self, view: &View, query: &Query, abandoned: &AtomicBool) -> Option<Answer> {
+        let span = tracing::info_span!(
+            "risk evaluation",
+            lines = view.lines.len(),
+            components = view.components.len(),
+            suppliers = view.suppliers.len(),
+            licences = view.licenses.len(),
+            horizon_days = query.horizon_days,
+            revision = view.revision,
+            simulated = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         let structure = self.structure(view);
         let started = std::time::Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -538,6 +549,7 @@ impl RiskEngine {
             );
             return None;
         };
+        span.record("simulated", how);
         tracing::debug!(
             revision = view.revision,
             horizon_days = query.horizon_days,
@@ -800,6 +812,14 @@ impl RiskEngine {
     /// since an earlier answer.
     pub fn reruns(&self) -> u64 {
         self.reran.load(Ordering::Relaxed)
+    }
+
+    /// The answers kept now, and the bytes they hold (their evaluations
+    /// and the exposures built from them), which `--risk-cache-mb` bounds.
+    pub fn kept_answers(&self) -> (usize, usize) {
+        let answers = self.answers.lock();
+        let bytes = answers.kept.iter().map(|(_, a)| a.held_bytes()).sum();
+        (answers.kept.len(), bytes)
     }
 
     /// How many decision listings were computed to their end.

@@ -35,7 +35,7 @@ struct Cli {
 enum Command {
     /// Serve the API (RecordService, RiskService, health, reflection) as
     /// gRPC, gRPC-Web and JSON over HTTP, on one port.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Write a synthetic network as JSON Lines of records.
     Generate(cli::GenerateArgs),
     /// Load JSON Lines or CSV files of records into a running server, all or nothing.
@@ -55,11 +55,21 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let otlp = match &cli.command {
+        Command::Serve(config) => config.otlp(),
+        _ => None,
+    };
+    let telemetry = match telemetry::init(cli.log_format, otlp.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "lodestone: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let log_format = cli.log_format;
     let serving = matches!(cli.command, Command::Serve(_));
     let result = match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Generate(args) => cli::generate(&args),
         Command::Import(args) => cli::import(&args).await,
         Command::Export(args) => cli::export(&args).await,
@@ -69,6 +79,7 @@ async fn main() -> std::process::ExitCode {
             .write_all(lodestone::web::openapi_text().as_bytes())
             .map_err(Into::into),
     };
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -372,6 +373,9 @@ impl Network {
                 return fail_all(batch, &error);
             }
         };
+        // The callers' spans: the commit is a child of the first and
+        // follows from the others, whose writes it carries too.
+        let callers: Vec<tracing::Span> = batch.iter().map(|job| job.span.clone()).collect();
         let planned = tokio::task::spawn_blocking(move || plan_batch(from, feed, batch)).await;
         let Ok(planned) = planned else {
             // Planning panics are caught write by write; this is the view's
@@ -398,7 +402,19 @@ impl Network {
                 let before = next.clone();
                 tokio::task::spawn_blocking(move || with_changes(&before, revision, changes))
             });
-            let committed = turn.commit(sets).await;
+            let span = tracing::info_span!(
+                parent: callers.first().and_then(|c| c.id()),
+                "store commit",
+                writes = count,
+                first_revision = first,
+            );
+            for caller in callers.iter().skip(1) {
+                span.follows_from(caller);
+            }
+            let committed = span
+                .in_scope(|| turn.commit(sets))
+                .instrument(span.clone())
+                .await;
             let next = match building {
                 Some(building) => match building.await {
                     Ok(built) => built,
@@ -729,6 +745,7 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
             span,
         } = job;
         let _entered = span.enter();
+        let _planning = tracing::info_span!("validate and plan").entered();
         let started = Instant::now();
         // A panic while planning is a bug confined to this request: nothing
         // was written, so it fails alone (INTERNAL) and the writer goes on.

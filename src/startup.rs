@@ -24,6 +24,7 @@ use tonic_web::GrpcWebLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::api::{RecordApi, RiskApi, StreamGauges};
 use crate::auth::Tokens;
@@ -155,6 +156,16 @@ pub struct ServeConfig {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+
+    /// An OpenTelemetry collector to send traces to over OTLP/gRPC
+    /// (`http://collector:4317`): every call a span, continuing the
+    /// caller's W3C `traceparent`. Off unless set.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// The service name the traces carry.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lodestone")]
+    pub otlp_service_name: String,
 }
 
 impl ServeConfig {
@@ -183,7 +194,20 @@ impl ServeConfig {
             keepalive_timeout_seconds: 10,
             metrics_listen: None,
             cors_origins: Vec::new(),
+            otlp_endpoint: None,
+            otlp_service_name: "lodestone".into(),
         }
+    }
+
+    /// Where to send traces, if anywhere.
+    pub fn otlp(&self) -> Option<crate::telemetry::Otlp> {
+        self.otlp_endpoint
+            .as_ref()
+            .filter(|e| !e.is_empty())
+            .map(|endpoint| crate::telemetry::Otlp {
+                endpoint: endpoint.clone(),
+                service_name: self.otlp_service_name.clone(),
+            })
     }
 }
 
@@ -402,6 +426,7 @@ impl Application {
             .await;
         let metrics = Metrics::new(prometheus::Sources {
             network: self.network.clone(),
+            engine: self.engine.clone(),
             streams: self.streams.clone(),
             data_dir: self.config.data_dir.clone(),
         })?;
@@ -521,11 +546,26 @@ impl Application {
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|request: &tonic::codegen::http::Request<_>| {
-                        tracing::info_span!(
+                        let path = request.uri().path();
+                        let (service, method) = path
+                            .trim_start_matches('/')
+                            .split_once('/')
+                            .unwrap_or((path, ""));
+                        // Named and described as OpenTelemetry's RPC
+                        // conventions say, under the caller's trace.
+                        let span = tracing::info_span!(
                             "rpc",
-                            method = %request.uri().path(),
+                            otel.name = %path.trim_start_matches('/'),
+                            otel.kind = "server",
+                            rpc.system = "grpc",
+                            rpc.service = %service,
+                            rpc.method = %method,
+                            method = %path,
                             client = tracing::field::Empty,
-                        )
+                        );
+                        let _ =
+                            span.set_parent(crate::telemetry::remote_context(request.headers()));
+                        span
                     })
                     .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                     .on_failure(DefaultOnFailure::new().level(Level::INFO)),

@@ -71,11 +71,15 @@ impl RiskApi {
         let engine = self.engine.clone();
         let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
         let flag = abandoned.0.clone();
-        tokio::task::spawn_blocking(move || engine.answer_unless(&view, &query, &flag))
-            .await
-            .map_err(|e| Status::from(Error::Storage(format!("the evaluation task failed: {e}"))))?
-            // Only a dropped call sets the flag, and then nobody reads this.
-            .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
+        // The call's span, so that the evaluation traces under it.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| engine.answer_unless(&view, &query, &flag))
+        })
+        .await
+        .map_err(|e| Status::from(Error::Storage(format!("the evaluation task failed: {e}"))))?
+        // Only a dropped call sets the flag, and then nobody reads this.
+        .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
     }
 }
 
@@ -110,10 +114,13 @@ impl RiskApi {
         let engine = self.engine.clone();
         let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
         let flag = abandoned.0.clone();
-        tokio::task::spawn_blocking(move || engine.decide_unless(&view, &query, &decision, &flag))
-            .await
-            .map_err(|e| Status::from(Error::Storage(format!("the decision task failed: {e}"))))?
-            .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| engine.decide_unless(&view, &query, &decision, &flag))
+        })
+        .await
+        .map_err(|e| Status::from(Error::Storage(format!("the decision task failed: {e}"))))?
+        .ok_or_else(|| Status::cancelled("the evaluation was abandoned"))
     }
 }
 

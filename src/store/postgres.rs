@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
@@ -772,7 +773,12 @@ impl Turn for PgTurn {
                 .await
                 .map_err(db("notifying the replicas"))?;
             let client = self.client.take().expect("the turn is open");
-            if let Err(e) = client.batch_execute("COMMIT").await {
+            // COMMIT returns once the WAL is flushed (synchronous_commit).
+            let synced = client
+                .batch_execute("COMMIT")
+                .instrument(tracing::info_span!("sync", store = "postgres"))
+                .await;
+            if let Err(e) = synced {
                 // The outcome is unknown if the connection went: the next
                 // turn's catch-up finds out.
                 drop(Object::take(client));

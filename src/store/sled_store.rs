@@ -599,14 +599,17 @@ impl Turn for SledTurn {
         sets: Vec<WriteSet>,
     ) -> BoxFuture<'static, Result<Vec<Committed>, Error>> {
         let store = self.store;
+        // The caller's span (the writer's commit), into the blocking thread.
+        let span = tracing::Span::current();
         blocking(move || {
+            let _entered = span.enter();
             let mut committed = Vec::with_capacity(sets.len());
             for set in sets {
                 committed.push(store.commit_set(set.changes, &set.client)?);
             }
             // One sync for the whole batch; turns that commit while it runs
             // share it too.
-            store.make_durable()?;
+            tracing::info_span!("sync", store = "sled").in_scope(|| store.make_durable())?;
             Ok(committed)
         })
     }
