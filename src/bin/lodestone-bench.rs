@@ -168,6 +168,20 @@ impl Server {
         self.memory_mib("VmRSS:")
     }
 
+    /// A gauge of the server's `/metrics`.
+    async fn gauge(&self, name: &str) -> anyhow::Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(&self.address).await?;
+        socket
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("the server's metrics hold no {name}"))
+    }
+
     /// A line of the server's `/proc/<pid>/status` in kB, as MiB.
     fn memory_mib(&self, field: &str) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -1032,9 +1046,18 @@ async fn idle_watchers(
         decide(&mut n).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // Resident memory after each quarter of the run: a watch that keeps
-    // no backlog levels off once each has its bounded messages in flight.
-    let mut samples = vec![server.rss_mib()];
+    // Resident memory after each quarter of the run, beside what the risk
+    // answers kept hold (bounded by --risk-cache-mb, filling as revisions
+    // pass): a watch that keeps no backlog adds nothing once each has its
+    // bounded messages in flight.
+    let sample = async || -> anyhow::Result<String> {
+        Ok(format!(
+            "{:.0} ({:.0})",
+            server.rss_mib(),
+            server.gauge("lodestone_risk_cache_bytes").await? / (1 << 20) as f64
+        ))
+    };
+    let mut samples = vec![sample().await?];
     let before = n;
     for _ in 0..4 {
         let until = Instant::now() + Duration::from_secs(seconds.max(1));
@@ -1042,20 +1065,19 @@ async fn idle_watchers(
             decide(&mut n).await?;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        samples.push(server.rss_mib());
+        samples.push(sample().await?);
     }
     drop(streams);
     drop(channels);
-    let trail: Vec<String> = samples.iter().map(|s| format!("{s:.0}")).collect();
     Ok(Row {
         job: format!("server memory while {watchers} watchers do not read"),
         rate: None,
         p50_ms: None,
         p99_ms: None,
         note: format!(
-            "RSS (MiB) with the watches open, then after each quarter of {} decisions: {}",
+            "RSS (risk answers kept) in MiB with the watches open, then after each quarter of {} decisions: {}",
             n - before,
-            trail.join(" → ")
+            samples.join(" → ")
         ),
     })
 }
