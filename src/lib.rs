@@ -33,8 +33,8 @@
 //!   watchers share one evaluator per question.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
 //!   translation to and from domain records.
-//! - [`web`]: what the serving port answers besides gRPC: the contract as
-//!   JSON over HTTP (each call transcoded to the gRPC call it stands for),
+//! - [`web`]: what the serving port answers besides gRPC: the web view
+//!   (`web/page`, built into the binary), the contract as JSON over HTTP (each call transcoded to the gRPC call it stands for),
 //!   its OpenAPI description, and metrics; gRPC-Web and CORS are layers
 //!   beside it.
 //! - [`gate`]: what every gRPC request passes first: authentication (tokens and

@@ -157,6 +157,10 @@ pub struct ServeConfig {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Do not serve the web view at `/`.
+    #[arg(long, env = "LODESTONE_NO_WEB_VIEW")]
+    pub no_web_view: bool,
+
     /// An OpenTelemetry collector to send traces to over OTLP/gRPC
     /// (`http://collector:4317`): every call a span, continuing the
     /// caller's W3C `traceparent`. Off unless set.
@@ -194,6 +198,7 @@ impl ServeConfig {
             keepalive_timeout_seconds: 10,
             metrics_listen: None,
             cors_origins: Vec::new(),
+            no_web_view: false,
             otlp_endpoint: None,
             otlp_service_name: "lodestone".into(),
         }
@@ -541,7 +546,11 @@ impl Application {
             // Outermost: browsers' preflight requests and the CORS headers
             // of every answer, for the origins the flags allow.
             .layer(self.cors.clone())
-            .layer(Front::new(self.max_message(), Some(metrics)))
+            .layer(Front::new(
+                self.max_message(),
+                Some(metrics),
+                !config.no_web_view,
+            ))
             .layer(GrpcWebLayer::new())
             .layer(
                 TraceLayer::new_for_grpc()

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{free_port, outside_tool, ServerProcess};
 
 /// Runs `tests/interop/<script>` against a new server (started with
@@ -31,21 +29,7 @@ async fn run_python(
     let server = ServerProcess::start(data.path(), port, server_args);
     server.connect().await;
     let script = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(address(port))
-            .output()
-            .expect("python3 runs")
-    })
-    .await
-    .unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert!(output.status.success(), "stdout: {out}\nstderr: {err}");
-    assert!(out.contains(passed), "{out}");
+    common::python_passes(vec![script, address(port)], passed).await;
     drop(server);
 }
 

@@ -1,6 +1,7 @@
-//! Everything on the serving port that is not gRPC: the contract as JSON
-//! over HTTP/1.1 or HTTP/2, the OpenAPI description of it, and Prometheus
-//! metrics. gRPC and gRPC-Web requests pass through to the services.
+//! Everything on the serving port that is not gRPC: the web view, the
+//! contract as JSON over HTTP/1.1 or HTTP/2, the OpenAPI description of it,
+//! and Prometheus metrics. gRPC and gRPC-Web requests pass through to the
+//! services.
 //!
 //! A JSON call is turned into the gRPC call it stands for and sent down
 //! the same stack (authentication, limits, read-your-writes, handlers), so
@@ -38,6 +39,7 @@ pub struct Front {
 }
 
 struct Shared {
+    web_view: bool,
     transcoder: Transcoder,
     metrics: Option<Metrics>,
     openapi: Bytes,
@@ -45,10 +47,12 @@ struct Shared {
 
 impl Front {
     /// `max_message` bounds a JSON request's body as it bounds a gRPC
-    /// message; `metrics`, when given, is served at `GET /metrics`.
-    pub fn new(max_message: usize, metrics: Option<Metrics>) -> Front {
+    /// message; `metrics`, when given, is served at `GET /metrics`; the web
+    /// view at `/` when `web_view`.
+    pub fn new(max_message: usize, metrics: Option<Metrics>, web_view: bool) -> Front {
         Front {
             shared: Arc::new(Shared {
+                web_view,
                 transcoder: Transcoder::new(max_message),
                 metrics,
                 openapi: Bytes::from(openapi_text()),
@@ -94,6 +98,48 @@ pub(crate) fn plain(status: StatusCode, content_type: &'static str, body: Bytes)
     response
 }
 
+/// The web view's files, built into the binary: it loads nothing else,
+/// and calls only this server.
+const INDEX: &str = include_str!("page/index.html");
+const SCRIPT: &str = include_str!("page/app.js");
+const STYLE: &str = include_str!("page/style.css");
+
+/// One file of the web view.
+fn page(path: &str) -> Response<Body> {
+    let (content_type, text) = match path {
+        "/web/app.js" => ("text/javascript; charset=utf-8", SCRIPT),
+        "/web/style.css" => ("text/css; charset=utf-8", STYLE),
+        _ => ("text/html; charset=utf-8", INDEX),
+    };
+    let mut answer = plain(
+        StatusCode::OK,
+        content_type,
+        Bytes::from_static(text.as_bytes()),
+    );
+    let headers = answer.headers_mut();
+    // Nothing but this server's own files and calls.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    answer
+}
+
 impl<S, ResBody> Service<Request<Body>> for Fronted<S>
 where
     S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -131,6 +177,10 @@ where
                         "metrics are off on this server",
                     )),
                 };
+                Box::pin(async move { Ok(answer) })
+            }
+            "/" | "/web/app.js" | "/web/style.css" if get && shared.web_view => {
+                let answer = page(path);
                 Box::pin(async move { Ok(answer) })
             }
             "/openapi.json" if get => {

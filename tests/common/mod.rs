@@ -574,3 +574,22 @@ pub async fn import_generated(
         .expect("the generated network imports");
     network
 }
+
+/// Runs `python3 <args>` on a blocking thread and requires it to succeed
+/// and to print `passed`, showing everything it printed when it does not.
+pub async fn python_passes(args: Vec<String>, passed: &str) {
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(args)
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains(passed), "{out}");
+}

@@ -1,0 +1,386 @@
+// The web view: the server's JSON API, nothing else. The lines at risk
+// come from a watch (WatchAtRiskLines), so the page changes when the
+// answer does, without polling; the feed follows StreamLicenseUpdates.
+"use strict";
+
+const RISK = "/lodestone.v1.RiskService/";
+const RECORDS = "/lodestone.v1.RecordService/";
+const $ = (id) => document.getElementById(id);
+
+// ---- Calls -------------------------------------------------------------
+
+function headers(extra) {
+  const h = { "Content-Type": "application/json", ...extra };
+  const token = sessionStorage.getItem("lodestone-token");
+  if (token) h.Authorization = "Bearer " + token;
+  return h;
+}
+
+// A refusal as a person should read it.
+async function failure(response) {
+  let message = response.statusText;
+  try {
+    message = (await response.json()).message || message;
+  } catch (_) { /* not JSON */ }
+  if (response.status === 401) {
+    message = "This server asks for a token: enter a reader token above.";
+  }
+  const error = new Error(message);
+  error.status = response.status;
+  return error;
+}
+
+async function call(method, body) {
+  const response = await fetch(method, {
+    method: "POST", headers: headers(), body: JSON.stringify(body),
+  });
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+// Reads a server stream of newline-delimited JSON until it ends or
+// `signal` aborts it, handing each message to `onMessage`.
+async function stream(method, body, onMessage, signal) {
+  const response = await fetch(method, {
+    method: "POST",
+    headers: headers({ Accept: "application/x-ndjson" }),
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, end).trim();
+      buffer = buffer.slice(end + 1);
+      if (!line) continue;
+      const message = JSON.parse(line);
+      if (message.error) {
+        const error = new Error(message.error.message);
+        error.status = 500;
+        throw error;
+      }
+      onMessage(message);
+    }
+  }
+}
+
+// Keeps a stream open: opens it again a few seconds after it breaks,
+// until `signal` aborts it. `body()` is asked again at each opening.
+async function follow(method, body, onMessage, signal) {
+  while (!signal.aborted) {
+    try {
+      await stream(method, body(), onMessage, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      say(error.message, true);
+      if (error.status && error.status < 500) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+  }
+}
+
+function say(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+// ---- The question ------------------------------------------------------
+
+function today() {
+  return new Date().toISOString().slice(0, 10);
+}
+
+function question() {
+  const pending = document.querySelector("input[name=pending]:checked").value;
+  return {
+    asOf: $("as-of").value,
+    horizonDays: Number($("horizon").value) || 90,
+    plant: $("plant").value,
+    scenario: { pending, decisionDelayDays: Number($("delay").value) || 0 },
+  };
+}
+
+// The question from the address (so that a view can be shared), then the
+// address from the question.
+function readAddress() {
+  const params = new URLSearchParams(location.search);
+  $("as-of").value = params.get("as_of") || today();
+  if (params.get("horizon")) $("horizon").value = params.get("horizon");
+  if (params.get("delay")) $("delay").value = params.get("delay");
+  const pending = params.get("pending");
+  if (pending) {
+    const radio = document.querySelector(`input[name=pending][value="${pending}"]`);
+    if (radio) radio.checked = true;
+  }
+  return params.get("plant") || "";
+}
+
+function writeAddress() {
+  const q = question();
+  const params = new URLSearchParams({ as_of: q.asOf, horizon: q.horizonDays });
+  if (q.plant) params.set("plant", q.plant);
+  if (q.scenario.pending !== "PENDING_ASSUMPTION_DENIED") params.set("pending", q.scenario.pending);
+  if (q.scenario.decisionDelayDays) params.set("delay", q.scenario.decisionDelayDays);
+  history.replaceState(null, "", "?" + params);
+}
+
+async function loadPlants(chosen) {
+  const plants = new Set();
+  let pageToken = "";
+  do {
+    const page = await call(RECORDS + "ListProductionLines", { pageSize: 1000, pageToken });
+    (page.lines || []).forEach((line) => plants.add(line.plant));
+    pageToken = page.nextPageToken || "";
+  } while (pageToken);
+  const select = $("plant");
+  select.length = 1;
+  [...plants].sort().forEach((plant) => select.add(new Option(plant, plant)));
+  select.value = plants.has(chosen) ? chosen : "";
+}
+
+// ---- Lines at risk, from the watch -------------------------------------
+
+const lines = new Map();
+let chosen = null;
+let horizon = 90;
+
+// The model's at-risk order: days to stop, then units lost (to 3 places)
+// descending, then id.
+function atRiskOrder(a, b) {
+  return (a.daysToStop || 0) - (b.daysToStop || 0)
+    || Math.round((b.unitsLost || 0) * 1000) - Math.round((a.unitsLost || 0) * 1000)
+    || (a.lineId < b.lineId ? -1 : a.lineId > b.lineId ? 1 : 0);
+}
+
+const units = (n) => Math.round(n || 0).toLocaleString("en");
+const percent = (f) => Math.round((f || 0) * 100) + "%";
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function renderLines() {
+  const body = $("lines").tBodies[0];
+  body.replaceChildren();
+  const ordered = [...lines.values()].sort(atRiskOrder);
+  $("no-lines").hidden = ordered.length > 0;
+  for (const line of ordered) {
+    const row = body.insertRow();
+    row.dataset.line = line.lineId;
+    if (line.lineId === chosen) row.className = "chosen";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = line.lineId;
+    button.setAttribute("aria-expanded", String(line.lineId === chosen));
+    button.setAttribute("aria-controls", "why");
+    button.addEventListener("click", () => {
+      chosen = chosen === line.lineId ? null : line.lineId;
+      renderLines();
+    });
+    row.insertCell().append(button);
+    cell(row, line.plant);
+    cell(row, line.stopDate, "stop-date");
+    const track = document.createElement("div");
+    track.className = "track";
+    track.setAttribute("aria-hidden", "true");
+    const share = Math.min(1, (line.daysToStop || 0) / horizon);
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = share * 100 + "%";
+    const stop = document.createElement("div");
+    stop.className = "stop" + ((line.outputFraction || 0) > 0 ? " partial" : "");
+    stop.style.left = `calc(${share * 100}% - 1px)`;
+    track.append(bar, stop);
+    const when = cell(row, "");
+    when.append(track);
+    when.title = `${line.daysToStop} days`;
+    cell(row, percent(line.outputFraction), "number output");
+    cell(row, units(line.unitsLost), "number");
+  }
+  renderWhy();
+}
+
+function renderWhy() {
+  const why = $("why");
+  why.replaceChildren();
+  const line = chosen && lines.get(chosen);
+  if (!line) return;
+  const article = document.createElement("article");
+  const title = document.createElement("h3");
+  title.textContent = `Why ${line.lineId} stops on ${line.stopDate}`;
+  const list = document.createElement("dl");
+  const item = (term, value) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    list.append(dt, dd);
+    return dd;
+  };
+  item("Runs out of", line.bottleneckComponentId || "–");
+  item("Root cause path", (line.rootCausePath || []).join(" ← ") || "–").className = "path";
+  item("Uncovered licence pools",
+    (line.blockingPools || []).map((p) => `${p.supplierId} · ${p.material}`).join(", ") || "none");
+  item("Their licences", (line.blockingLicenseIds || []).join(", ") || "none");
+  if ((line.blockingSupplierIds || []).length) {
+    item("Suppliers out", line.blockingSupplierIds.join(", "));
+  }
+  item("Builds on its stop day", percent(line.outputFraction));
+  item("Units lost over the horizon", units(line.unitsLost));
+  article.append(title, list);
+  why.append(article);
+}
+
+function applyWatch(message) {
+  if (message.snapshot) {
+    lines.clear();
+    (message.snapshot.lines || []).forEach((line) => lines.set(line.lineId, line));
+    revisionShown(message.snapshot.revision);
+  } else if (message.change) {
+    for (const line of message.change.changed || []) {
+      if (line.atRisk) lines.set(line.lineId, line);
+      else lines.delete(line.lineId);
+    }
+    revisionShown(message.change.revision);
+    refreshTables();
+  } else {
+    return;
+  }
+  renderLines();
+  say("");
+}
+
+function revisionShown(revision) {
+  $("revision").textContent = `(store revision ${revision})`;
+}
+
+// ---- Decisions ---------------------------------------------------------
+
+async function refreshTables() {
+  const q = question();
+  try {
+    const [impacts, stakes] = await Promise.all([
+      call(RISK + "ListSupplierImpacts", { ...q, recoveryDays: 30, pageSize: 10 }),
+      call(RISK + "ListLicenseStakes", { ...q, pageSize: 10 }),
+    ]);
+    const impactRows = $("impacts").tBodies[0];
+    impactRows.replaceChildren();
+    for (const i of impacts.impacts || []) {
+      const row = impactRows.insertRow();
+      cell(row, i.supplierId);
+      cell(row, i.country);
+      cell(row, units(i.unitsLost), "number");
+      cell(row, String(i.linesHit || 0), "number");
+      cell(row, i.timeToSurviveDays === undefined ? "–" : String(i.timeToSurviveDays), "number");
+    }
+    const stakeRows = $("stakes").tBodies[0];
+    stakeRows.replaceChildren();
+    for (const s of stakes.stakes || []) {
+      const row = stakeRows.insertRow();
+      cell(row, s.licenseId);
+      cell(row, s.supplierId);
+      cell(row, s.material);
+      cell(row, units(s.unitsAtStake), "number");
+      cell(row, s.stopDateIfDenied || "–");
+    }
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+// ---- The licence feed --------------------------------------------------
+
+let lastSequence = null;
+
+function applyFeed(message) {
+  if (message.heartbeat && lastSequence === null) {
+    lastSequence = Number(message.heartbeat.headSequence || 0);
+  }
+  const update = message.update;
+  if (!update) return;
+  lastSequence = Number(update.sequence);
+  const licence = update.license || {};
+  const item = document.createElement("li");
+  item.dataset.licence = licence.id;
+  const status = (licence.status || "").replace("LICENSE_STATUS_", "").toLowerCase();
+  const was = (update.previousStatus || "").replace("LICENSE_STATUS_", "").toLowerCase();
+  const what = update.kind === "CHANGE_KIND_DELETED" ? "deleted" : status;
+  const strong = document.createElement("span");
+  strong.className = "status";
+  strong.textContent = what;
+  const name = document.createElement("code");
+  name.textContent = licence.id;
+  item.append(
+    `#${update.sequence} `, name, ` (${licence.supplierId} · ${licence.material}) `, strong,
+    was && was !== "unspecified" && was !== status ? ` (was ${was})` : "",
+    update.client ? `, by ${update.client}` : "",
+  );
+  $("feed").prepend(item);
+  while ($("feed").children.length > 50) $("feed").lastChild.remove();
+  $("feed-empty").hidden = true;
+}
+
+// ---- Wiring ------------------------------------------------------------
+
+let watching = null;
+
+function ask() {
+  writeAddress();
+  horizon = question().horizonDays;
+  if (watching) watching.abort();
+  watching = new AbortController();
+  say("Asking…");
+  const q = question();
+  follow(RISK + "WatchAtRiskLines", () => ({ ...q, heartbeatSeconds: 15 }), applyWatch, watching.signal);
+  refreshTables();
+}
+
+let feeding = null;
+
+function feed() {
+  if (feeding) feeding.abort();
+  feeding = new AbortController();
+  follow(RISK + "StreamLicenseUpdates", () => (lastSequence === null
+    ? { fromNow: true, heartbeatSeconds: 15 }
+    : { afterSequence: String(lastSequence), heartbeatSeconds: 15 }), applyFeed, feeding.signal);
+}
+
+async function start() {
+  $("token").value = sessionStorage.getItem("lodestone-token") || "";
+  const plant = readAddress();
+  try {
+    await loadPlants(plant);
+  } catch (error) {
+    say(error.message, true);
+  }
+  let pending = null;
+  $("question").addEventListener("input", (event) => {
+    if (event.target.id === "token") return;
+    clearTimeout(pending);
+    pending = setTimeout(ask, 250);
+  });
+  $("question").addEventListener("submit", (event) => event.preventDefault());
+  $("token").addEventListener("change", async () => {
+    sessionStorage.setItem("lodestone-token", $("token").value.trim());
+    try {
+      await loadPlants($("plant").value);
+    } catch (error) {
+      say(error.message, true);
+    }
+    ask();
+    feed();
+  });
+  ask();
+  feed();
+}
+
+start();

@@ -1,0 +1,178 @@
+"""The web view in a real browser: Debian's chromium, headless, driven
+through chromedriver with Selenium, against servers running the
+demonstration network.
+
+    python3 tests/web/view.py EXPECTED_JSON OPEN_URL TOKEN_URL READER_TOKEN [SCREENSHOT]
+
+EXPECTED_JSON lists the README's lines that stop as [line, stop date], in
+order. OPEN_URL serves without authentication; TOKEN_URL asks for a token,
+READER_TOKEN being a reader's. Exits non-zero, naming the check, when what
+a person would see differs. Run by tests/web_view.rs.
+"""
+
+import json
+import sys
+import time
+
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+WAIT = 60  # seconds: a slow, shared machine
+
+
+def check(condition, what):
+    if not condition:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+def eventually(probe, what):
+    """Waits until probe() is truthy; its value."""
+    deadline = time.monotonic() + WAIT
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+            if last:
+                return last
+        except Exception as error:  # the page is still drawing
+            last = error
+        time.sleep(0.1)
+    check(False, f"{what} (last seen: {last!r})")
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1366,900",
+    ]:
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def shown_lines(driver):
+    """The lines the table shows, in order, as [line, stop date]."""
+    rows = driver.find_elements(By.CSS_SELECTOR, "#lines tbody tr")
+    return [
+        [row.find_element(By.TAG_NAME, "button").text,
+         row.find_element(By.CSS_SELECTOR, ".stop-date").text]
+        for row in rows
+    ]
+
+
+def main(expected, open_url, token_url, reader_token, screenshot):
+    driver = browser()
+    try:
+        driver.get(open_url + "/?as_of=2025-06-02")
+        check(driver.title.startswith("Lodestone"), f"the page loads: {driver.title}")
+
+        # Every control has a label a screen reader announces.
+        for control in driver.find_elements(By.CSS_SELECTOR, "input, select"):
+            labelled = driver.execute_script(
+                "return arguments[0].labels.length > 0", control
+            )
+            check(labelled, f"the control {control.get_attribute('name')} has a label")
+
+        # The README's lines that stop, on its dates, in its order.
+        shown = eventually(
+            lambda: shown_lines(driver) if len(shown_lines(driver)) == len(expected) else None,
+            f"{len(expected)} lines that stop",
+        )
+        check(shown == expected, f"the lines and dates of the README, in order: {shown}")
+
+        # A line's root cause, by keyboard.
+        first = driver.find_element(By.CSS_SELECTOR, "#lines tbody tr button")
+        first.send_keys(Keys.ENTER)
+        why = eventually(lambda: driver.find_element(By.ID, "why").text, "the reason shows")
+        check(
+            f"Why {expected[0][0]} stops on {expected[0][1]}" in why
+            and "HYBRID-MOTOR ← MAG-HEV" in why
+            and "LIC-GZR-DY-0528" in why,
+            f"the root cause path, pools and licences: {why!r}",
+        )
+        check(
+            driver.find_element(By.CSS_SELECTOR, "#lines tbody tr button")
+            .get_attribute("aria-expanded") == "true",
+            "the chosen line says it is expanded",
+        )
+        eventually(
+            lambda: driver.find_elements(By.CSS_SELECTOR, "#impacts tbody tr")
+            and driver.find_elements(By.CSS_SELECTOR, "#stakes tbody tr"),
+            "the supplier and licence tables fill",
+        )
+        if screenshot:
+            driver.save_screenshot(screenshot)
+            print(f"screenshot: {screenshot}")
+
+        # Another scenario, another answer.
+        driver.find_element(
+            By.CSS_SELECTOR, "input[value=PENDING_ASSUMPTION_APPROVED_AS_EXPECTED]"
+        ).click()
+        changed = eventually(
+            lambda: (s := shown_lines(driver)) and s != shown and s,
+            "granting pending licences changes the answer",
+        )
+        print(f"granted when expected: {changed}")
+        check("pending=PENDING_ASSUMPTION_APPROVED_AS_EXPECTED" in driver.current_url,
+              "the address holds the question")
+        driver.find_element(By.CSS_SELECTOR, "input[value=PENDING_ASSUMPTION_DENIED]").click()
+        eventually(lambda: shown_lines(driver) == expected, "back to the README's answer")
+
+        # A decision recorded through the API reaches the feed and the lines
+        # without a reload.
+        driver.execute_script("window.notReloaded = true")
+        response = requests.post(
+            open_url + "/lodestone.v1.RecordService/UpdateLicenseStatus",
+            json={"id": "LIC-JXM-DY-0521", "status": "LICENSE_STATUS_APPROVED",
+                  "decidedOn": "2025-06-03"},
+            timeout=WAIT,
+        )
+        check(response.status_code == 200, f"the decision is recorded: {response.text}")
+        entry = eventually(
+            lambda: driver.find_element(
+                By.CSS_SELECTOR, "#feed li[data-licence=LIC-JXM-DY-0521]"
+            ).text,
+            "the decision appears in the feed",
+        )
+        check("approved" in entry and "(was pending)" in entry, f"the feed says what changed: {entry!r}")
+        eventually(
+            lambda: "VIG-LCV1" not in [line for line, _ in shown_lines(driver)],
+            "the panel-van line leaves the lines that stop",
+        )
+        check(driver.execute_script("return window.notReloaded === true"), "without a reload")
+
+        # With authentication on, a reader's token opens the view.
+        driver.get(token_url + "/?as_of=2025-06-02")
+        status = eventually(lambda: driver.find_element(By.ID, "status").text, "a refusal shows")
+        check("token" in status, f"the page asks for a token: {status!r}")
+        token = driver.find_element(By.ID, "token")
+        token.send_keys(reader_token)
+        token.send_keys(Keys.TAB)
+        shown = eventually(
+            lambda: shown_lines(driver) if len(shown_lines(driver)) == len(expected) else None,
+            "the lines with a reader's token",
+        )
+        check(shown == expected, f"the same answer with a token: {shown}")
+    finally:
+        driver.quit()
+    print("all browser checks passed")
+
+
+if __name__ == "__main__":
+    main(
+        json.loads(sys.argv[1]),
+        sys.argv[2],
+        sys.argv[3],
+        sys.argv[4],
+        sys.argv[5] if len(sys.argv) > 5 else None,
+    )
