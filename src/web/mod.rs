@@ -122,7 +122,7 @@ fn page(path: &str) -> Response<Body> {
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
             "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-             img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+             img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(

@@ -19,6 +19,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 WAIT = 60  # seconds: a slow, shared machine
 
@@ -128,6 +129,14 @@ def main(expected, open_url, token_url, reader_token, screenshot):
         driver.find_element(By.CSS_SELECTOR, "input[value=PENDING_ASSUMPTION_DENIED]").click()
         eventually(lambda: shown_lines(driver) == expected, "back to the README's answer")
 
+        # One plant's lines.
+        Select(driver.find_element(By.ID, "plant")).select_by_value("VIGO")
+        vigo = [line for line in expected if line[0].startswith("VIG-")]
+        eventually(lambda: shown_lines(driver) == vigo, f"the Vigo plant's lines: {vigo}")
+        check("plant=VIGO" in driver.current_url, "the address holds the plant")
+        Select(driver.find_element(By.ID, "plant")).select_by_value("")
+        eventually(lambda: shown_lines(driver) == expected, "every plant's lines again")
+
         # A decision recorded through the API reaches the feed and the lines
         # without a reload.
         driver.execute_script("window.notReloaded = true")
@@ -150,6 +159,10 @@ def main(expected, open_url, token_url, reader_token, screenshot):
             "the panel-van line leaves the lines that stop",
         )
         check(driver.execute_script("return window.notReloaded === true"), "without a reload")
+
+        # Nothing failed to load, nothing threw.
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        check(not errors, f"the browser reported no errors: {errors}")
 
         # With authentication on, a reader's token opens the view.
         driver.get(token_url + "/?as_of=2025-06-02")

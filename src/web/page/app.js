@@ -362,12 +362,16 @@ async function start() {
   } catch (error) {
     say(error.message, true);
   }
+  // Typing fires `input`, a choice from a list `change` (some fire
+  // both): either asks again, once the controls are still.
   let pending = null;
-  $("question").addEventListener("input", (event) => {
+  const changed = (event) => {
     if (event.target.id === "token") return;
     clearTimeout(pending);
     pending = setTimeout(ask, 250);
-  });
+  };
+  $("question").addEventListener("input", changed);
+  $("question").addEventListener("change", changed);
   $("question").addEventListener("submit", (event) => event.preventDefault());
   $("token").addEventListener("change", async () => {
     sessionStorage.setItem("lodestone-token", $("token").value.trim());
