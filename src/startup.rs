@@ -445,6 +445,8 @@ impl Application {
         tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
         self.spawn_background(&tasks, &health);
         let served = self.drain(server, stop, &health).await;
+        // Also when the server failed: the background tasks stop on it.
+        self.shutdown.cancel();
         tasks.close();
         if tokio::time::timeout(TASKS_STOP, tasks.wait())
             .await
