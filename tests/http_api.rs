@@ -37,6 +37,14 @@ impl Answer {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The message of a JSON google.rpc.Status.
+    fn message(&self) -> String {
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// The ErrorInfo reason of a JSON google.rpc.Status.
     fn reason(&self) -> String {
         let json = self.json();
@@ -221,9 +229,8 @@ async fn refusals_are_json_statuses_under_their_http_status_and_change_nothing()
         let answer = post(app.address, UPDATE_STATUS, body.clone(), "").await;
         assert_eq!(answer.status, 400, "{body}");
         assert_eq!(answer.json()["code"], 3);
-        assert!(answer.json()["message"]
-            .as_str()
-            .unwrap()
+        assert!(answer
+            .message()
             .contains("lodestone.v1.UpdateLicenseStatusRequest"));
     }
     let answer = exchange(
@@ -235,10 +242,7 @@ async fn refusals_are_json_statuses_under_their_http_status_and_change_nothing()
     )
     .await;
     assert_eq!(answer.status, 415);
-    assert!(answer.json()["message"]
-        .as_str()
-        .unwrap()
-        .contains("application/json"));
+    assert!(answer.message().contains("application/json"));
     let answer = exchange(
         app.address,
         &format!("GET {GET_LICENSE}?id=L1 HTTP/1.1"),
@@ -259,10 +263,7 @@ async fn refusals_are_json_statuses_under_their_http_status_and_change_nothing()
     )
     .await;
     assert_eq!(answer.status, 501);
-    assert!(answer.json()["message"]
-        .as_str()
-        .unwrap()
-        .contains("UpsertRecords"));
+    assert!(answer.message().contains("UpsertRecords"));
 
     assert_eq!(
         app.export().await,
