@@ -534,3 +534,15 @@ async fn the_serving_port_serves_the_openapi_description_and_every_path_in_it() 
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_message_limit_is_refused_unread() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_app_with(dir, |c| c.max_message_mb = 1).await;
+    let id = "L".repeat(2 << 20);
+    let answer = post(app.address, GET_LICENSE, json!({ "id": id }), "").await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.json()["code"], 8);
+    assert!(answer.message().contains("--max-message-mb"));
+    app.stop().await;
+}

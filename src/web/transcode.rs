@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor, ReflectMessage,
@@ -197,13 +197,18 @@ impl Transcoder {
             }
             match Limited::new(body, self.max_message).collect().await {
                 Ok(bytes) => body_message(method.input(), &bytes.to_bytes()),
-                Err(_) => {
+                Err(error) if error.is::<LengthLimitError>() => {
                     let mut answer = refusal(Status::resource_exhausted(format!(
                         "the request body is over {} bytes (--max-message-mb)",
                         self.max_message
                     )));
                     *answer.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
                     return Ok(answer);
+                }
+                Err(error) => {
+                    return Ok(refusal(Status::invalid_argument(format!(
+                        "the request body could not be read: {error}"
+                    ))))
                 }
             }
         };
