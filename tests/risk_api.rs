@@ -305,13 +305,7 @@ async fn every_page_of_a_listing_comes_from_the_revision_its_first_page_read() {
     assert_eq!(first.lines[0].line_id, "ZW-EV1");
 
     // A decision that stops WOB-ICE1 much later lands between the pages.
-    app.records
-        .clone()
-        .update_license_status(pb::UpdateLicenseStatusRequest {
-            id: "LIC-BTM-DY-1".into(),
-            status: pb::LicenseStatus::Approved as i32,
-            ..Default::default()
-        })
+    app.decide("LIC-BTM-DY-1", pb::LicenseStatus::Approved)
         .await
         .unwrap();
     let second = risk
@@ -892,13 +886,7 @@ async fn decision_listings_page_alike_whatever_the_page_size_from_one_revision()
         .await
         .unwrap()
         .into_inner();
-    app.records
-        .clone()
-        .update_license_status(pb::UpdateLicenseStatusRequest {
-            id: "LIC-BTM-DY-1".into(),
-            status: pb::LicenseStatus::Approved as i32,
-            ..Default::default()
-        })
+    app.decide("LIC-BTM-DY-1", pb::LicenseStatus::Approved)
         .await
         .unwrap();
     let second = risk
@@ -1038,13 +1026,7 @@ async fn forecasts_page_from_one_revision_and_refuse_bad_questions() {
         .into_inner();
     assert_eq!(first.forecasts, whole.forecasts[..2]);
     // A decision lands between the pages: the second still reads the first's.
-    app.records
-        .clone()
-        .update_license_status(pb::UpdateLicenseStatusRequest {
-            id: "LIC-BTM-DY-1".into(),
-            status: pb::LicenseStatus::Approved as i32,
-            ..Default::default()
-        })
+    app.decide("LIC-BTM-DY-1", pb::LicenseStatus::Approved)
         .await
         .unwrap();
     let second = risk

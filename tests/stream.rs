@@ -186,13 +186,7 @@ async fn a_stream_resumes_after_any_sequence_and_filters() {
         ]
     );
     // The status filter looks at the status after the change.
-    app.records
-        .clone()
-        .update_license_status(pb::UpdateLicenseStatusRequest {
-            id: "LIC-BTM-DY-1".into(),
-            status: pb::LicenseStatus::Rejected as i32,
-            ..Default::default()
-        })
+    app.decide("LIC-BTM-DY-1", pb::LicenseStatus::Rejected)
         .await
         .unwrap();
     app.set_quantity("LIC-NBM-TB-1", 61.0).await.unwrap();

@@ -71,16 +71,9 @@ async fn a_watch_starts_with_the_listing_and_follows_a_decision() {
 
     // Approved, Baotou's dysprosium moves WOB-ICE1's stop later.
     let decided = app
-        .records
-        .clone()
-        .update_license_status(pb::UpdateLicenseStatusRequest {
-            id: "LIC-BTM-DY-1".into(),
-            status: pb::LicenseStatus::Approved as i32,
-            ..Default::default()
-        })
+        .decide("LIC-BTM-DY-1", pb::LicenseStatus::Approved)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let change = loop {
         match next(&mut stream).await {
             Event::Change(change) => break change,

@@ -836,25 +836,22 @@ async fn fan_out(
     let stop_reading = tokio::time::Instant::now() + Duration::from_secs(seconds + 3);
     for i in 0..subscribers {
         let mut client = RiskServiceClient::new(channels[i / 50].clone());
-        let mut stream = client
+        let stream = client
             .stream_license_updates(pb::StreamLicenseUpdatesRequest {
                 from_now: true,
                 ..Default::default()
             })
             .await?
             .into_inner();
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while let Ok(Ok(Some(message))) =
-                tokio::time::timeout_at(stop_reading, stream.message()).await
-            {
-                if let Some(pb::stream_license_updates_response::Event::Update(u)) = message.event {
-                    mine.push((u.revision, Instant::now()));
-                }
-            }
-            received.lock().await.extend(mine);
-        }));
+        readers.push(read_until(
+            stream,
+            stop_reading,
+            received.clone(),
+            |m| match m.event {
+                Some(pb::stream_license_updates_response::Event::Update(u)) => Some(u.revision),
+                _ => None,
+            },
+        ));
     }
     let mut writer = RecordServiceClient::new(connect(address).await?);
     let until = Instant::now() + Duration::from_secs(seconds);
@@ -934,18 +931,15 @@ async fn watch_fan_out(
             .into_inner();
         // The snapshot first: the watch is open.
         stream.message().await?;
-        let received = received.clone();
-        readers.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while let Ok(Ok(Some(message))) =
-                tokio::time::timeout_at(stop_reading, stream.message()).await
-            {
-                if let Some(pb::watch_at_risk_lines_response::Event::Change(c)) = message.event {
-                    mine.push((c.revision, Instant::now()));
-                }
-            }
-            received.lock().await.extend(mine);
-        }));
+        readers.push(read_until(
+            stream,
+            stop_reading,
+            received.clone(),
+            |m| match m.event {
+                Some(pb::watch_at_risk_lines_response::Event::Change(c)) => Some(c.revision),
+                _ => None,
+            },
+        ));
     }
     let mut writer = RecordServiceClient::new(connect(address).await?);
     let until = Instant::now() + Duration::from_secs(seconds);
@@ -953,21 +947,8 @@ async fn watch_fan_out(
     let pause = Duration::from_millis(if questions > 1 { 1000 } else { 200 });
     let mut n = 0;
     while Instant::now() < until {
-        let id = licences[(n / 2 * 13) % licences.len()].clone();
-        let status = if n % 2 == 0 {
-            pb::LicenseStatus::Approved
-        } else {
-            pb::LicenseStatus::Rejected
-        };
+        let licence = approve_or_reject(&mut writer, licences, n, 13).await?;
         n += 1;
-        let licence = writer
-            .update_license_status(pb::UpdateLicenseStatusRequest {
-                id,
-                status: status as i32,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
         acked.lock().await.insert(licence.revision, Instant::now());
         tokio::time::sleep(pause).await;
     }
@@ -1026,18 +1007,7 @@ async fn idle_watchers(
     let mut writer = RecordServiceClient::new(connect(&server.address).await?);
     let mut n = 0usize;
     let mut decide = async |n: &mut usize| -> anyhow::Result<()> {
-        let status = if n.is_multiple_of(2) {
-            pb::LicenseStatus::Approved
-        } else {
-            pb::LicenseStatus::Rejected
-        };
-        writer
-            .update_license_status(pb::UpdateLicenseStatusRequest {
-                id: licences[(*n / 2 * 17) % licences.len()].clone(),
-                status: status as i32,
-                ..Default::default()
-            })
-            .await?;
+        approve_or_reject(&mut writer, licences, *n, 17).await?;
         *n += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
@@ -1080,6 +1050,51 @@ async fn idle_watchers(
             samples.join(" → ")
         ),
     })
+}
+
+/// Reads `stream` until `stop_reading`, noting when each message that
+/// names a revision (`revision_of`) arrived; the notes go to `received`.
+fn read_until<T: Send + 'static>(
+    mut stream: tonic::Streaming<T>,
+    stop_reading: tokio::time::Instant,
+    received: Arc<Mutex<Vec<(u64, Instant)>>>,
+    revision_of: fn(T) -> Option<u64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut mine = Vec::new();
+        while let Ok(Ok(Some(message))) =
+            tokio::time::timeout_at(stop_reading, stream.message()).await
+        {
+            if let Some(revision) = revision_of(message) {
+                mine.push((revision, Instant::now()));
+            }
+        }
+        received.lock().await.extend(mine);
+    })
+}
+
+/// The `n`-th decision of a run: approves, then rejects, each licence in
+/// turn, stepping `stride` licences between pairs, so that every decision
+/// changes something.
+async fn approve_or_reject(
+    writer: &mut RecordServiceClient<Channel>,
+    licences: &[String],
+    n: usize,
+    stride: usize,
+) -> anyhow::Result<pb::License> {
+    let status = if n.is_multiple_of(2) {
+        pb::LicenseStatus::Approved
+    } else {
+        pb::LicenseStatus::Rejected
+    };
+    Ok(writer
+        .update_license_status(pb::UpdateLicenseStatusRequest {
+            id: licences[(n / 2 * stride) % licences.len()].clone(),
+            status: status as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner())
 }
 
 /// Bytes of the database at `url`.

@@ -162,6 +162,19 @@ impl TestApp {
             .map(|r| r.into_inner())
     }
 
+    /// Records a decision on a licence: a new status, unconditionally.
+    pub async fn decide(&self, id: &str, status: pb::LicenseStatus) -> Result<pb::License, Status> {
+        self.records
+            .clone()
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: id.into(),
+                status: status as i32,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    }
+
     /// Records a decision on a licence: a new quantity, unconditionally.
     pub async fn set_quantity(&self, id: &str, quantity_kg: f64) -> Result<pb::License, Status> {
         self.records
