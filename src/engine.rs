@@ -6,9 +6,10 @@
 //! so a licence decision costs one simulation, not a rebuild. Whole answers
 //! are kept per (revision, query) in an LRU bounded by count and by bytes, so
 //! repeated queries and the later pages of a listing cost a lookup. And each
-//! answer keeps the reports built from it (the at-risk order, the exposures
-//! asked of it, within a byte budget of its own), since an exposure of a whole
-//! plant or material is hundreds of lines to sort and write.
+//! answer keeps the reports built from it (the at-risk order, and the
+//! exposures asked of it as the API wrote them, within a byte budget of their
+//! own), since an exposure of a whole plant or material is hundreds of lines
+//! and thousands of pools to sort and write.
 //!
 //! Identical cold questions arriving together share one evaluation: the first
 //! evaluates, the others wait for its answer (and evaluate themselves only if
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use lru::LruCache;
 use parking_lot::{Condvar, Mutex};
 
@@ -68,21 +70,24 @@ struct Reports {
     exposures: Mutex<Exposures>,
 }
 
-/// The exposures built from one answer, the most recently used kept within
-/// a count and a byte budget.
+/// The exposures written from one answer, the most recently used kept
+/// within a count and a byte budget.
 #[derive(Debug)]
 struct Exposures {
-    kept: LruCache<Scope, (Arc<Exposure>, usize)>,
+    kept: LruCache<ExposureKey, Bytes>,
     bytes: usize,
     max_bytes: usize,
     /// Bytes now kept, shared with the answers cache's accounting.
     shared: Arc<AtomicUsize>,
 }
 
+/// An exposure's scope, and whether it was written with its lines.
+type ExposureKey = (Scope, bool);
+
 /// Exposures kept per answer, at most.
 const CACHED_EXPOSURES: usize = 64;
-/// Bytes of exposures kept per answer, at most (one plant of the large
-/// benchmark network is 0.1 MiB as protobuf, several times that in memory).
+/// Bytes of written exposures kept per answer, at most (one plant of the
+/// large benchmark network is 0.1 MiB).
 const EXPOSURE_BYTES: usize = 16 << 20;
 
 /// Approximate heap bytes of values the caches keep, for their budgets.
@@ -126,37 +131,17 @@ fn licensing_bytes(licensing: &Licensing) -> usize {
     usable + ids + size_of_val(licensing.pools.as_slice())
 }
 
-fn exposure_bytes(exposure: &Exposure) -> usize {
-    use std::mem::size_of_val;
-    let lines: usize = exposure
-        .lines
-        .iter()
-        .map(|l| {
-            size_of_val(l)
-                + l.line_id.len()
-                + l.plant.len()
-                + l.bottleneck_component_id.len()
-                + l.root_cause_path
-                    .iter()
-                    .map(|s| string_bytes(s))
-                    .sum::<usize>()
-                + l.blocking_pools
-                    .iter()
-                    .map(|(a, b)| string_bytes(a) + string_bytes(b))
-                    .sum::<usize>()
-                + l.blocking_license_ids
-                    .iter()
-                    .chain(&l.blocking_supplier_ids)
-                    .map(|s| string_bytes(s))
-                    .sum::<usize>()
-        })
-        .sum();
-    let pools: usize = exposure
-        .pools
-        .iter()
-        .map(|p| size_of_val(p) + p.supplier_id.len() + p.material.len())
-        .sum();
-    lines + pools + std::mem::size_of::<Exposure>()
+/// Heap bytes of a kept exposure: its key and its encoding.
+fn exposure_bytes((scope, _): &ExposureKey, written: &Bytes) -> usize {
+    let id = match scope {
+        Scope::Network => "",
+        Scope::Supplier(id)
+        | Scope::Component(id)
+        | Scope::Line(id)
+        | Scope::Plant(id)
+        | Scope::Material(id) => id,
+    };
+    std::mem::size_of::<ExposureKey>() + id.len() + written.len()
 }
 
 impl Exposures {
@@ -169,24 +154,24 @@ impl Exposures {
         }
     }
 
-    fn get(&mut self, scope: &Scope) -> Option<Arc<Exposure>> {
-        self.kept.get(scope).map(|(e, _)| e.clone())
+    fn get(&mut self, key: &ExposureKey) -> Option<Bytes> {
+        self.kept.get(key).cloned()
     }
 
-    /// Keeps `exposure`, letting the least recently used go past the
-    /// count or the byte budget. One larger than the whole budget is not kept.
-    fn put(&mut self, scope: Scope, exposure: Arc<Exposure>) {
-        let bytes = exposure_bytes(&exposure);
+    /// Keeps `written`, letting the least recently used go past the count
+    /// or the byte budget. One larger than the whole budget is not kept.
+    fn put(&mut self, key: ExposureKey, written: Bytes) {
+        let bytes = exposure_bytes(&key, &written);
         if bytes > self.max_bytes {
             return;
         }
-        if let Some((_, old)) = self.kept.put(scope, (exposure, bytes)) {
-            self.bytes -= old;
+        if let Some((old_key, old)) = self.kept.push(key, written) {
+            self.bytes -= exposure_bytes(&old_key, &old);
         }
         self.bytes += bytes;
         while self.bytes > self.max_bytes || self.kept.len() > CACHED_EXPOSURES {
             match self.kept.pop_lru() {
-                Some((_, (_, gone))) => self.bytes -= gone,
+                Some((key, gone)) => self.bytes -= exposure_bytes(&key, &gone),
                 None => break,
             }
         }
@@ -219,17 +204,27 @@ impl Answer {
         }
     }
 
-    /// The exposure of `scope`, built once per answer while it is kept.
-    pub fn exposure(&self, scope: &Scope) -> Result<Arc<Exposure>, crate::domain::Error> {
-        if let Some(exposure) = self.reports.exposures.lock().get(scope) {
-            return Ok(exposure);
+    /// The exposure of `scope`.
+    pub fn exposure(&self, scope: &Scope) -> Result<Exposure, crate::domain::Error> {
+        report::exposure(&self.structure, &self.evaluation, scope)
+    }
+
+    /// The exposure of `scope` as `write` writes it (with its lines or
+    /// without), written once per answer and kept as long as the answer is
+    /// and the exposures' budget allows: a warm exposure is a lookup.
+    pub fn written_exposure(
+        &self,
+        scope: &Scope,
+        with_lines: bool,
+        write: impl FnOnce(&Exposure) -> Bytes,
+    ) -> Result<Bytes, crate::domain::Error> {
+        let key = (scope.clone(), with_lines);
+        if let Some(written) = self.reports.exposures.lock().get(&key) {
+            return Ok(written);
         }
-        let exposure = Arc::new(report::exposure(&self.structure, &self.evaluation, scope)?);
-        self.reports
-            .exposures
-            .lock()
-            .put(scope.clone(), exposure.clone());
-        Ok(exposure)
+        let written = write(&self.exposure(scope)?);
+        self.reports.exposures.lock().put(key, written.clone());
+        Ok(written)
     }
 
     /// Bytes this answer holds now: its evaluation and its kept exposures.
@@ -914,15 +909,33 @@ mod tests {
             assert_eq!(*answer.at_risk_order(Some(plant)), fresh, "{plant}");
             let scope = Scope::Plant(plant.to_string());
             let fresh = report::exposure(structure, evaluation, &scope).unwrap();
-            // Twice: built, then kept.
-            assert_eq!(*answer.exposure(&scope).unwrap(), fresh);
+            assert_eq!(answer.exposure(&scope).unwrap(), fresh);
+            // Written once, then kept: the second answer does not write.
+            let written = |e: &Exposure| Bytes::from(format!("{e:?}"));
             assert_eq!(
-                *engine.answer(&view, &query).exposure(&scope).unwrap(),
-                fresh
+                answer.written_exposure(&scope, true, written).unwrap(),
+                written(&fresh)
+            );
+            let again = engine.answer(&view, &query);
+            assert_eq!(
+                again
+                    .written_exposure(&scope, true, |_| panic!("written again"))
+                    .unwrap(),
+                written(&fresh)
+            );
+            // Without its lines it is another writing.
+            assert_eq!(
+                again
+                    .written_exposure(&scope, false, |e| Bytes::from(e.pools.len().to_string()))
+                    .unwrap(),
+                fresh.pools.len().to_string()
             );
         }
         let nowhere = Scope::Line("NOWHERE".into());
         assert!(answer.exposure(&nowhere).is_err());
+        assert!(answer
+            .written_exposure(&nowhere, true, |_| panic!("nothing to write"))
+            .is_err());
     }
 
     /// After the store is opened again, a revision can name other records:
@@ -1063,21 +1076,34 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let exposures: Vec<Arc<Exposure>> = plants
+        let written: Vec<Bytes> = plants
             .iter()
-            .map(|p| answer.exposure(&Scope::Plant(p.clone())).unwrap())
+            .map(|p| {
+                let scope = Scope::Plant(p.clone());
+                answer
+                    .written_exposure(&scope, true, |e| Bytes::from(format!("{e:?}")))
+                    .unwrap()
+            })
             .collect();
-        let largest = exposures.iter().map(|e| exposure_bytes(e)).max().unwrap();
+        let key = |plant: &String| (Scope::Plant(plant.clone()), true);
+        let largest = plants
+            .iter()
+            .zip(&written)
+            .map(|(p, w)| exposure_bytes(&key(p), w))
+            .max()
+            .unwrap();
         let shared = Arc::new(AtomicUsize::new(0));
         let mut kept = Exposures::new(shared.clone(), largest * 2);
-        for (plant, exposure) in plants.iter().zip(&exposures) {
-            kept.put(Scope::Plant(plant.clone()), exposure.clone());
+        for (plant, written) in plants.iter().zip(&written) {
+            kept.put(key(plant), written.clone());
             assert!(kept.bytes <= largest * 2);
             assert_eq!(shared.load(Ordering::Relaxed), kept.bytes);
         }
         assert!(kept.kept.len() < plants.len(), "{} plants", plants.len());
-        let last = Scope::Plant(plants.last().unwrap().clone());
-        assert!(kept.get(&last).is_some(), "the newest is kept");
+        assert!(
+            kept.get(&key(plants.last().unwrap())).is_some(),
+            "the newest is kept"
+        );
     }
 
     /// After licence changes, an answer is built from the one before by

@@ -484,7 +484,7 @@ impl RiskService for RiskApi {
     async fn get_exposure(
         &self,
         request: Request<pb::GetExposureRequest>,
-    ) -> Result<Response<pb::Exposure>, Status> {
+    ) -> Result<Response<pb::Encoded<pb::Exposure>>, Status> {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
@@ -506,12 +506,11 @@ impl RiskService for RiskApi {
         };
         refuse_if_any(violations)?;
         let answer = self.answer(view, query).await?;
-        let exposure = answer.exposure(&scope)?;
-        Ok(Response::new(exposure_to_pb(
-            &exposure,
-            answer.revision,
-            lines,
-        )))
+        let revision = answer.revision;
+        let written = answer.written_exposure(&scope, lines, |exposure| {
+            prost::Message::encode_to_vec(&exposure_to_pb(exposure, revision, lines)).into()
+        })?;
+        Ok(Response::new(pb::Encoded::from_bytes(written)))
     }
 
     async fn list_at_risk_lines(

@@ -7,12 +7,16 @@
 #[allow(clippy::all, missing_docs)]
 mod generated {
     tonic::include_proto!("lodestone.v1");
+    include!(concat!(env!("OUT_DIR"), "/lodestone.v1.RecordService.rs"));
+    include!(concat!(env!("OUT_DIR"), "/lodestone.v1.RiskService.rs"));
 }
 
 mod convert;
+mod encoded;
 pub mod json;
 
 pub use convert::*;
+pub use encoded::Encoded;
 pub use generated::*;
 
 /// The encoded descriptors of the contract, served by gRPC reflection.
