@@ -107,6 +107,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    lodestone::startup::without_transparent_huge_pages();
     let app = Application::build(config).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

@@ -401,3 +401,24 @@ async fn a_call_past_its_deadline_stops_its_work() {
     }
     panic!("no deadline up to {deadline:?} passed during an evaluation");
 }
+
+/// The server turns transparent huge pages off for itself: their stalls
+/// (2 MiB zeroed, memory compacted, on the faulting thread) slowed imports
+/// and cold answers on the benchmark's machine.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_without_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        // The operator's choice stands; nothing to check here.
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let server = common::ServerProcess::start(data.path(), common::free_port(), &[]);
+    server.connect().await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .expect("the kernel reports THP_enabled (Linux 5.0 and later)");
+    assert_eq!(thp.trim(), "0", "{status}");
+}
