@@ -80,6 +80,19 @@ struct Args {
     /// Where to write the results as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
+    /// Run only the jobs whose names contain this (any case), besides the
+    /// import and the health check's ceiling: `--only GetExposure`.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+impl Args {
+    /// Whether the job named `job` runs.
+    fn wants(&self, job: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| job.to_lowercase().contains(&only.to_lowercase()))
+    }
 }
 
 /// The n-th scope of a run.
@@ -265,6 +278,8 @@ where
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // As the server does: the client shares its two cores.
+    lodestone::startup::without_transparent_huge_pages();
     let size = match args.scale {
         Scale::Medium => Size::MEDIUM,
         Scale::Large => Size::LARGE,
@@ -372,46 +387,50 @@ async fn main() -> anyhow::Result<()> {
         String::new(),
     ));
 
-    eprintln!("GetLicense");
-    let ids_ = licences.clone();
-    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
-        let id = ids_[(n as usize * 7919) % ids_.len()].clone();
-        async move {
-            RecordServiceClient::new(ch)
-                .get_license(pb::GetLicenseRequest { id })
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    rows.push(row("GetLicense", lat, Some(took), String::new()));
+    if args.wants("GetLicense") {
+        eprintln!("GetLicense");
+        let ids_ = licences.clone();
+        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+            let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+            async move {
+                RecordServiceClient::new(ch)
+                    .get_license(pb::GetLicenseRequest { id })
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        rows.push(row("GetLicense", lat, Some(took), String::new()));
+    }
 
-    eprintln!("ListLicenses");
-    let sup = suppliers.clone();
-    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
-        let supplier_id = if n % 2 == 0 {
-            sup[(n as usize * 31) % sup.len()].clone()
-        } else {
-            String::new()
-        };
-        async move {
-            RecordServiceClient::new(ch)
-                .list_licenses(pb::ListLicensesRequest {
-                    supplier_id,
-                    page_size: 50,
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    rows.push(row(
-        "ListLicenses (page of 50)",
-        lat,
-        Some(took),
-        String::new(),
-    ));
+    if args.wants("ListLicenses") {
+        eprintln!("ListLicenses");
+        let sup = suppliers.clone();
+        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+            let supplier_id = if n % 2 == 0 {
+                sup[(n as usize * 31) % sup.len()].clone()
+            } else {
+                String::new()
+            };
+            async move {
+                RecordServiceClient::new(ch)
+                    .list_licenses(pb::ListLicensesRequest {
+                        supplier_id,
+                        page_size: 50,
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        rows.push(row(
+            "ListLicenses (page of 50)",
+            lat,
+            Some(took),
+            String::new(),
+        ));
+    }
 
     // The first risk query builds the structure and evaluates: the coldest case.
     let mut risk = RiskServiceClient::new(channel.clone());
@@ -461,21 +480,39 @@ async fn main() -> anyhow::Result<()> {
     // The broad scopes answer with every line of a plant or material (100 to
     // 200 KiB): also measured one request at a time, where the latency is
     // the service time rather than the queue behind 32 connections, and in
-    // the basic view (totals and pools, no lines), as a dashboard asks.
+    // the basic view (totals and pools, no lines), as a dashboard asks: read
+    // whole, and read as a dashboard's tile reads it, decoding the totals
+    // and stepping over the pools' bytes, so that the client's decoding on
+    // the same two cores does not stand in the server's queue.
     let full = pb::ExposureView::Full;
+    let basic = pb::ExposureView::Basic;
     let runs = scopes.iter().flat_map(|(kind, scope)| {
         let broad = matches!(*kind, "plant" | "material");
         [
-            Some((args.connections, full)),
-            broad.then_some((1, full)),
-            broad.then_some((args.connections, pb::ExposureView::Basic)),
+            Some((args.connections, full, Reading::Whole)),
+            broad.then_some((1, full, Reading::Whole)),
+            broad.then_some((args.connections, basic, Reading::Whole)),
+            broad.then_some((args.connections, basic, Reading::Totals)),
         ]
         .into_iter()
         .flatten()
-        .map(move |(connections, view)| (*kind, scope.clone(), connections, view))
+        .map(move |(connections, view, reading)| (*kind, scope.clone(), connections, view, reading))
     });
-    for (kind, scope, connections, view) in runs.collect::<Vec<_>>() {
-        eprintln!("GetExposure warm, {kind} scopes, {connections} connections, {view:?}");
+    for (kind, scope, connections, view, reading) in runs.collect::<Vec<_>>() {
+        let name = format!(
+            "GetExposure warm, random {kind}{}",
+            match (connections, view, reading) {
+                (1, _, _) => ", one connection",
+                (_, pb::ExposureView::Basic, Reading::Whole) => ", basic view",
+                (_, pb::ExposureView::Basic, Reading::Totals) =>
+                    ", basic view, the client decoding the totals only",
+                _ => "",
+            }
+        );
+        if !args.wants(&name) {
+            continue;
+        }
+        eprintln!("{name}");
         let a = as_of.clone();
         let sizes: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
         let sizes_ = sizes.clone();
@@ -490,9 +527,15 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let sizes = sizes_.clone();
                 async move {
-                    match RiskServiceClient::new(ch).get_exposure(request).await {
-                        Ok(response) => {
-                            let size = prost::Message::encoded_len(response.get_ref());
+                    let size = match reading {
+                        Reading::Whole => RiskServiceClient::new(ch)
+                            .get_exposure(request)
+                            .await
+                            .map(|r| prost::Message::encoded_len(r.get_ref())),
+                        Reading::Totals => exposure_totals(ch, request).await,
+                    };
+                    match size {
+                        Ok(size) => {
                             sizes.lock().expect("not poisoned").push(size);
                             true
                         }
@@ -503,13 +546,8 @@ async fn main() -> anyhow::Result<()> {
             .await;
         let sizes = sizes.lock().expect("not poisoned");
         let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
-        let alone = match (connections, view) {
-            (1, _) => ", one connection",
-            (_, pb::ExposureView::Basic) => ", basic view",
-            _ => "",
-        };
         rows.push(row(
-            &format!("GetExposure warm, random {kind}{alone}"),
+            &name,
             lat,
             Some(took),
             format!(
@@ -519,46 +557,50 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    eprintln!("ListAtRiskLines warm");
-    let a = as_of.clone();
-    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, _| {
-        let request = list(a.clone());
-        async move {
-            RiskServiceClient::new(ch)
-                .list_at_risk_lines(request)
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    rows.push(row(
-        "ListAtRiskLines first page, warm",
-        lat,
-        Some(took),
-        String::new(),
-    ));
-
-    eprintln!("ListAtRiskLines cold");
-    let mut records = RecordServiceClient::new(channel.clone());
-    let mut cold = Vec::new();
-    for i in 0..20 {
-        records
-            .update_license_status(pb::UpdateLicenseStatusRequest {
-                id: licences[i * 101 % licences.len()].clone(),
-                decided_on: "2025-06-01".into(),
-                ..Default::default()
-            })
-            .await?;
-        let t = Instant::now();
-        risk.list_at_risk_lines(list(as_of.clone())).await?;
-        cold.push(t.elapsed());
+    if args.wants("ListAtRiskLines warm") {
+        eprintln!("ListAtRiskLines warm");
+        let a = as_of.clone();
+        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, _| {
+            let request = list(a.clone());
+            async move {
+                RiskServiceClient::new(ch)
+                    .list_at_risk_lines(request)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        rows.push(row(
+            "ListAtRiskLines first page, warm",
+            lat,
+            Some(took),
+            String::new(),
+        ));
     }
-    rows.push(row(
-        "ListAtRiskLines first page, cold (after a licence update)",
-        cold,
-        None,
-        "180-day horizon".into(),
-    ));
+
+    let mut records = RecordServiceClient::new(channel.clone());
+    if args.wants("ListAtRiskLines cold") {
+        eprintln!("ListAtRiskLines cold");
+        let mut cold = Vec::new();
+        for i in 0..20 {
+            records
+                .update_license_status(pb::UpdateLicenseStatusRequest {
+                    id: licences[i * 101 % licences.len()].clone(),
+                    decided_on: "2025-06-01".into(),
+                    ..Default::default()
+                })
+                .await?;
+            let t = Instant::now();
+            risk.list_at_risk_lines(list(as_of.clone())).await?;
+            cold.push(t.elapsed());
+        }
+        rows.push(row(
+            "ListAtRiskLines first page, cold (after a licence update)",
+            cold,
+            None,
+            "180-day horizon".into(),
+        ));
+    }
 
     // The decision listings, cold after a licence update (each candidate's
     // cone simulated; each sample's changed pools), then warm: later pages
@@ -574,6 +616,9 @@ async fn main() -> anyhow::Result<()> {
     ];
     for (l, listing) in listings.into_iter().enumerate() {
         let name = listing.name();
+        if !args.wants(name) {
+            continue;
+        }
         eprintln!("{name} cold");
         let runs = if matches!(listing, Listing::LineForecasts { .. }) {
             2
@@ -633,51 +678,59 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    eprintln!("UpdateLicenseStatus");
-    let ids_ = licences.clone();
-    let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
-        let id = ids_[(n as usize * 7919) % ids_.len()].clone();
-        async move {
-            RecordServiceClient::new(ch)
-                .update_license_status(pb::UpdateLicenseStatusRequest {
-                    id,
-                    decided_on: format!("2025-06-{:02}", 1 + n % 28),
-                    ..Default::default()
-                })
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    rows.push(row(
-        "UpdateLicenseStatus (durable)",
-        lat,
-        Some(took),
-        String::new(),
-    ));
-
-    eprintln!("stream fan-out to {} subscribers", args.subscribers);
-    rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
-
-    for questions in [1, 50] {
-        eprintln!("{} watchers of {questions} question(s)", args.subscribers);
-        rows.push(
-            watch_fan_out(
-                &server.address,
-                args.subscribers,
-                questions,
-                &plants,
-                args.seconds,
-                &licences,
-            )
-            .await?,
-        );
+    if args.wants("UpdateLicenseStatus") {
+        eprintln!("UpdateLicenseStatus");
+        let ids_ = licences.clone();
+        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+            let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+            async move {
+                RecordServiceClient::new(ch)
+                    .update_license_status(pb::UpdateLicenseStatusRequest {
+                        id,
+                        decided_on: format!("2025-06-{:02}", 1 + n % 28),
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        rows.push(row(
+            "UpdateLicenseStatus (durable)",
+            lat,
+            Some(took),
+            String::new(),
+        ));
     }
 
-    eprintln!("{} watchers that do not read", args.subscribers);
-    rows.push(idle_watchers(server, args.subscribers, args.seconds, &licences).await?);
+    if args.wants("stream fan-out") {
+        eprintln!("stream fan-out to {} subscribers", args.subscribers);
+        rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
+    }
 
-    if let Some(other) = servers.get(1) {
+    if args.wants("watchers of") {
+        for questions in [1, 50] {
+            eprintln!("{} watchers of {questions} question(s)", args.subscribers);
+            rows.push(
+                watch_fan_out(
+                    &server.address,
+                    args.subscribers,
+                    questions,
+                    &plants,
+                    args.seconds,
+                    &licences,
+                )
+                .await?,
+            );
+        }
+    }
+
+    if args.wants("watchers that do not read") {
+        eprintln!("{} watchers that do not read", args.subscribers);
+        rows.push(idle_watchers(server, args.subscribers, args.seconds, &licences).await?);
+    }
+
+    if let Some(other) = servers.get(1).filter(|_| args.wants("replication lag")) {
         eprintln!("replication lag");
         rows.extend(
             replication_lag(&server.address, &other.address, args.seconds, &licences).await?,
@@ -1190,4 +1243,84 @@ async fn replication_lag(
             format!("{delivered} of {n} received"),
         ),
     ])
+}
+
+/// How the benchmark's client reads an exposure.
+#[derive(Clone, Copy, Debug)]
+enum Reading {
+    /// Decodes the whole message, every line and pool.
+    Whole,
+    /// Decodes the totals and steps over the lines' and pools' bytes, as a
+    /// client whose schema has only the totals would.
+    Totals,
+}
+
+/// `lodestone.v1.Exposure` with its totals only: protobuf skips the fields a
+/// message does not declare.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ExposureTotals {
+    #[prost(string, tag = "1")]
+    as_of: String,
+    #[prost(uint64, tag = "3")]
+    revision: u64,
+    #[prost(int32, tag = "4")]
+    lines_in_scope: i32,
+    #[prost(int32, tag = "5")]
+    lines_at_risk: i32,
+    #[prost(double, tag = "7")]
+    units_at_risk: f64,
+}
+
+/// Reads an answer as [`ExposureTotals`], with its size on the wire.
+#[derive(Default)]
+struct TotalsCodec;
+
+impl tonic::codec::Codec for TotalsCodec {
+    type Encode = pb::GetExposureRequest;
+    type Decode = (usize, ExposureTotals);
+    type Encoder = <tonic_prost::ProstCodec<pb::GetExposureRequest, ExposureTotals> as tonic::codec::Codec>::Encoder;
+    type Decoder = TotalsCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstCodec::<pb::GetExposureRequest, ExposureTotals>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        TotalsCodec
+    }
+}
+
+impl tonic::codec::Decoder for TotalsCodec {
+    type Item = (usize, ExposureTotals);
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, tonic::Status> {
+        let size = bytes::Buf::remaining(buf);
+        let totals = <ExposureTotals as prost::Message>::decode(buf)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(Some((size, totals)))
+    }
+}
+
+/// GetExposure read as [`Reading::Totals`]: the answer's size on the wire.
+async fn exposure_totals(
+    channel: Channel,
+    request: pb::GetExposureRequest,
+) -> Result<usize, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/lodestone.v1.RiskService/GetExposure");
+    let (size, totals) = grpc
+        .unary(tonic::Request::new(request), path, TotalsCodec)
+        .await?
+        .into_inner();
+    if totals.revision == 0 || totals.lines_in_scope == 0 {
+        return Err(tonic::Status::internal("an exposure without its totals"));
+    }
+    Ok(size)
 }
