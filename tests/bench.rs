@@ -57,6 +57,8 @@ fn the_benchmark_measures_every_job() {
         "GetExposure warm, random line",
         "GetExposure warm, random plant",
         "GetExposure warm, random material",
+        "GetExposure warm, random plant, basic view, the client decoding the totals only",
+        "GetExposure warm, random material, basic view, the client decoding the totals only",
         "ListAtRiskLines first page, warm",
         "ListSupplierImpacts first and later pages, warm",
         "ListLicenseStakes first and later pages, warm",
@@ -88,6 +90,32 @@ fn the_benchmark_measures_every_job() {
     {
         assert!(j["note"].as_str().unwrap().ends_with(" 0 failed"), "{j}");
     }
+}
+
+/// `--only` runs the jobs it names, besides the import, the ceiling and the
+/// first risk query that the others stand on.
+#[test]
+fn the_benchmark_runs_only_the_jobs_asked() {
+    let (_, results) = bench(&["--only", "getexposure"]);
+    let jobs: Vec<&str> = results["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        jobs[..3],
+        [
+            "ImportRecords",
+            "Health/Check (ceiling)",
+            "ListAtRiskLines first ever (structure + evaluation)"
+        ]
+    );
+    assert_eq!(jobs.len(), 3 + 11, "{jobs:?}");
+    assert!(
+        jobs[3..].iter().all(|j| j.starts_with("GetExposure")),
+        "{jobs:?}"
+    );
 }
 
 /// On PostgreSQL with two replicas, the benchmark starts its own cluster

@@ -81,7 +81,8 @@ struct Args {
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
     /// Run only the jobs whose names contain this (any case), besides the
-    /// import and the health check's ceiling: `--only GetExposure`.
+    /// import, the health check's ceiling and the first risk query, which
+    /// the others stand on: `--only GetExposure`.
     #[arg(long)]
     only: Option<String>,
 }
