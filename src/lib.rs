@@ -31,8 +31,9 @@
 //!   the domain, and the one mapping of domain errors to gRPC statuses; the
 //!   licence stream, and the watches of risk questions (`api::watch`), whose
 //!   watchers share one evaluator per question.
-//! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, and its
-//!   translation to and from domain records.
+//! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, its
+//!   translation to and from domain records, and `Encoded`, a message kept as
+//!   its encoding (a warm exposure is sent as the bytes its answer kept).
 //! - [`web`]: what the serving port answers besides gRPC: the web view
 //!   (`web/page`, built into the binary), the contract as JSON over HTTP (each call transcoded to the gRPC call it stands for),
 //!   its OpenAPI description, and metrics; gRPC-Web and CORS are layers
