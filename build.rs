@@ -49,6 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The server definitions of every service in `fds`.
 fn servers(fds: &FileDescriptorSet) -> Result<Vec<manual::Service>, String> {
     let mut services = Vec::new();
+    let mut preencoded = Vec::new();
     for file in &fds.file {
         let package = file.package();
         for (s, service) in file.service.iter().enumerate() {
@@ -62,6 +63,7 @@ fn servers(fds: &FileDescriptorSet) -> Result<Vec<manual::Service>, String> {
                 let route = format!("{package}.{}/{}", service.name(), method.name());
                 let output = rust_type(file, method.output_type())?;
                 let output = if PREENCODED.contains(&route.as_str()) {
+                    preencoded.push(route);
                     format!("crate::pb::Encoded<{output}>")
                 } else {
                     output
@@ -86,17 +88,11 @@ fn servers(fds: &FileDescriptorSet) -> Result<Vec<manual::Service>, String> {
             services.push(builder.build());
         }
     }
-    for route in PREENCODED {
-        let known = fds.file.iter().any(|f| {
-            f.service.iter().any(|s| {
-                s.method
-                    .iter()
-                    .any(|m| format!("{}.{}/{}", f.package(), s.name(), m.name()) == *route)
-            })
-        });
-        if !known {
-            return Err(format!("{route} is not a method of the contract"));
-        }
+    if let Some(route) = PREENCODED
+        .iter()
+        .find(|r| !preencoded.iter().any(|p| p == *r))
+    {
+        return Err(format!("{route} is not a method of the contract"));
     }
     Ok(services)
 }

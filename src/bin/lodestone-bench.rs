@@ -1279,11 +1279,11 @@ struct TotalsCodec;
 impl tonic::codec::Codec for TotalsCodec {
     type Encode = pb::GetExposureRequest;
     type Decode = (usize, ExposureTotals);
-    type Encoder = <tonic_prost::ProstCodec<pb::GetExposureRequest, ExposureTotals> as tonic::codec::Codec>::Encoder;
+    type Encoder = tonic_prost::ProstEncoder<pb::GetExposureRequest>;
     type Decoder = TotalsCodec;
 
     fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstCodec::<pb::GetExposureRequest, ExposureTotals>::default().encoder()
+        tonic_prost::ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
