@@ -797,7 +797,7 @@ mod tests {
                     let key = RecordKey::new(kind, *id);
                     let mut expected: Vec<RecordKey> = every
                         .iter()
-                        .filter(|r| r.references().iter().any(|x| x.target == key))
+                        .filter(|r| r.references().iter().any(|x| x.is_to(&key)))
                         .map(Record::key)
                         .collect();
                     expected.sort();

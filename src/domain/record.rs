@@ -203,12 +203,41 @@ pub enum Record {
     License(License),
 }
 
-/// One reference from a record to another, with the path of the field that
-/// holds it relative to the record (e.g. `sources[0].supplier_id`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reference {
-    pub target: RecordKey,
-    pub field: String,
+/// One reference from a record to another, borrowed from the record: what
+/// it points at, and the field that holds it. Nothing is allocated until an
+/// error names the field (an import checks hundreds of thousands of these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reference<'a> {
+    pub kind: Kind,
+    pub id: &'a str,
+    pub field: Field,
+}
+
+impl Reference<'_> {
+    pub fn is_to(&self, key: &RecordKey) -> bool {
+        self.kind == key.kind && self.id == key.id
+    }
+}
+
+/// The path of a field relative to its record: `supplier_id`, or
+/// `sources[0].supplier_id` for a field of a list's item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Named(&'static str),
+    Item {
+        list: &'static str,
+        index: usize,
+        field: &'static str,
+    },
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Named(name) => f.write_str(name),
+            Field::Item { list, index, field } => write!(f, "{list}[{index}].{field}"),
+        }
+    }
 }
 
 impl Record {
@@ -264,52 +293,60 @@ impl Record {
     }
 
     /// Every record this one refers to, in field order.
-    pub fn references(&self) -> Vec<Reference> {
-        let r = |kind, id: &str, field: String| Reference {
-            target: RecordKey::new(kind, id),
-            field,
-        };
+    pub fn references(&self) -> Vec<Reference<'_>> {
+        fn items<'a, T: 'a>(
+            list: &'static str,
+            field: &'static str,
+            kind: Kind,
+            items: &'a [T],
+            id: impl Fn(&'a T) -> &'a str + 'a,
+        ) -> impl Iterator<Item = Reference<'a>> + 'a {
+            items
+                .iter()
+                .enumerate()
+                .map(move |(index, item)| Reference {
+                    kind,
+                    id: id(item),
+                    field: Field::Item { list, index, field },
+                })
+        }
         match self {
             Record::Material(_) | Record::Supplier(_) => Vec::new(),
             Record::Component(c) => {
-                let sources = c.sources.iter().enumerate().map(|(i, s)| {
-                    r(
-                        Kind::Supplier,
-                        &s.supplier_id,
-                        format!("sources[{i}].supplier_id"),
-                    )
-                });
-                let materials = c.materials.iter().enumerate().map(|(i, m)| {
-                    r(
-                        Kind::Material,
-                        &m.material,
-                        format!("materials[{i}].material"),
-                    )
-                });
-                let inputs = c.inputs.iter().enumerate().map(|(i, input)| {
-                    r(
-                        Kind::Component,
-                        &input.component_id,
-                        format!("inputs[{i}].component_id"),
-                    )
-                });
-                sources.chain(materials).chain(inputs).collect()
-            }
-            Record::Line(l) => l
-                .bom
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    r(
-                        Kind::Component,
-                        &b.component_id,
-                        format!("bom[{i}].component_id"),
-                    )
+                items("sources", "supplier_id", Kind::Supplier, &c.sources, |s| {
+                    &s.supplier_id
                 })
-                .collect(),
+                .chain(items(
+                    "materials",
+                    "material",
+                    Kind::Material,
+                    &c.materials,
+                    |m| &m.material,
+                ))
+                .chain(items(
+                    "inputs",
+                    "component_id",
+                    Kind::Component,
+                    &c.inputs,
+                    |i| &i.component_id,
+                ))
+                .collect()
+            }
+            Record::Line(l) => items("bom", "component_id", Kind::Component, &l.bom, |b| {
+                &b.component_id
+            })
+            .collect(),
             Record::License(l) => vec![
-                r(Kind::Supplier, &l.supplier_id, "supplier_id".into()),
-                r(Kind::Material, &l.material, "material".into()),
+                Reference {
+                    kind: Kind::Supplier,
+                    id: &l.supplier_id,
+                    field: Field::Named("supplier_id"),
+                },
+                Reference {
+                    kind: Kind::Material,
+                    id: &l.material,
+                    field: Field::Named("material"),
+                },
             ],
         }
     }

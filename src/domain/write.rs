@@ -5,7 +5,10 @@
 //! caller holds the single writer path while it plans and commits, so what was
 //! read is still true when the plan is applied.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::error::{Error, InvalidReason, Violation};
 use super::record::{Kind, Record, RecordKey};
@@ -86,12 +89,13 @@ pub fn plan_upsert(
     }
 
     // One record per key: a second copy would make "the" new state ambiguous.
-    let mut by_key: HashMap<RecordKey, usize> = HashMap::with_capacity(incoming.len());
+    let mut by_key: ByKey = HashMap::with_capacity(incoming.len());
     for (i, item) in incoming.iter().enumerate() {
         if item.record.id().is_empty() {
             continue;
         }
-        if let Some(&first) = by_key.get(&item.record.key()) {
+        let key = (item.record.kind(), item.record.id());
+        if let Some(&first) = by_key.get(&key) {
             field_violations.push(Violation::new(
                 field_path(&item.path(), item.record.kind().id_field()),
                 format!(
@@ -102,7 +106,7 @@ pub fn plan_upsert(
                 ),
             ));
         } else {
-            by_key.insert(item.record.key(), i);
+            by_key.insert(key, i);
         }
     }
 
@@ -120,7 +124,7 @@ pub fn plan_upsert(
 
     check_cycles(lookup, &incoming, &by_key)?;
 
-    let mut changes = Vec::new();
+    let mut changes = Vec::with_capacity(incoming.len());
     for item in incoming {
         let key = item.record.key();
         let old = lookup.get(&key)?;
@@ -216,34 +220,37 @@ fn invalid(reason: InvalidReason, violations: Vec<Violation>, cycle: Vec<String>
 
 /// Every reference must name a record that exists once the request is
 /// applied: in the request itself or already stored.
-fn check_references(
+fn check_references<'a>(
     lookup: &dyn Lookup,
-    incoming: &[Incoming],
-    by_key: &HashMap<RecordKey, usize>,
+    incoming: &'a [Incoming],
+    by_key: &ByKey<'a>,
 ) -> Result<Vec<Violation>, Error> {
-    let mut known: HashMap<RecordKey, bool> = HashMap::new();
+    // What the store was asked about, so that it is asked once per target.
+    let mut stored: HashMap<(Kind, &'a str), bool> = HashMap::new();
     let mut violations = Vec::new();
     for item in incoming {
         for reference in item.record.references() {
             // A malformed id is already reported as such.
-            if identifier_problem(&reference.target.id).is_some() {
+            if identifier_problem(reference.id).is_some() {
                 continue;
             }
-            let exists = match known.get(&reference.target) {
-                Some(&exists) => exists,
-                None => {
-                    let exists = by_key.contains_key(&reference.target)
-                        || lookup.contains(&reference.target)?;
-                    known.insert(reference.target.clone(), exists);
-                    exists
-                }
-            };
+            let target = (reference.kind, reference.id);
+            let exists = by_key.contains_key(&target)
+                || match stored.get(&target) {
+                    Some(&exists) => exists,
+                    None => {
+                        let key = RecordKey::new(reference.kind, reference.id);
+                        let exists = lookup.contains(&key)?;
+                        stored.insert(target, exists);
+                        exists
+                    }
+                };
             if !exists {
                 violations.push(Violation::new(
-                    field_path(&item.path(), &reference.field),
+                    field_path(&item.path(), &reference.field.to_string()),
                     format!(
                         "no {} {:?} exists, in the store or in this request",
-                        reference.target.kind, reference.target.id
+                        reference.kind, reference.id
                     ),
                 ));
             }
@@ -255,70 +262,71 @@ fn check_references(
 /// The component input graph must stay acyclic. Any new cycle passes through
 /// a component of the request, so a depth-first search from each of them, over
 /// the request's components and the stored ones, finds it.
-fn check_cycles(
-    lookup: &dyn Lookup,
-    incoming: &[Incoming],
-    by_key: &HashMap<RecordKey, usize>,
-) -> Result<(), Error> {
-    let mut inputs_of: HashMap<String, Vec<String>> = HashMap::new();
+fn check_cycles(lookup: &dyn Lookup, incoming: &[Incoming], by_key: &ByKey) -> Result<(), Error> {
+    let mut graph = Graph::default();
     let mut roots = Vec::new();
     for item in incoming {
         if let Record::Component(c) = &item.record {
-            inputs_of.insert(
-                c.id.clone(),
-                c.inputs.iter().map(|i| i.component_id.clone()).collect(),
-            );
-            roots.push(c.id.clone());
+            roots.push(graph.node(Cow::Borrowed(&c.id)));
         }
     }
     if roots.is_empty() {
         return Ok(());
     }
-    roots.sort();
-
-    #[derive(Clone, Copy, PartialEq)]
-    enum State {
-        OnPath,
-        Done,
+    for (item, &node) in incoming
+        .iter()
+        .filter(|item| item.record.kind() == Kind::Component)
+        .zip(&roots)
+    {
+        if let Record::Component(c) = &item.record {
+            let inputs = c
+                .inputs
+                .iter()
+                .map(|input| graph.node(Cow::Borrowed(&input.component_id)))
+                .collect();
+            graph.inputs[node] = Some(inputs);
+        }
     }
-    let mut state: HashMap<String, State> = HashMap::new();
+    roots.sort_by(|&a, &b| graph.names[a].cmp(&graph.names[b]));
+
+    const NEW: u8 = 0;
+    const ON_PATH: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state: Vec<u8> = Vec::new();
     for root in roots {
-        if state.contains_key(&root) {
+        state.resize(graph.names.len(), NEW);
+        if state[root] != NEW {
             continue;
         }
         // The current path, each node with the index of its next input.
-        let mut path: Vec<(String, usize)> = vec![(root.clone(), 0)];
-        state.insert(root, State::OnPath);
-        while let Some((node, next)) = path.last_mut() {
-            if !inputs_of.contains_key(node.as_str()) {
-                let stored = match lookup.get(&RecordKey::new(Kind::Component, node.clone()))? {
-                    Some(Record::Component(c)) => {
-                        c.inputs.into_iter().map(|i| i.component_id).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                inputs_of.insert(node.clone(), stored);
-            }
-            let inputs = &inputs_of[node.as_str()];
-            if *next == inputs.len() {
-                state.insert(node.clone(), State::Done);
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        state[root] = ON_PATH;
+        while let Some(&(node, next)) = path.last() {
+            let inputs = graph.inputs_of(node, lookup)?;
+            let Some(&child) = inputs.get(next) else {
+                state[node] = DONE;
                 path.pop();
                 continue;
+            };
+            if let Some(top) = path.last_mut() {
+                top.1 += 1;
             }
-            let child = inputs[*next].clone();
-            *next += 1;
-            match state.get(&child) {
-                Some(State::Done) => {}
-                Some(State::OnPath) => {
+            state.resize(graph.names.len(), NEW);
+            match state[child] {
+                DONE => {}
+                ON_PATH => {
                     let start = path
                         .iter()
-                        .position(|(n, _)| *n == child)
+                        .position(|&(n, _)| n == child)
                         .expect("a node on the path is in the path");
-                    let cycle: Vec<String> = path[start..].iter().map(|(n, _)| n.clone()).collect();
+                    let cycle: Vec<String> = path[start..]
+                        .iter()
+                        .map(|&(n, _)| graph.names[n].to_string())
+                        .collect();
                     return Err(cycle_error(cycle, incoming, by_key));
                 }
-                None => {
-                    state.insert(child.clone(), State::OnPath);
+                _ => {
+                    state[child] = ON_PATH;
                     path.push((child, 0));
                 }
             }
@@ -327,14 +335,55 @@ fn check_cycles(
     Ok(())
 }
 
+/// The records of a request by kind and id, borrowed from it.
+type ByKey<'a> = HashMap<(Kind, &'a str), usize>;
+
+/// The component input graph a cycle check walks: each component a number,
+/// its id borrowed from the request or, for a stored one, read from the
+/// store the first time the walk reaches it.
+#[derive(Default)]
+struct Graph<'a> {
+    numbers: HashMap<Cow<'a, str>, usize>,
+    names: Vec<Cow<'a, str>>,
+    /// A component's inputs; `None` until read from the store.
+    inputs: Vec<Option<Vec<usize>>>,
+}
+
+impl<'a> Graph<'a> {
+    fn node(&mut self, id: Cow<'a, str>) -> usize {
+        if let Some(&n) = self.numbers.get(id.as_ref()) {
+            return n;
+        }
+        let n = self.names.len();
+        self.names.push(id.clone());
+        self.numbers.insert(id, n);
+        self.inputs.push(None);
+        n
+    }
+
+    /// The inputs of `node`: the request's when it holds the component, else
+    /// the store's (none when the store has no such component).
+    fn inputs_of(&mut self, node: usize, lookup: &dyn Lookup) -> Result<&[usize], Error> {
+        if self.inputs[node].is_none() {
+            let key = RecordKey::new(Kind::Component, self.names[node].as_ref());
+            let inputs = match lookup.get(&key)? {
+                Some(Record::Component(c)) => c
+                    .inputs
+                    .into_iter()
+                    .map(|input| self.node(Cow::Owned(input.component_id)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            self.inputs[node] = Some(inputs);
+        }
+        Ok(self.inputs[node].as_deref().unwrap_or_default())
+    }
+}
+
 /// Describes a cycle (its nodes in edge order, without repeating the first),
 /// starting at its smallest id, and points at the input field of a request
 /// component that closes it.
-fn cycle_error(
-    mut cycle: Vec<String>,
-    incoming: &[Incoming],
-    by_key: &HashMap<RecordKey, usize>,
-) -> Error {
+fn cycle_error(mut cycle: Vec<String>, incoming: &[Incoming], by_key: &ByKey) -> Error {
     let smallest = (0..cycle.len())
         .min_by(|&a, &b| cycle[a].cmp(&cycle[b]))
         .unwrap_or(0);
@@ -342,7 +391,7 @@ fn cycle_error(
     let mut violations = Vec::new();
     for (i, node) in cycle.iter().enumerate() {
         let next = &cycle[(i + 1) % cycle.len()];
-        let Some(&at) = by_key.get(&RecordKey::new(Kind::Component, node.clone())) else {
+        let Some(&at) = by_key.get(&(Kind::Component, node.as_str())) else {
             continue;
         };
         if let Record::Component(c) = &incoming[at].record {
@@ -384,7 +433,7 @@ mod tests {
             Ok(self
                 .0
                 .values()
-                .filter(|r| r.references().iter().any(|x| x.target == *key))
+                .filter(|r| r.references().iter().any(|x| x.is_to(key)))
                 .map(Record::key)
                 .collect())
         }
