@@ -301,21 +301,43 @@ impl Sled {
         self.undo.clear().map_err(storage)
     }
 
-    /// Writes one chunk of a journaled commit in the order that
-    /// [`Sled::roll_back`] relies on: the old records to the undo
+    /// Writes one chunk of a journaled commit, its two halves on two
+    /// threads (sled's inserts are most of a large import's time, and a
+    /// tree takes concurrent writers). Each half is written in the order
+    /// that [`Sled::roll_back`] relies on: the old records to the undo
     /// journal, the new records (stamped with the revision) or their removal,
-    /// then the log entries. Key by key, not in batches: a
-    /// sled batch pins one epoch too, and holds on to memory as a transaction
-    /// does (2.2 GB more for a million records, against 0.1 GB this way).
+    /// then the log entries; a thread's writes reach sled's log in the order
+    /// it makes them, so a recovered prefix still finds every record either
+    /// by its revision or in the journal. Key by key, not in batches: a sled
+    /// batch pins one epoch too, and holds on to memory as a transaction does
+    /// (2.2 GB more for a million records, against 0.1 GB this way).
     fn write_chunk(&self, changes: &[Change], state: &mut CommitState) -> Result<(), Error> {
-        let mut writes = KeyWrites::default();
-        for change in changes {
-            if let Some(old) = &change.old {
-                self.undo
-                    .insert(journal_key(&old.key()), encode_record(old))
-                    .map_err(storage)?;
-            }
-            writes.add(change, state);
+        let (first, second) = changes.split_at(changes.len() / 2);
+        // Encoded in the changes' order: log sequences follow it.
+        let [mut first_writes, mut second_writes] = [KeyWrites::default(), KeyWrites::default()];
+        for change in first {
+            first_writes.add(change, state);
+        }
+        for change in second {
+            second_writes.add(change, state);
+        }
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.write_part(second, second_writes));
+            let mine = self.write_part(first, first_writes);
+            let other = other
+                .join()
+                .unwrap_or_else(|_| Err(storage("a commit's writer thread panicked")));
+            mine.and(other)
+        })
+    }
+
+    /// Writes part of a journaled commit's chunk: the undo journal of
+    /// `changes`, then `writes` (their records and log entries).
+    fn write_part(&self, changes: &[Change], mut writes: KeyWrites) -> Result<(), Error> {
+        for old in changes.iter().filter_map(|c| c.old.as_ref()) {
+            self.undo
+                .insert(journal_key(&old.key()), encode_record(old))
+                .map_err(storage)?;
         }
         let trees = self.trees();
         for slot in [0, 1, 2, 3, 4, LOG_SLOT] {
