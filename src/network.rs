@@ -411,10 +411,12 @@ impl Network {
             for caller in callers.iter().skip(1) {
                 span.follows_from(caller);
             }
+            let started = Instant::now();
             let committed = span
                 .in_scope(|| turn.commit(sets))
                 .instrument(span.clone())
                 .await;
+            let commit_ms = started.elapsed().as_millis() as u64;
             let next = match building {
                 Some(building) => match building.await {
                     Ok(built) => built,
@@ -441,6 +443,13 @@ impl Network {
                 },
                 None => next,
             };
+            tracing::debug!(
+                writes = count,
+                commit_ms,
+                // Beyond the commit, for a view built beside it.
+                view_wait_ms = (started.elapsed().as_millis() as u64).saturating_sub(commit_ms),
+                "committed"
+            );
             let committed = committed.and_then(|committed| {
                 let revisions: Vec<u64> = committed.iter().map(|c| c.revision).collect();
                 if revisions != (first..first + count as u64).collect::<Vec<_>>() {
