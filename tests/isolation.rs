@@ -316,3 +316,83 @@ async fn health_reads_and_subscriptions_answer_while_a_large_import_commits() {
         "a probe round took {slowest:?} while the import took {import_took:?}"
     );
 }
+
+/// A large import killed (`SIGKILL`) while its commit is under way is, after
+/// a restart, there whole or not at all: the commit writes its chunks on two
+/// threads, and opening the store rolls back whatever of it sled recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_killed_while_it_commits_is_whole_or_absent_after_a_restart() {
+    const ROUNDS: usize = 3;
+    let mut interrupted = 0;
+    for round in 0..ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = ServerProcess::start(&data, free_port(), &[]);
+        let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
+        let db = data.join("db");
+        let before = std::fs::metadata(&db).unwrap().len();
+        let import = tokio::spawn({
+            let mut records = RecordServiceClient::new(channel.clone());
+            async move {
+                records
+                    .import_records(tokio_stream::iter(import_messages()))
+                    .await
+            }
+        });
+        // The commit is under way once sled's file has grown by a few MiB
+        // (receiving and planning write nothing); kill the server then.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !import.is_finished() && Instant::now() < deadline {
+            let grown = std::fs::metadata(&db).unwrap().len().saturating_sub(before);
+            if grown > 2 << 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let answered = import.is_finished();
+        server.kill_9();
+        let acknowledged = match import.await.unwrap() {
+            Ok(response) => {
+                assert_eq!(response.into_inner().upserted_count as usize, SUPPLIERS);
+                true
+            }
+            Err(_) => false,
+        };
+
+        let log_path = dir.path().join("restart.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let server = ServerProcess::start_logging_to(&data, free_port(), &[], log.into());
+        let mut records =
+            RecordServiceClient::new(server.connect_with_deadline(Duration::from_secs(120)).await);
+        let total = suppliers_in_china(&mut records).await;
+        let first = present(&mut records, supplier_id(0)).await.unwrap();
+        let last = present(&mut records, supplier_id(SUPPLIERS - 1))
+            .await
+            .unwrap();
+        assert!(
+            (total, first, last) == (0, false, false)
+                || (total, first, last) == (SUPPLIERS as i32, true, true),
+            "round {round}: {total} suppliers, first {first}, last {last}"
+        );
+        if acknowledged {
+            assert_eq!(
+                total, SUPPLIERS as i32,
+                "round {round}: acknowledged, then lost"
+            );
+        }
+        if !answered && !acknowledged {
+            let log = std::fs::read_to_string(&log_path).unwrap();
+            if log.contains("rolled back a commit that a crash interrupted") {
+                assert_eq!(total, 0, "round {round}: rolled back, yet there: {log}");
+                interrupted += 1;
+            }
+        }
+        server.kill_9();
+        eprintln!("round {round}: answered {answered} acknowledged {acknowledged} total {total}");
+    }
+    eprintln!("interrupted {interrupted}");
+    assert!(
+        interrupted > 0,
+        "no round killed the server in the middle of the commit"
+    );
+}
