@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use foldhash::{HashMap, HashMapExt};
 
 use super::error::{Error, InvalidReason, Violation};
-use super::record::{Kind, Record, RecordKey};
+use super::record::{Component, Kind, Record, RecordKey};
 use super::validate::{check_record, field_path, identifier_problem};
 
 /// Read access to the state a write is planned against.
@@ -264,29 +264,26 @@ fn check_references<'a>(
 /// the request's components and the stored ones, finds it.
 fn check_cycles(lookup: &dyn Lookup, incoming: &[Incoming], by_key: &ByKey) -> Result<(), Error> {
     let mut graph = Graph::default();
-    let mut roots = Vec::new();
-    for item in incoming {
-        if let Record::Component(c) = &item.record {
-            roots.push(graph.node(Cow::Borrowed(&c.id)));
-        }
-    }
-    if roots.is_empty() {
+    // The request's components first: they take the place of stored ones.
+    let components: Vec<(usize, &Component)> = incoming
+        .iter()
+        .filter_map(|item| match &item.record {
+            Record::Component(c) => Some((graph.node(Cow::Borrowed(&c.id)), c)),
+            _ => None,
+        })
+        .collect();
+    if components.is_empty() {
         return Ok(());
     }
-    for (item, &node) in incoming
-        .iter()
-        .filter(|item| item.record.kind() == Kind::Component)
-        .zip(&roots)
-    {
-        if let Record::Component(c) = &item.record {
-            let inputs = c
-                .inputs
-                .iter()
-                .map(|input| graph.node(Cow::Borrowed(&input.component_id)))
-                .collect();
-            graph.inputs[node] = Some(inputs);
-        }
+    for &(node, c) in &components {
+        let inputs = c
+            .inputs
+            .iter()
+            .map(|input| graph.node(Cow::Borrowed(&input.component_id)))
+            .collect();
+        graph.inputs[node] = Some(inputs);
     }
+    let mut roots: Vec<usize> = components.iter().map(|&(node, _)| node).collect();
     roots.sort_by(|&a, &b| graph.names[a].cmp(&graph.names[b]));
 
     const NEW: u8 = 0;
