@@ -210,8 +210,9 @@ impl Answer {
     }
 
     /// The exposure of `scope` as `write` writes it (with its lines or
-    /// without), written once per answer and kept as long as the answer is
-    /// and the exposures' budget allows: a warm exposure is a lookup.
+    /// without), kept as long as the answer is and the exposures' budget
+    /// allows: a warm exposure is a lookup. It is written outside the lock,
+    /// so two first asks at once may each write it (the same bytes).
     pub fn written_exposure(
         &self,
         scope: &Scope,
