@@ -323,7 +323,7 @@ impl Network {
         }
         let fail_all = |batch: Vec<Job>, error: &Error| {
             for job in batch {
-                let _ = job.reply.send(Err(repeat(error)));
+                let _ = job.reply.send(Err(error.clone()));
             }
         };
         if self.failure.lock().is_some() {
@@ -433,7 +433,7 @@ impl Network {
                             );
                         }
                         for (reply, _) in committing {
-                            replies.push((reply, Err(repeat(&error))));
+                            replies.push((reply, Err(error.clone())));
                         }
                         for (reply, answer) in replies {
                             let _ = reply.send(answer);
@@ -495,7 +495,7 @@ impl Network {
                 Err(error) => {
                     recovery::note_failure(&self.failure, &error);
                     for (reply, _) in committing {
-                        replies.push((reply, Err(repeat(&error))));
+                        replies.push((reply, Err(error.clone())));
                     }
                 }
             }
@@ -728,7 +728,7 @@ fn plan_batch(view: Arc<View>, feed: Vec<FeedEntry>, batch: Vec<Job>) -> Planned
         Err(error) => {
             let view = Arc::new(View::default());
             for job in batch {
-                replies.push((job.reply, Err(repeat(&error))));
+                replies.push((job.reply, Err(error.clone())));
             }
             return Planned {
                 base: view.clone(),
@@ -830,18 +830,6 @@ fn with_changes(view: &View, revision: u64, changes: Vec<Change>) -> Arc<View> {
     next.apply(revision, changes);
     next.log_head += licences;
     Arc::new(next)
-}
-
-/// The same failure, for another write of the batch it ended.
-fn repeat(error: &Error) -> Error {
-    match error {
-        Error::Storage(detail) => Error::Storage(detail.clone()),
-        Error::StoreFailed { detail } => Error::StoreFailed {
-            detail: detail.clone(),
-        },
-        Error::DatabaseUnavailable(detail) => Error::DatabaseUnavailable(detail.clone()),
-        other => Error::Internal(other.to_string()),
-    }
 }
 
 #[cfg(test)]

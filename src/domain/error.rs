@@ -29,7 +29,9 @@ pub enum InvalidReason {
     CycleDetected,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Clone: one failure (a commit that did not go through) answers every
+/// write of the batch it ended, each with the same error.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A write broke the validation rules; nothing of it was stored.
     #[error("{summary}")]
