@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
+use crate::domain::write::Revisions;
 use crate::domain::write::{Incoming, Origin};
 use crate::domain::Error;
-use crate::network::Network;
+use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, json};
 
 /// The network, as an `UpsertRecordsRequest` in protobuf JSON.
@@ -39,7 +40,15 @@ pub async fn load_if_empty(network: &Arc<Network>) -> Result<bool, Error> {
         })
         .collect();
     network
-        .upsert(incoming, malformed, false, false, "")
+        .upsert(
+            Upsert {
+                records: incoming,
+                malformed,
+                revisions: Revisions::Ignored,
+                apply: Apply::Commit,
+            },
+            "",
+        )
         .await?;
     Ok(true)
 }

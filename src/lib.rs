@@ -16,9 +16,9 @@
 //!   `fdatasync`) and PostgreSQL, which any number of replicas share.
 //! - [`network`]: the single writer path (batch the waiting writes, take a
 //!   turn, catch up, plan against the newest view, commit durably, publish,
-//!   acknowledge), the reads beside it, and following other replicas.
-//!   [`recovery`] gets over a store that failed to write, [`retention`]
-//!   trims the licence log, [`recent`] keeps its newest entries for streams.
+//!   acknowledge), the reads beside it, and following other replicas; in
+//!   its folder also recovery from a store that failed to write, the
+//!   licence log's retention, and its newest entries kept for streams.
 //! - [`view`]: an in-memory copy-on-write view of every record at one
 //!   revision, with the indexes lists filter by and the planner's
 //!   referrers; every read is answered from a published view, whole.
@@ -62,9 +62,6 @@ pub mod gate;
 pub mod generate;
 pub mod network;
 pub mod pb;
-pub mod recent;
-pub mod recovery;
-pub mod retention;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

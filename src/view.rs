@@ -284,6 +284,22 @@ impl View {
         view
     }
 
+    /// The view of every record of `snapshot`, of store epoch `epoch`
+    /// (built on the blocking pool: a large store takes a while).
+    pub(crate) async fn load(
+        snapshot: crate::store::Snapshot,
+        epoch: u64,
+    ) -> Result<Arc<View>, Error> {
+        tokio::task::spawn_blocking(move || {
+            let mut view = View::new(snapshot.revision, snapshot.records);
+            view.epoch = epoch;
+            view.log_head = snapshot.log_head;
+            Arc::new(view)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("loading the view failed: {e}")))
+    }
+
     /// Stores `record`, replacing the record of its kind and id, and keeps
     /// the indexes in step (the replaced record's entries go).
     fn put(&mut self, record: Record) {

@@ -8,7 +8,7 @@ use lodestone::domain::record::{
     ProductionLine, Record, Source, Supplier,
 };
 use lodestone::domain::write::{Incoming, Origin};
-use lodestone::network::Network;
+use lodestone::network::{Network, Upsert};
 use lodestone::store::{SledConfig, SledStore};
 use proptest::prelude::*;
 
@@ -256,7 +256,7 @@ fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
     with_network(|network| {
         block_on(async {
             let outcome = network
-                .upsert(incoming(records.clone()), vec![], true, false, "")
+                .upsert(Upsert::new(incoming(records.clone())), "")
                 .await
                 .unwrap();
             prop_assert_eq!(outcome.revision, 1);
@@ -269,7 +269,7 @@ fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
             prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
             let again = network
-                .upsert(incoming(records), vec![], true, false, "")
+                .upsert(Upsert::new(incoming(records)), "")
                 .await
                 .unwrap();
             prop_assert_eq!(again.revision, 1);
@@ -289,15 +289,13 @@ fn refused_whole(
     with_network(|network| {
         block_on(async {
             network
-                .upsert(incoming(base.clone()), vec![], true, false, "")
+                .upsert(Upsert::new(incoming(base.clone())), "")
                 .await
                 .unwrap();
             let before = network.view();
             let mut broken = change;
             break_batch(&mut broken, &how);
-            let refused = network
-                .upsert(incoming(broken), vec![], true, false, "")
-                .await;
+            let refused = network.upsert(Upsert::new(incoming(broken)), "").await;
             prop_assert!(refused.is_err(), "{:?} was accepted", how);
             let after = network.view();
             prop_assert_eq!(after.revision, before.revision);
@@ -366,7 +364,7 @@ fn stored_counts_match_the_records() {
                 })
                 .collect();
             network
-                .upsert(incoming(records), vec![], true, false, "")
+                .upsert(Upsert::new(incoming(records)), "")
                 .await
                 .unwrap();
             let page = network.list(

@@ -248,7 +248,7 @@ fn supplier(i: usize) -> Vec<lodestone::domain::write::Incoming> {
 /// again instead of missing what was pruned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
-    use lodestone::network::Network;
+    use lodestone::network::{Network, Upsert};
     use lodestone::store::{PostgresConfig, PostgresStore};
     let Some(cluster) = common::postgres::cluster() else {
         return;
@@ -264,9 +264,7 @@ async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
     let b = Arc::new(Network::open(Arc::new(store_b)).await.unwrap());
     // A writes; B does not follow meanwhile (no follower runs here).
     for i in 0..30 {
-        a.upsert(supplier(i), vec![], true, false, "")
-            .await
-            .unwrap();
+        a.upsert(Upsert::new(supplier(i)), "").await.unwrap();
     }
     let removed = store_a.prune_feed(5, Duration::ZERO).await.unwrap();
     assert_eq!(removed, 25, "all but the newest five revisions");
@@ -277,15 +275,10 @@ async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
 
     // Behind again, B writes: its turn finds the gap and reloads first.
     for i in 30..40 {
-        a.upsert(supplier(i), vec![], true, false, "")
-            .await
-            .unwrap();
+        a.upsert(Upsert::new(supplier(i)), "").await.unwrap();
     }
     store_a.prune_feed(2, Duration::ZERO).await.unwrap();
-    let written = b
-        .upsert(supplier(100), vec![], true, false, "")
-        .await
-        .unwrap();
+    let written = b.upsert(Upsert::new(supplier(100)), "").await.unwrap();
     assert_eq!(written.revision, 41);
     assert_eq!(b.view().suppliers.len(), 41);
     assert_eq!(

@@ -17,8 +17,9 @@ use crate::auth::client_name;
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
+use crate::domain::write::{LicenseDecision, Revisions};
 use crate::domain::{Error, Violation};
-use crate::network::{LicenseDecision, Network};
+use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, record_service_server::RecordService, DateReader};
 use crate::view::{ListPage, ListQuery};
 
@@ -145,7 +146,19 @@ impl RecordService for RecordApi {
         decode_records(request.records, 0, &mut incoming, &mut malformed);
         let outcome = self
             .network
-            .upsert(incoming, malformed, true, request.validate_only, &client)
+            .upsert(
+                Upsert {
+                    records: incoming,
+                    malformed,
+                    revisions: Revisions::Preconditions,
+                    apply: if request.validate_only {
+                        Apply::ValidateOnly
+                    } else {
+                        Apply::Commit
+                    },
+                },
+                &client,
+            )
             .await?;
         Ok(Response::new(pb::UpsertRecordsResponse {
             upserted_count: count as u32,
@@ -201,7 +214,16 @@ impl RecordService for RecordApi {
         tracing::info!(records = received, "import received; validating");
         let outcome = self
             .network
-            .upsert(incoming, malformed, false, false, &client)
+            .upsert(
+                Upsert {
+                    records: incoming,
+                    malformed,
+                    // An export loads anywhere, whatever its revisions.
+                    revisions: Revisions::Ignored,
+                    apply: Apply::Commit,
+                },
+                &client,
+            )
             .await?;
         Ok(Response::new(pb::ImportRecordsResponse {
             upserted_count: received as u64,

@@ -511,8 +511,9 @@ mod tests {
     use crate::domain::date::parse_date;
     use crate::domain::record::LicenseStatus;
     use crate::domain::risk::report::at_risk_order_of;
+    use crate::domain::write::{LicenseDecision, Revisions};
     use crate::engine::DEFAULT_CACHE_BYTES;
-    use crate::network::LicenseDecision;
+    use crate::network::{Apply, Upsert};
     use crate::store::{SledConfig, SledStore};
     use crate::view::View;
     use pb::watch_at_risk_lines_response::Event;
@@ -733,10 +734,12 @@ mod tests {
         };
         s.network
             .upsert(
-                vec![upsert(crate::domain::record::Record::Component(part))],
-                Vec::new(),
-                false,
-                false,
+                Upsert {
+                    records: vec![upsert(crate::domain::record::Record::Component(part))],
+                    malformed: Vec::new(),
+                    revisions: Revisions::Ignored,
+                    apply: Apply::Commit,
+                },
                 "",
             )
             .await

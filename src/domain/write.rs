@@ -10,8 +10,9 @@ use std::collections::HashSet;
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::date::Date;
 use super::error::{Error, InvalidReason, Violation};
-use super::record::{Component, Kind, Record, RecordKey};
+use super::record::{Component, Kind, License, LicenseStatus, Record, RecordKey};
 use super::validate::{check_record, field_path, identifier_problem};
 
 /// Read access to the state a write is planned against.
@@ -70,10 +71,19 @@ impl Change {
     }
 }
 
+/// What a record's non-zero `revision` means in a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revisions {
+    /// A precondition: the stored record must be at exactly that revision.
+    Preconditions,
+    /// Nothing: an import loads an export anywhere, whatever its revisions.
+    Ignored,
+}
+
 /// Plans creating or replacing `incoming`. `malformed` holds violations the
 /// caller already found while decoding the request (an unparsable date, say);
-/// they count as malformed fields. With `check_revisions`, a non-zero record
-/// revision must equal the stored one.
+/// they count as malformed fields. With [`Revisions::Preconditions`], a
+/// non-zero record revision must equal the stored one.
 ///
 /// Returns only the records whose content changes; an empty plan means the
 /// request changes nothing.
@@ -81,7 +91,7 @@ pub fn plan_upsert(
     lookup: &dyn Lookup,
     incoming: Vec<Incoming>,
     malformed: Vec<Violation>,
-    check_revisions: bool,
+    revisions: Revisions,
 ) -> Result<Vec<Change>, Error> {
     let mut field_violations = malformed;
     for item in &incoming {
@@ -129,7 +139,7 @@ pub fn plan_upsert(
         let key = item.record.key();
         let old = lookup.get(&key)?;
         let expected = item.record.revision();
-        if check_revisions && expected != 0 {
+        if revisions == Revisions::Preconditions && expected != 0 {
             let actual = old.as_ref().map(Record::revision);
             if actual != Some(expected) {
                 return Err(Error::RevisionMismatch {
@@ -412,6 +422,57 @@ fn cycle_error(mut cycle: Vec<String>, incoming: &[Incoming], by_key: &ByKey) ->
     invalid(InvalidReason::CycleDetected, violations, cycle)
 }
 
+/// A decision on a licence (`UpdateLicenseStatus`): every `None` keeps the
+/// stored value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LicenseDecision {
+    pub id: String,
+    pub status: Option<LicenseStatus>,
+    pub decided_on: Option<Date>,
+    pub quantity_kg: Option<f64>,
+    pub valid_from: Option<Date>,
+    pub valid_until: Option<Date>,
+    /// When non-zero, the licence's current revision (a precondition).
+    pub revision: u64,
+}
+
+impl LicenseDecision {
+    /// `license` with this decision's fields applied.
+    pub fn apply(&self, mut license: License) -> License {
+        license.status = self.status.unwrap_or(license.status);
+        license.decided_on = self.decided_on.or(license.decided_on);
+        license.quantity_kg = self.quantity_kg.unwrap_or(license.quantity_kg);
+        license.valid_from = self.valid_from.or(license.valid_from);
+        license.valid_until = self.valid_until.or(license.valid_until);
+        license.revision = self.revision;
+        license
+    }
+}
+
+/// Plans recording `decision`: the licence as stored before it, and the
+/// changes (none when the decision changes nothing).
+pub fn plan_decision(
+    lookup: &dyn Lookup,
+    decision: &LicenseDecision,
+    malformed: Vec<Violation>,
+) -> Result<(License, Vec<Change>), Error> {
+    let key = RecordKey::new(Kind::License, decision.id.clone());
+    let Some(Record::License(current)) = lookup.get(&key)? else {
+        return Err(Error::NotFound { missing: vec![key] });
+    };
+    let updated = decision.apply(current.clone());
+    let changes = plan_upsert(
+        lookup,
+        vec![Incoming {
+            origin: Origin::Root,
+            record: Record::License(updated),
+        }],
+        malformed,
+        Revisions::Preconditions,
+    )?;
+    Ok((current, changes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,7 +542,7 @@ mod tests {
             &store,
             incoming(vec![component("A", &["B"]), component("C", &["A"])]),
             vec![],
-            true,
+            Revisions::Preconditions,
         )
         .unwrap_err();
         let Error::Invalid {
@@ -511,7 +572,13 @@ mod tests {
                 component(&id, &[next.as_str()])
             })
             .collect();
-        let err = plan_upsert(&Memory::default(), incoming(records), vec![], true).unwrap_err();
+        let err = plan_upsert(
+            &Memory::default(),
+            incoming(records),
+            vec![],
+            Revisions::Preconditions,
+        )
+        .unwrap_err();
         let Error::Invalid { cycle, .. } = err else {
             panic!()
         };
@@ -526,7 +593,13 @@ mod tests {
             component("R", &["BOTTOM"]),
             component("BOTTOM", &[]),
         ];
-        let plan = plan_upsert(&Memory::default(), incoming(records), vec![], true).unwrap();
+        let plan = plan_upsert(
+            &Memory::default(),
+            incoming(records),
+            vec![],
+            Revisions::Preconditions,
+        )
+        .unwrap();
         assert_eq!(plan.len(), 4);
     }
 
@@ -539,7 +612,7 @@ mod tests {
                 component("B", &["A", "ALSO-NOPE"]),
             ]),
             vec![],
-            true,
+            Revisions::Preconditions,
         )
         .unwrap_err();
         let Error::Invalid {
@@ -565,7 +638,13 @@ mod tests {
         if let Record::Component(c) = &mut bad {
             c.on_hand_units = -1.0;
         }
-        let err = plan_upsert(&Memory::default(), incoming(vec![bad]), vec![], true).unwrap_err();
+        let err = plan_upsert(
+            &Memory::default(),
+            incoming(vec![bad]),
+            vec![],
+            Revisions::Preconditions,
+        )
+        .unwrap_err();
         let Error::Invalid {
             reason, violations, ..
         } = err
@@ -586,7 +665,7 @@ mod tests {
             &Memory::default(),
             incoming(vec![supplier("S"), supplier("S")]),
             vec![],
-            true,
+            Revisions::Preconditions,
         )
         .unwrap_err();
         let Error::Invalid { violations, .. } = err else {
@@ -600,15 +679,24 @@ mod tests {
         let mut stored = supplier("S");
         stored.set_revision(7);
         let store = Memory::with(vec![stored]);
-        assert!(
-            plan_upsert(&store, incoming(vec![supplier("S")]), vec![], true)
-                .unwrap()
-                .is_empty()
-        );
+        assert!(plan_upsert(
+            &store,
+            incoming(vec![supplier("S")]),
+            vec![],
+            Revisions::Preconditions
+        )
+        .unwrap()
+        .is_empty());
 
         let mut stale = supplier("S");
         stale.set_revision(6);
-        let err = plan_upsert(&store, incoming(vec![stale.clone()]), vec![], true).unwrap_err();
+        let err = plan_upsert(
+            &store,
+            incoming(vec![stale.clone()]),
+            vec![],
+            Revisions::Preconditions,
+        )
+        .unwrap_err();
         assert!(matches!(
             err,
             Error::RevisionMismatch {
@@ -618,11 +706,17 @@ mod tests {
             }
         ));
         // An import ignores revisions.
-        assert!(plan_upsert(&store, incoming(vec![stale]), vec![], false).is_ok());
+        assert!(plan_upsert(&store, incoming(vec![stale]), vec![], Revisions::Ignored).is_ok());
 
         let mut absent = supplier("T");
         absent.set_revision(1);
-        let err = plan_upsert(&store, incoming(vec![absent]), vec![], true).unwrap_err();
+        let err = plan_upsert(
+            &store,
+            incoming(vec![absent]),
+            vec![],
+            Revisions::Preconditions,
+        )
+        .unwrap_err();
         assert!(matches!(err, Error::RevisionMismatch { actual: None, .. }));
     }
 

@@ -23,28 +23,28 @@ use crate::view::View;
 pub type Reopen = Arc<dyn Fn() -> Result<Arc<dyn Store>, Error> + Send + Sync>;
 
 /// How to get over a store that failed to write.
-pub struct Recovery {
-    pub reopen: Reopen,
+pub(super) struct Recovery {
+    pub(super) reopen: Reopen,
     /// A directory on the store's file system, where a probe file tells
     /// whether writes can succeed again.
-    pub probe_dir: PathBuf,
+    pub(super) probe_dir: PathBuf,
 }
 
 /// A store that failed to write, and when it was last probed.
 #[derive(Clone, Debug)]
-pub struct Failure {
-    pub detail: String,
-    pub last_probe: Instant,
+pub(super) struct Failure {
+    pub(super) detail: String,
+    pub(super) last_probe: Instant,
 }
 
 /// How often a refused write may probe the disk.
-pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+pub(super) const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Bytes the probe writes and syncs.
 const PROBE_BYTES: usize = 1 << 20;
 
 /// Remembers the first storage failure: writes are refused from then on
 /// until a probe finds the disk writable again.
-pub fn note_failure(failure: &Mutex<Option<Failure>>, error: &Error) {
+pub(super) fn note_failure(failure: &Mutex<Option<Failure>>, error: &Error) {
     if let Error::Storage(detail) = error {
         let mut failure = failure.lock();
         if failure.is_none() {
@@ -76,7 +76,7 @@ fn disk_takes_writes(dir: &Path) -> bool {
 /// go of it), opens it again and reads it into a view of `epoch`. The
 /// blocking parts run on the blocking pool. Refuses with `STORAGE_FAILED`
 /// while the disk does not take writes.
-pub async fn reopen(
+pub(super) async fn reopen(
     recovery: Option<&Recovery>,
     noted: &Mutex<Option<Failure>>,
     failure: &Failure,
@@ -125,7 +125,7 @@ pub async fn reopen(
         let store = tokio::task::spawn_blocking(move || reopen())
             .await
             .map_err(|e| Error::Internal(format!("reopening the store failed: {e}")))??;
-        let view = crate::network::view_of(store.snapshot().await?, epoch).await?;
+        let view = View::load(store.snapshot().await?, epoch).await?;
         Ok::<_, Error>((store, view))
     };
     reopened.await.map_err(|error| {

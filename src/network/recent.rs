@@ -10,13 +10,13 @@ use parking_lot::RwLock;
 
 use crate::domain::changelog::LicenseChange;
 
-pub struct RecentLog {
+pub(super) struct RecentLog {
     entries: RwLock<VecDeque<LicenseChange>>,
     capacity: usize,
 }
 
 impl RecentLog {
-    pub fn new(capacity: usize) -> RecentLog {
+    pub(super) fn new(capacity: usize) -> RecentLog {
         RecentLog {
             entries: RwLock::new(VecDeque::with_capacity(capacity)),
             capacity: capacity.max(1),
@@ -25,7 +25,7 @@ impl RecentLog {
 
     /// Appends entries that follow on from the newest held; entries that
     /// do not (a gap) start the memory afresh.
-    pub fn append(&self, changes: impl IntoIterator<Item = LicenseChange>) {
+    pub(super) fn append(&self, changes: impl IntoIterator<Item = LicenseChange>) {
         let mut entries = self.entries.write();
         for change in changes {
             match entries.back() {
@@ -42,7 +42,7 @@ impl RecentLog {
 
     /// Up to `limit` entries after sequence `after`, if this holds the next
     /// one (`None`: read the store).
-    pub fn read(&self, after: u64, limit: usize) -> Option<Vec<LicenseChange>> {
+    pub(super) fn read(&self, after: u64, limit: usize) -> Option<Vec<LicenseChange>> {
         let entries = self.entries.read();
         let first = entries.front()?.sequence;
         if after < first.saturating_sub(1) || after >= entries.back()?.sequence {
@@ -53,7 +53,7 @@ impl RecentLog {
     }
 
     /// Forgets the entries up to `through` (the log was compacted).
-    pub fn forget_through(&self, through: u64) {
+    pub(super) fn forget_through(&self, through: u64) {
         let mut entries = self.entries.write();
         while entries.front().is_some_and(|e| e.sequence <= through) {
             entries.pop_front();
@@ -61,7 +61,7 @@ impl RecentLog {
     }
 
     /// Forgets everything (the store was opened again).
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.entries.write().clear();
     }
 }
