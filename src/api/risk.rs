@@ -1,7 +1,6 @@
 //! `lodestone.v1.RiskService`: translates risk questions into queries of the
 //! engine and answers back into messages.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -24,7 +23,7 @@ use crate::domain::risk::{
 };
 use crate::domain::validate::identifier_problem;
 use crate::domain::{Error, Violation};
-use crate::engine::{Answer, Decided, Decision, Decisions, Query, RiskEngine};
+use crate::engine::{Abandon, Answer, Decided, Decision, Decisions, Query, RiskEngine};
 use crate::network::Network;
 use crate::pb::{self, risk_service_server::RiskService, DateReader};
 use crate::view::View;
@@ -69,7 +68,7 @@ impl RiskApi {
             return Ok(answer);
         }
         let engine = self.engine.clone();
-        let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
+        let abandoned = AbandonOnDrop(Arc::new(Abandon::new()));
         let flag = abandoned.0.clone();
         // The call's span, so that the evaluation traces under it.
         let span = tracing::Span::current();
@@ -112,7 +111,7 @@ impl RiskApi {
             return Ok(kept);
         }
         let engine = self.engine.clone();
-        let abandoned = AbandonOnDrop(Arc::new(AtomicBool::new(false)));
+        let abandoned = AbandonOnDrop(Arc::new(Abandon::new()));
         let flag = abandoned.0.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
@@ -124,12 +123,12 @@ impl RiskApi {
     }
 }
 
-/// Sets its flag when dropped: the call it belongs to has gone.
-struct AbandonOnDrop(Arc<AtomicBool>);
+/// Abandons when dropped: the call it belongs to has gone.
+struct AbandonOnDrop(Arc<Abandon>);
 
 impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.set();
     }
 }
 

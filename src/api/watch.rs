@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -33,7 +33,7 @@ use crate::domain::date::{format_date, Date};
 use crate::domain::risk::report::{line_report, LineRisk};
 use crate::domain::risk::Scenario;
 use crate::domain::Error;
-use crate::engine::{Answer, Query, RiskEngine};
+use crate::engine::{Abandon, Answer, Query, RiskEngine};
 use crate::network::Network;
 use crate::pb;
 
@@ -210,8 +210,7 @@ impl Watches {
                     let view = view.clone();
                     let plant = question.plant.clone();
                     move || {
-                        let answer =
-                            engine.answer_unless(&view, &query, &AtomicBool::new(false))?;
+                        let answer = engine.answer_unless(&view, &query, &Abandon::new())?;
                         let at_risk = answer
                             .at_risk_order(plant.as_deref())
                             .iter()

@@ -14,28 +14,38 @@
 //! Identical cold questions arriving together share one evaluation: the first
 //! evaluates, the others wait for its answer (and evaluate themselves only if
 //! its caller went away and it gave up).
+//!
+//! The rooms: this file is the engine's face (questions, answers, decision
+//! listings); [`cache`] keeps answers and their reports within their byte
+//! budgets; [`flight`] runs identical computations once; [`rerun`] decides
+//! when an earlier answer can be patched rather than computed afresh.
+
+mod cache;
+mod flight;
+mod rerun;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use lru::LruCache;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use crate::domain::date::Date;
 use crate::domain::record::LicenseStatus;
-use crate::domain::risk::cone::{self, Base, Cone, Scratch};
+use crate::domain::risk::cone::Base;
 use crate::domain::risk::decide::{self, LicenseStake, SupplierImpact};
 use crate::domain::risk::forecast::{self, Forecast};
-use crate::domain::risk::report::{self, Exposure, Scope};
-use crate::domain::risk::simulate::Evaluation;
 use crate::domain::risk::simulate::{run, Licensing, Outages};
 use crate::domain::risk::structure::Structure;
 use crate::domain::risk::Scenario;
 use crate::view::View;
+
+pub use cache::{Answer, DEFAULT_CACHED_ANSWERS, DEFAULT_CACHE_BYTES};
+use cache::{Answers, Key};
+pub use flight::Abandon;
+use flight::{shared, Flights, Gone};
 
 /// What an evaluation depends on besides the network.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,218 +53,6 @@ pub struct Query {
     pub as_of: Date,
     pub horizon_days: u32,
     pub scenario: Scenario,
-}
-
-/// An evaluation with the structure it ran on.
-#[derive(Clone, Debug)]
-pub struct Answer {
-    /// The store epoch and revision of the view it was computed on.
-    pub epoch: u64,
-    pub revision: u64,
-    /// The day it answers for.
-    pub as_of: Date,
-    pub structure: Arc<Structure>,
-    pub evaluation: Arc<Evaluation>,
-    /// The pools' licences under the query's scenario, before day 0.
-    pub licensing: Arc<Licensing>,
-    reports: Arc<Reports>,
-    /// Heap bytes of the evaluation (estimated).
-    bytes: usize,
-}
-
-/// What has been built from one answer, kept as long as the answer is.
-#[derive(Debug)]
-struct Reports {
-    /// Every line at risk, in the at-risk order.
-    at_risk: OnceLock<Arc<Vec<u32>>>,
-    exposures: Mutex<Exposures>,
-}
-
-/// The exposures written from one answer, the most recently used kept
-/// within a count and a byte budget.
-#[derive(Debug)]
-struct Exposures {
-    kept: LruCache<ExposureKey, Bytes>,
-    bytes: usize,
-    max_bytes: usize,
-    /// Bytes now kept, shared with the answers cache's accounting.
-    shared: Arc<AtomicUsize>,
-}
-
-/// An exposure's scope, and whether it was written with its lines.
-type ExposureKey = (Scope, bool);
-
-/// Exposures kept per answer, at most.
-const CACHED_EXPOSURES: usize = 64;
-/// Bytes of written exposures kept per answer, at most (one plant of the
-/// large benchmark network is 0.1 MiB).
-const EXPOSURE_BYTES: usize = 16 << 20;
-
-/// Approximate heap bytes of values the caches keep, for their budgets.
-fn string_bytes(s: &str) -> usize {
-    std::mem::size_of::<String>() + s.len()
-}
-
-fn evaluation_bytes(evaluation: &Evaluation) -> usize {
-    use std::mem::size_of_val;
-    let lines: usize = evaluation
-        .lines
-        .iter()
-        .map(|l| {
-            size_of_val(l)
-                + size_of_val(l.root_cause_path.as_slice())
-                + size_of_val(l.blocking_pools.as_slice())
-                + l.blocking_licenses
-                    .iter()
-                    .map(|s| string_bytes(s))
-                    .sum::<usize>()
-        })
-        .sum();
-    lines
-        + size_of_val(evaluation.pools.as_slice())
-        + evaluation.history.bytes()
-        + std::mem::size_of::<Evaluation>()
-}
-
-fn licensing_bytes(licensing: &Licensing) -> usize {
-    use std::mem::size_of_val;
-    let usable: usize = licensing
-        .usable
-        .iter()
-        .map(|list| size_of_val(list.as_slice()) + list.iter().map(|u| u.id_bytes()).sum::<usize>())
-        .sum();
-    let ids: usize = licensing
-        .pool_licenses
-        .iter()
-        .map(|ids| ids.iter().map(|s| string_bytes(s)).sum::<usize>())
-        .sum();
-    usable + ids + size_of_val(licensing.pools.as_slice())
-}
-
-/// Heap bytes of a kept exposure: its key and its encoding.
-fn exposure_bytes((scope, _): &ExposureKey, written: &Bytes) -> usize {
-    let id = match scope {
-        Scope::Network => "",
-        Scope::Supplier(id)
-        | Scope::Component(id)
-        | Scope::Line(id)
-        | Scope::Plant(id)
-        | Scope::Material(id) => id,
-    };
-    std::mem::size_of::<ExposureKey>() + id.len() + written.len()
-}
-
-impl Exposures {
-    fn new(shared: Arc<AtomicUsize>, max_bytes: usize) -> Exposures {
-        Exposures {
-            kept: LruCache::unbounded(),
-            bytes: 0,
-            max_bytes,
-            shared,
-        }
-    }
-
-    fn get(&mut self, key: &ExposureKey) -> Option<Bytes> {
-        self.kept.get(key).cloned()
-    }
-
-    /// Keeps `written`, letting the least recently used go past the count
-    /// or the byte budget. One larger than the whole budget is not kept.
-    fn put(&mut self, key: ExposureKey, written: Bytes) {
-        let bytes = exposure_bytes(&key, &written);
-        if bytes > self.max_bytes {
-            return;
-        }
-        if let Some((old_key, old)) = self.kept.push(key, written) {
-            self.bytes -= exposure_bytes(&old_key, &old);
-        }
-        self.bytes += bytes;
-        while self.bytes > self.max_bytes || self.kept.len() > CACHED_EXPOSURES {
-            match self.kept.pop_lru() {
-                Some((key, gone)) => self.bytes -= exposure_bytes(&key, &gone),
-                None => break,
-            }
-        }
-        self.shared.store(self.bytes, Ordering::Relaxed);
-    }
-}
-
-impl Answer {
-    /// The lines at risk in the at-risk order, restricted to `plant` if given.
-    pub fn at_risk_order(&self, plant: Option<&str>) -> Arc<Vec<u32>> {
-        let all = self
-            .reports
-            .at_risk
-            .get_or_init(|| {
-                Arc::new(report::at_risk_order_of(
-                    &self.structure,
-                    &self.evaluation,
-                    None,
-                ))
-            })
-            .clone();
-        match plant {
-            None => all,
-            Some(plant) => Arc::new(
-                all.iter()
-                    .copied()
-                    .filter(|&l| self.structure.lines[l as usize].plant == plant)
-                    .collect(),
-            ),
-        }
-    }
-
-    /// The exposure of `scope`.
-    pub fn exposure(&self, scope: &Scope) -> Result<Exposure, crate::domain::Error> {
-        report::exposure(&self.structure, &self.evaluation, scope)
-    }
-
-    /// The exposure of `scope` as `write` writes it (with its lines or
-    /// without), kept as long as the answer is and the exposures' budget
-    /// allows: a warm exposure is a lookup. It is written outside the lock,
-    /// so two first asks at once may each write it (the same bytes).
-    pub fn written_exposure(
-        &self,
-        scope: &Scope,
-        with_lines: bool,
-        write: impl FnOnce(&Exposure) -> Bytes,
-    ) -> Result<Bytes, crate::domain::Error> {
-        let key = (scope.clone(), with_lines);
-        if let Some(written) = self.reports.exposures.lock().get(&key) {
-            return Ok(written);
-        }
-        let written = write(&self.exposure(scope)?);
-        self.reports.exposures.lock().put(key, written.clone());
-        Ok(written)
-    }
-
-    /// Bytes this answer holds now: its evaluation and its kept exposures.
-    fn held_bytes(&self) -> usize {
-        self.bytes + self.reports.exposures.lock().shared.load(Ordering::Relaxed)
-    }
-}
-
-/// The cache key of an answer: store epoch, revision, question.
-type Key = (u64, u64, Query);
-
-/// Answers kept, the most recently used, within a count and a byte budget.
-struct Answers {
-    kept: LruCache<Key, Answer>,
-    max_bytes: usize,
-}
-
-impl Answers {
-    fn put(&mut self, key: Key, answer: Answer) {
-        self.kept.put(key, answer);
-        // Exposures grow after an answer is kept: count them now.
-        let mut bytes: usize = self.kept.iter().map(|(_, a)| a.held_bytes()).sum();
-        while bytes > self.max_bytes && self.kept.len() > 1 {
-            match self.kept.pop_lru() {
-                Some((_, gone)) => bytes -= gone.held_bytes(),
-                None => break,
-            }
-        }
-    }
 }
 
 /// A decision listing asked of an answer: its own parameters.
@@ -301,100 +99,6 @@ pub struct Decisions {
 /// MiB: one entry per supplier, licence or line of the network).
 const CACHED_DECISIONS: usize = 16;
 
-/// One computation under way (an evaluation, a decision listing) that
-/// callers with the same question wait for.
-struct Flight<T> {
-    /// `Some` once it ended: the result, or `None` if it was given up.
-    ended: Mutex<Option<Option<T>>>,
-    done: Condvar,
-}
-
-impl<T> Default for Flight<T> {
-    fn default() -> Self {
-        Flight {
-            ended: Mutex::new(None),
-            done: Condvar::new(),
-        }
-    }
-}
-
-impl<T: Clone> Flight<T> {
-    fn end(&self, result: Option<T>) {
-        *self.ended.lock() = Some(result);
-        self.done.notify_all();
-    }
-
-    /// Waits for the computation: `Ok(result)` when it ended (`None` if it
-    /// was given up), `Err(())` once `abandoned` is set meanwhile.
-    fn wait(&self, abandoned: &AtomicBool) -> Result<Option<T>, ()> {
-        let mut ended = self.ended.lock();
-        loop {
-            if let Some(result) = &*ended {
-                return Ok(result.clone());
-            }
-            if abandoned.load(Ordering::Relaxed) {
-                return Err(());
-            }
-            self.done.wait_for(&mut ended, Duration::from_millis(20));
-        }
-    }
-}
-
-/// Computations under way, by question.
-type Flights<K, T> = Mutex<HashMap<K, Arc<Flight<T>>>>;
-
-/// The result for `key`: kept (`kept`, looked at under the flights lock),
-/// or computed once by `compute` (which keeps it before it returns) while
-/// other callers with the same key wait for it. A caller whose `abandoned`
-/// is set stops waiting (`None`); when the computing caller gives up, a
-/// waiter computes in its place.
-fn shared<K: Clone + Eq + std::hash::Hash, T: Clone>(
-    flights: &Flights<K, T>,
-    key: &K,
-    kept: impl Fn() -> Option<T>,
-    compute: impl Fn() -> Option<T>,
-    abandoned: &AtomicBool,
-) -> Result<T, Gone> {
-    loop {
-        let (flight, first) = {
-            let mut under_way = flights.lock();
-            // Under the flights lock: a computation keeps its result before
-            // it leaves the flights.
-            if let Some(result) = kept() {
-                return Ok(result);
-            }
-            match under_way.get(key) {
-                Some(flight) => (flight.clone(), false),
-                None => {
-                    let flight = Arc::new(Flight::default());
-                    under_way.insert(key.clone(), flight.clone());
-                    (flight, true)
-                }
-            }
-        };
-        if first {
-            let result = compute();
-            flights.lock().remove(key);
-            flight.end(result.clone());
-            return result.ok_or(Gone::Computing);
-        }
-        match flight.wait(abandoned) {
-            Ok(Some(result)) => return Ok(result),
-            // Its caller went and it gave up: ask again.
-            Ok(None) => continue,
-            Err(()) => return Err(Gone::Waiting),
-        }
-    }
-}
-
-/// How a caller that went away left a shared computation.
-enum Gone {
-    /// It was computing, and gave up (and counted it).
-    Computing,
-    /// It was waiting for another's.
-    Waiting,
-}
-
 /// (store epoch, structure revision): what a structure was built from.
 type BuiltFrom = (u64, u64);
 
@@ -420,27 +124,13 @@ pub struct RiskEngine {
     decided: AtomicU64,
 }
 
-/// Most pools changed since an earlier answer that are simulated again
-/// from it; beyond, the whole network is.
-const MAX_RERUN_POOLS: usize = 64;
-
-/// Answers kept by default.
-pub const DEFAULT_CACHED_ANSWERS: usize = 32;
-/// Bytes of answers (with their exposures) kept by default.
-pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
-
 impl RiskEngine {
     /// An engine keeping at most `cached_answers` answers, in at most
     /// `cache_bytes` bytes (the newest answer is kept whatever its size).
     pub fn new(cached_answers: usize, cache_bytes: usize) -> RiskEngine {
         RiskEngine {
             structure: Mutex::new(None),
-            answers: Mutex::new(Answers {
-                kept: LruCache::new(
-                    NonZeroUsize::new(cached_answers.max(1)).expect("at least one"),
-                ),
-                max_bytes: cache_bytes,
-            }),
+            answers: Mutex::new(Answers::new(cached_answers, cache_bytes)),
             decisions: Mutex::new(LruCache::new(
                 NonZeroUsize::new(CACHED_DECISIONS).expect("at least one"),
             )),
@@ -457,19 +147,14 @@ impl RiskEngine {
     /// The answer to `query` on `view`, from the cache when it holds one.
     /// CPU-bound on a miss: call it from a blocking thread.
     pub fn answer(&self, view: &View, query: &Query) -> Answer {
-        self.answer_unless(view, query, &AtomicBool::new(false))
+        self.answer_unless(view, query, &Abandon::new())
             .expect("an evaluation nobody abandons ends")
     }
 
     /// `answer`, given up (`None`, nothing cached) once `abandoned` is set
     /// during the simulation. A structure being built is finished: it serves
     /// every later question until the network changes.
-    pub fn answer_unless(
-        &self,
-        view: &View,
-        query: &Query,
-        abandoned: &AtomicBool,
-    ) -> Option<Answer> {
+    pub fn answer_unless(&self, view: &View, query: &Query, abandoned: &Abandon) -> Option<Answer> {
         let key = (view.epoch, view.revision, query.clone());
         let kept = || self.answers.lock().kept.get(&key).cloned();
         let compute = || {
@@ -496,7 +181,7 @@ impl RiskEngine {
 
     /// One evaluation of `query` on `view`, given up (`None`) once
     /// `abandoned` is set.
-    fn evaluate(&self, view: &View, query: &Query, abandoned: &AtomicBool) -> Option<Answer> {
+    fn evaluate(&self, view: &View, query: &Query, abandoned: &Abandon) -> Option<Answer> {
         let span = tracing::info_span!(
             "risk evaluation",
             lines = view.lines.len(),
@@ -530,7 +215,7 @@ impl RiskEngine {
                     &outages,
                     query.as_of,
                     query.horizon_days,
-                    abandoned,
+                    abandoned.flag(),
                 )
                 .map(|e| (Arc::new(e), Arc::new(licensing), "whole network"))
             }
@@ -554,119 +239,12 @@ impl RiskEngine {
             "evaluated"
         );
         self.evaluated.fetch_add(1, Ordering::Relaxed);
-        Some(Answer {
-            epoch: view.epoch,
-            revision: view.revision,
-            as_of: query.as_of,
+        Some(Answer::new(
+            (view.epoch, view.revision),
+            query.as_of,
             structure,
-            bytes: evaluation_bytes(&evaluation) + licensing_bytes(&licensing),
             evaluation,
             licensing,
-            reports: Arc::new(Reports {
-                at_risk: OnceLock::new(),
-                exposures: Mutex::new(Exposures::new(
-                    Arc::new(AtomicUsize::new(0)),
-                    EXPOSURE_BYTES,
-                )),
-            }),
-        })
-    }
-
-    /// The newest kept answer to `query` on an earlier revision of the same
-    /// network structure, with the pools whose licences changed since (by
-    /// index, ascending), when the view still knows them all and they are
-    /// few.
-    fn earlier(
-        &self,
-        view: &View,
-        query: &Query,
-        structure: &Arc<Structure>,
-    ) -> Option<(Answer, Vec<u32>)> {
-        let earlier = self
-            .answers
-            .lock()
-            .kept
-            .iter()
-            .filter(|((epoch, revision, q), answer)| {
-                *epoch == view.epoch
-                    && *revision < view.revision
-                    && q == query
-                    && Arc::ptr_eq(&answer.structure, structure)
-            })
-            .max_by_key(|((_, revision, _), _)| *revision)
-            .map(|(_, answer)| answer.clone())?;
-        let mut pools: Vec<u32> = view
-            .licence_touches_since(earlier.revision)?
-            .into_iter()
-            .filter_map(|(supplier, material)| structure.pool(supplier, material))
-            .map(|p| p as u32)
-            .collect();
-        pools.sort_unstable();
-        pools.dedup();
-        (pools.len() <= MAX_RERUN_POOLS).then_some((earlier, pools))
-    }
-
-    /// The answer to `query` on `view` from an earlier answer: the cones of
-    /// the pools whose licences changed since are simulated again, the rest
-    /// is the earlier answer's. A cone too large to gain from is simulated
-    /// in full instead. `None` once `abandoned` is set.
-    fn rerun(
-        &self,
-        view: &View,
-        query: &Query,
-        earlier: &Answer,
-        pools: &[u32],
-        outages: &Outages,
-        abandoned: &AtomicBool,
-    ) -> Option<(Arc<Evaluation>, Arc<Licensing>, &'static str)> {
-        let structure = &earlier.structure;
-        if pools.is_empty() {
-            return Some((
-                earlier.evaluation.clone(),
-                earlier.licensing.clone(),
-                "nothing: no pool changed",
-            ));
-        }
-        // The licences of the changed pools, as they are now.
-        let mut suppliers: Vec<&str> = pools
-            .iter()
-            .map(|&p| structure.pools[p as usize].supplier_id.as_str())
-            .collect();
-        suppliers.dedup();
-        let mut licensing = (*earlier.licensing).clone();
-        licensing.replace_pools(
-            structure,
-            suppliers.into_iter().flat_map(|s| view.licences_of(s)),
-            &query.scenario,
-            query.as_of,
-            query.horizon_days,
-            pools,
-        );
-        let mut scratch = Scratch::new(structure);
-        let cone = Cone::of_pools(structure, pools, &mut scratch);
-        if cone.positions.len() > structure.components.len() / 4 {
-            return run(
-                structure,
-                &licensing,
-                outages,
-                query.as_of,
-                query.horizon_days,
-                abandoned,
-            )
-            .map(|e| (Arc::new(e), Arc::new(licensing), "whole network"));
-        }
-        let base = Base {
-            structure,
-            evaluation: &earlier.evaluation,
-            licensing: &earlier.licensing,
-            outages,
-        };
-        let evaluation = cone::rerun(&base, &cone, &licensing, &mut scratch, abandoned)?;
-        self.reran.fetch_add(1, Ordering::Relaxed);
-        Some((
-            Arc::new(evaluation),
-            Arc::new(licensing),
-            "the changed pools' cones",
         ))
     }
 
@@ -678,7 +256,7 @@ impl RiskEngine {
         view: &View,
         query: &Query,
         decision: &Decision,
-        abandoned: &AtomicBool,
+        abandoned: &Abandon,
     ) -> Option<Decisions> {
         let key = ((view.epoch, view.revision, query.clone()), decision.clone());
         let kept = || self.decisions.lock().get(&key).cloned();
@@ -697,7 +275,7 @@ impl RiskEngine {
         view: &View,
         query: &Query,
         decision: &Decision,
-        abandoned: &AtomicBool,
+        abandoned: &Abandon,
     ) -> Option<Decisions> {
         // A forecast weighs its samples against the scenario with every
         // sampled licence denied; the other listings against the question's.
@@ -727,7 +305,7 @@ impl RiskEngine {
             Decision::SupplierImpacts {
                 plant,
                 recovery_days,
-            } => decide::supplier_impacts(base, plant.as_deref(), *recovery_days, abandoned)
+            } => decide::supplier_impacts(base, plant.as_deref(), *recovery_days, abandoned.flag())
                 .map(|d| Decided::SupplierImpacts(Arc::new(d))),
             Decision::LicenseStakes { plant, statuses } => decide::license_stakes(
                 base,
@@ -735,7 +313,7 @@ impl RiskEngine {
                 &query.scenario,
                 plant.as_deref(),
                 statuses,
-                abandoned,
+                abandoned.flag(),
             )
             .map(|d| Decided::LicenseStakes(Arc::new(d))),
             Decision::LineForecasts {
@@ -755,7 +333,7 @@ impl RiskEngine {
                     spread_days: *spread_days,
                     plant: plant.clone(),
                 },
-                abandoned,
+                abandoned.flag(),
             )
             .map(|d| Decided::LineForecasts(Arc::new(d))),
         };
@@ -814,8 +392,7 @@ impl RiskEngine {
     /// and the exposures built from them), which `--risk-cache-mb` bounds.
     pub fn kept_answers(&self) -> (usize, usize) {
         let answers = self.answers.lock();
-        let bytes = answers.kept.iter().map(|(_, a)| a.held_bytes()).sum();
-        (answers.kept.len(), bytes)
+        (answers.kept.len(), answers.bytes())
     }
 
     /// How many decision listings were computed to their end.
@@ -875,8 +452,14 @@ impl RiskEngine {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::flight::Flight;
     use super::*;
     use crate::domain::date::parse_date;
+    use crate::domain::risk::report::{self, Exposure, Scope};
     use crate::generate::{network, Size};
 
     /// What the engine keeps per answer is what the model computes afresh.
@@ -974,7 +557,7 @@ mod tests {
         assert!(engine.cached(2, 5, &query).is_none());
     }
 
-    fn medium() -> (View, Query) {
+    pub(super) fn medium() -> (View, Query) {
         let size = Size {
             suppliers: 200,
             components: 1_000,
@@ -1024,7 +607,7 @@ mod tests {
         engine.flights.lock().insert(key.clone(), flight.clone());
         // A waiter whose caller has gone returns at once with nothing.
         assert!(engine
-            .answer_unless(&view, &query, &AtomicBool::new(true))
+            .answer_unless(&view, &query, &Abandon::already())
             .is_none());
         // A waiter that stays gets its own answer once the flight is given up.
         std::thread::scope(|scope| {
@@ -1061,50 +644,6 @@ mod tests {
         let tiny = RiskEngine::new(32, 1);
         tiny.answer(&view, &query);
         assert!(tiny.cached(view.epoch, view.revision, &query).is_some());
-    }
-
-    /// An answer's exposures are kept within their own byte budget.
-    #[test]
-    fn exposures_are_kept_within_a_byte_budget() {
-        let (view, query) = medium();
-        let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
-        let answer = engine.answer(&view, &query);
-        let plants: Vec<String> = answer
-            .structure
-            .lines
-            .iter()
-            .map(|l| l.plant.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let written: Vec<Bytes> = plants
-            .iter()
-            .map(|p| {
-                let scope = Scope::Plant(p.clone());
-                answer
-                    .written_exposure(&scope, true, |e| Bytes::from(format!("{e:?}")))
-                    .unwrap()
-            })
-            .collect();
-        let key = |plant: &String| (Scope::Plant(plant.clone()), true);
-        let largest = plants
-            .iter()
-            .zip(&written)
-            .map(|(p, w)| exposure_bytes(&key(p), w))
-            .max()
-            .unwrap();
-        let shared = Arc::new(AtomicUsize::new(0));
-        let mut kept = Exposures::new(shared.clone(), largest * 2);
-        for (plant, written) in plants.iter().zip(&written) {
-            kept.put(key(plant), written.clone());
-            assert!(kept.bytes <= largest * 2);
-            assert_eq!(shared.load(Ordering::Relaxed), kept.bytes);
-        }
-        assert!(kept.kept.len() < plants.len(), "{} plants", plants.len());
-        assert!(
-            kept.get(&key(plants.last().unwrap())).is_some(),
-            "the newest is kept"
-        );
     }
 
     /// After licence changes, an answer is built from the one before by
@@ -1177,7 +716,7 @@ mod tests {
             plant: None,
             recovery_days: 30,
         };
-        let gone = AtomicBool::new(true);
+        let gone = Abandon::already();
         assert!(engine
             .decide_unless(&view, &query, &decision, &gone)
             .is_none());
@@ -1187,7 +726,7 @@ mod tests {
             .cached_decision(view.epoch, view.revision, &query, &decision)
             .is_none());
         let decided = engine
-            .decide_unless(&view, &query, &decision, &AtomicBool::new(false))
+            .decide_unless(&view, &query, &decision, &Abandon::new())
             .unwrap();
         match decided.decided {
             Decided::SupplierImpacts(impacts) => assert!(!impacts.is_empty()),
@@ -1214,7 +753,7 @@ mod tests {
                 .map(|_| {
                     scope.spawn(|| {
                         barrier.wait();
-                        let stay = AtomicBool::new(false);
+                        let stay = Abandon::new();
                         engine
                             .decide_unless(&view, &query, &decision, &stay)
                             .unwrap()
@@ -1249,12 +788,12 @@ mod tests {
             spread_days: 30,
         };
         // One sample evaluates the base (every sampled licence denied).
-        let stay = AtomicBool::new(false);
+        let stay = Abandon::new();
         assert!(engine
             .decide_unless(&view, &query, &forecast(1), &stay)
             .is_some());
         let evaluated = engine.evaluations();
-        let gone = AtomicBool::new(true);
+        let gone = Abandon::already();
         assert!(engine
             .decide_unless(&view, &query, &forecast(500), &gone)
             .is_none());
@@ -1287,7 +826,7 @@ mod tests {
         };
         let engine = RiskEngine::new(4, DEFAULT_CACHE_BYTES);
         assert!(engine
-            .answer_unless(&view, &query, &AtomicBool::new(true))
+            .answer_unless(&view, &query, &Abandon::already())
             .is_none());
         assert_eq!(engine.abandoned_evaluations(), 1);
         assert_eq!(engine.running_evaluations(), 0);
