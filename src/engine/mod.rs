@@ -16,8 +16,8 @@
 //! its caller went away and it gave up).
 //!
 //! The rooms: this file is the engine's face (questions, answers, decision
-//! listings); [`cache`] keeps answers and their reports within their byte
-//! budgets; [`flight`] runs identical computations once; [`rerun`] decides
+//! listings); `cache` keeps answers and their reports within their byte
+//! budgets; `flight` runs identical computations once; `rerun` decides
 //! when an earlier answer can be patched rather than computed afresh.
 
 mod cache;

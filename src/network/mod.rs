@@ -2,18 +2,18 @@
 //! the store, and the reads beside it.
 //!
 //! Every write goes through the [`Network`] handle, which queues it for the
-//! writer ([`writer`]): the writer takes every write waiting at once and
+//! writer (`writer`): the writer takes every write waiting at once and
 //! takes a turn at the store (nobody else commits meanwhile, on any
 //! replica), catches its view up to the store's head through the change
 //! feed, plans each write against the view the one before it left
-//! ([`plan`]), and commits them all, each at a revision of its own, durably,
-//! in one go. Only then is the new view published ([`published`]) for
-//! readers, and each writer answered. On a replica, the [`follower`]
+//! (`plan`), and commits them all, each at a revision of its own, durably,
+//! in one go. Only then is the new view published (`published`) for
+//! readers, and each writer answered. On a replica, the `follower`
 //! applies what the others commit.
 //!
-//! A store that fails to write is recovered ([`recovery`]); the licence log
-//! is trimmed by [`retention`]; its newest entries are kept in memory for
-//! the streams ([`recent`]).
+//! A store that fails to write is recovered (`recovery`); the licence log
+//! is trimmed by `retention`; its newest entries are kept in memory for
+//! the streams (`recent`).
 
 mod follower;
 mod plan;
