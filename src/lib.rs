@@ -29,8 +29,10 @@
 //!   and forecasts sample the pending licences' decisions.
 //! - [`api`]: the tonic services, which only translate between protobuf and
 //!   the domain, and the one mapping of domain errors to gRPC statuses; the
-//!   licence stream, and the watches of risk questions (`api::watch`), whose
-//!   watchers share one evaluator per question.
+//!   licence stream, and the streams of watched risk questions.
+//! - [`watch`]: watches of risk questions: one evaluator per question
+//!   shared by its watchers, the differences between answers, and the
+//!   [`watch::Clock`] that says what day "today" is for every question.
 //! - [`pb`]: the protobuf contract compiled from `proto/lodestone/v1`, its
 //!   translation to and from domain records, and `Encoded`, a message kept as
 //!   its encoding (a warm exposure is sent as the bytes its answer kept).
@@ -67,4 +69,5 @@ pub mod store;
 pub mod telemetry;
 pub mod throwaway;
 pub mod view;
+pub mod watch;
 pub mod web;

@@ -39,6 +39,7 @@ use crate::store::{
     is_postgres_url, DataDirLock, PostgresConfig, PostgresStore, SledConfig, SledStore, Store,
 };
 use crate::telemetry::prometheus::{self, Metrics};
+use crate::watch::SystemClock;
 use crate::web::Front;
 
 /// Everything `lodestone serve` needs to know.
@@ -502,6 +503,7 @@ impl Application {
                     self.engine.clone(),
                     self.shutdown.clone(),
                     self.streams.clone(),
+                    Arc::new(SystemClock),
                 ))
                 .max_decoding_message_size(max_message)
                 .max_encoding_message_size(max_message),

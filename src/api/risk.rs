@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
-use super::watch::{self, SystemClock, WatchStream, Watches};
+use super::watch::{WatchStream, WatchStreams};
 use crate::domain::date::{format_optional_date, Date};
 use crate::domain::record::LicenseStatus;
 use crate::domain::risk::decide::{LicenseStake, SupplierImpact, DEFAULT_RECOVERY_DAYS};
@@ -27,13 +27,16 @@ use crate::engine::{Abandon, Answer, Decided, Decision, Decisions, Query, RiskEn
 use crate::network::Network;
 use crate::pb::{self, risk_service_server::RiskService, DateReader};
 use crate::view::View;
+use crate::watch::{self, Clock, Question, Watches};
 
 pub struct RiskApi {
     network: Arc<Network>,
     engine: Arc<RiskEngine>,
     shutdown: CancellationToken,
     streams: Arc<StreamGauges>,
-    watches: Arc<Watches>,
+    watches: WatchStreams,
+    /// What day "today" is, for a question without `as_of`.
+    clock: Arc<dyn Clock>,
 }
 
 impl RiskApi {
@@ -42,20 +45,21 @@ impl RiskApi {
         engine: Arc<RiskEngine>,
         shutdown: CancellationToken,
         streams: Arc<StreamGauges>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let watches = Watches::new(
             network.clone(),
             engine.clone(),
-            Arc::new(SystemClock),
+            clock.clone(),
             shutdown.clone(),
-            streams.clone(),
         );
         RiskApi {
+            watches: WatchStreams::new(watches, shutdown.clone(), streams.clone()),
             network,
             engine,
             shutdown,
             streams,
-            watches,
+            clock,
         }
     }
 
@@ -135,6 +139,7 @@ impl Drop for AbandonOnDrop {
 /// Reads the parameters every risk question shares, reporting what is wrong.
 fn decode_query(
     as_of: &str,
+    today: Date,
     horizon_days: i32,
     scenario: Option<pb::Scenario>,
     view: &View,
@@ -144,9 +149,7 @@ fn decode_query(
         path: String::new(),
         violations,
     };
-    let as_of: Date = dates
-        .read("as_of", as_of)
-        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let as_of: Date = dates.read("as_of", as_of).unwrap_or(today);
     let horizon_days = match horizon_days {
         0 => DEFAULT_HORIZON_DAYS,
         h if (1..=MAX_DAYS as i32).contains(&h) => h as u32,
@@ -488,7 +491,14 @@ impl RiskService for RiskApi {
         let view = self.network.view();
         let mut violations = Vec::new();
         let scope = scope_from(r.scope, &mut violations);
-        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         let lines = match pb::ExposureView::try_from(r.view) {
             Ok(pb::ExposureView::Basic) => false,
             Ok(pb::ExposureView::Full | pb::ExposureView::Unspecified) => true,
@@ -519,7 +529,14 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let mut query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         refuse_if_any(violations)?;
         // The listing as asked: an empty `as_of` stays empty here, so that a
         // listing's later pages still match after midnight.
@@ -567,7 +584,14 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let mut query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         let recovery_days = match r.recovery_days {
             0 => DEFAULT_RECOVERY_DAYS,
             d if (1..=MAX_OUTAGE_DAYS as i32).contains(&d) => d as u32,
@@ -617,7 +641,14 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let mut query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         let statuses = stake_statuses(&r.statuses, &mut violations);
         refuse_if_any(violations)?;
         let listing = format!(
@@ -654,7 +685,14 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let mut query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let mut query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         let samples = match r.samples {
             0 => DEFAULT_SAMPLES,
             n if (1..=MAX_SAMPLES as i32).contains(&n) => n as u32,
@@ -738,7 +776,14 @@ impl RiskService for RiskApi {
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
-        let query = decode_query(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
+        let query = decode_query(
+            &r.as_of,
+            self.clock.today(),
+            r.horizon_days,
+            r.scenario,
+            &view,
+            &mut violations,
+        );
         let heartbeat = match r.heartbeat_seconds {
             0 => watch::DEFAULT_HEARTBEAT_SECONDS,
             s if s <= watch::MAX_HEARTBEAT_SECONDS => s,
@@ -755,7 +800,7 @@ impl RiskService for RiskApi {
             }
         };
         refuse_if_any(violations)?;
-        let question = watch::question(&query, !r.as_of.is_empty(), r.plant);
+        let question = Question::asked(&query, !r.as_of.is_empty(), r.plant);
         let stream = self.watches.watch(
             question,
             std::time::Duration::from_secs(u64::from(heartbeat)),

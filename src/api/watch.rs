@@ -1,165 +1,57 @@
-//! `WatchAtRiskLines`: one `ListAtRiskLines` question held open, its
-//! answer's changes pushed as the store changes.
+//! `WatchAtRiskLines` as a stream: the adapter between a client and the
+//! watches of [`crate::watch`].
 //!
-//! Watches of the same question share one *evaluator*: a task that wakes
-//! when the readers' revision moves (or, for a question without `as_of`, at
-//! UTC midnight), evaluates the question once at the newest revision (a
-//! burst of writes costs one evaluation; a licence update costs the rerun
-//! of its pool's cone) and publishes the answer in a `watch` channel, which
-//! keeps only the newest. Each watch is a task that compares the newest
-//! answer with the last one it sent and sends the difference. While its
-//! client does not read, the task waits on its one-message queue and the
-//! channel keeps only the newest answer, so what the client then gets is one
+//! Each watch is a task that compares the newest answer of its question
+//! with the last one it sent and sends the difference. While its client
+//! does not read, the task waits on its one-message queue and the answers'
+//! channel keeps only the newest, so what the client then gets is one
 //! change merging everything it missed, and a watch holds at most two
 //! answers whatever it misses.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::stream::StreamGauges;
-use crate::domain::date::{format_date, Date};
-use crate::domain::risk::report::{line_report, LineRisk};
-use crate::domain::risk::Scenario;
+use crate::domain::date::format_date;
 use crate::domain::Error;
-use crate::engine::{Abandon, Answer, Query, RiskEngine};
-use crate::network::Network;
 use crate::pb;
+use crate::watch::{Answers, AtRiskChange, Evaluated, Question, Watches};
 
-/// Seconds of silence before a heartbeat when the client asks for none.
-pub const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
-pub const MAX_HEARTBEAT_SECONDS: u32 = 3600;
-
-/// What day it is, and when the next one starts: the real UTC calendar, or
-/// a test's.
-pub trait Clock: Send + Sync {
-    fn today(&self) -> Date;
-    /// Resolves when the day changes.
-    fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// The UTC calendar.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn today(&self) -> Date {
-        chrono::Utc::now().date_naive()
-    }
-
-    fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async {
-            let now = chrono::Utc::now();
-            let midnight = (now.date_naive() + chrono::TimeDelta::days(1))
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight exists")
-                .and_utc();
-            let wait = (midnight - now).to_std().unwrap_or_default();
-            // A moment past midnight, so that `today` has moved.
-            tokio::time::sleep(wait + Duration::from_millis(5)).await;
-        })
-    }
-}
-
-/// A watched question: `as_of` `None` means today, whatever day that is.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Question {
-    pub as_of: Option<Date>,
-    pub horizon_days: u32,
-    pub scenario: Scenario,
-    pub plant: Option<String>,
-}
-
-type Response = pb::WatchAtRiskLinesResponse;
-
-/// Changes to an answer, by the (revision, day) they start from; `None`
-/// when nothing differs.
-type Changes = Mutex<HashMap<(u64, Date), Option<Arc<Response>>>>;
-
-/// The question's answer at one revision.
-pub struct Evaluated {
-    pub revision: u64,
-    /// The licence log's head at that revision.
-    pub log_head: u64,
-    pub as_of: Date,
-    answer: Answer,
-    /// The lines at risk in scope, in the at-risk order.
-    pub at_risk: Vec<LineRisk>,
-    /// The changes to this answer from earlier ones, by (revision, day)
-    /// of the earlier: the watchers of a question mostly stand at the same
-    /// one, and the first to ask works it out for all.
-    changes: Changes,
-    /// The snapshot of this answer, built once for every watch it starts.
-    snapshot: std::sync::OnceLock<pb::WatchAtRiskLinesResponse>,
-}
-
-impl Evaluated {
-    /// The change from `from` to this answer, worked out once.
-    fn change_from(&self, from: &Evaluated) -> Option<pb::WatchAtRiskLinesResponse> {
-        self.changes
-            .lock()
-            .entry((from.revision, from.as_of))
-            .or_insert_with(|| change(from, self).map(Arc::new))
-            .as_deref()
-            .cloned()
-    }
-}
-
-type Latest = watch::Sender<Option<Arc<Evaluated>>>;
-
-/// Every watched question, with its evaluator's channel.
-pub struct Watches {
-    network: Arc<Network>,
-    engine: Arc<RiskEngine>,
-    clock: Arc<dyn Clock>,
+/// Watches served as streams, within the server's stream limit.
+pub struct WatchStreams {
+    watches: Arc<Watches>,
     shutdown: CancellationToken,
     gauges: Arc<StreamGauges>,
-    questions: Mutex<HashMap<Question, Arc<Latest>>>,
 }
 
-impl Watches {
+impl WatchStreams {
     pub fn new(
-        network: Arc<Network>,
-        engine: Arc<RiskEngine>,
-        clock: Arc<dyn Clock>,
+        watches: Arc<Watches>,
         shutdown: CancellationToken,
         gauges: Arc<StreamGauges>,
-    ) -> Arc<Watches> {
-        Arc::new(Watches {
-            network,
-            engine,
-            clock,
+    ) -> WatchStreams {
+        WatchStreams {
+            watches,
             shutdown,
             gauges,
-            questions: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// How many distinct questions are watched now.
-    pub fn questions(&self) -> usize {
-        self.questions.lock().len()
+        }
     }
 
     /// Starts a watch of `question` (already valid), sending a heartbeat
     /// after `heartbeat` of silence. Refused when the server's streams are
     /// all taken.
-    pub fn watch(
-        self: &Arc<Self>,
-        question: Question,
-        heartbeat: Duration,
-    ) -> Result<WatchStream, Status> {
+    pub fn watch(&self, question: Question, heartbeat: Duration) -> Result<WatchStream, Status> {
         let slot = self.gauges.acquire()?;
-        let answers = self.subscribe(question);
+        let answers = self.watches.follow(question);
         // One message for the client, and room for the status that ends the
         // watch, even when the client does not read.
         let (tx, rx) = mpsc::channel(2);
@@ -175,92 +67,6 @@ impl Watches {
         tokio::spawn(watcher.run());
         Ok(WatchStream { rx })
     }
-
-    /// The channel of `question`'s answers, its evaluator started if none
-    /// runs.
-    fn subscribe(self: &Arc<Self>, question: Question) -> watch::Receiver<Option<Arc<Evaluated>>> {
-        let mut questions = self.questions.lock();
-        if let Some(latest) = questions.get(&question) {
-            return latest.subscribe();
-        }
-        let latest = Arc::new(watch::Sender::new(None));
-        let answers = latest.subscribe();
-        questions.insert(question.clone(), latest.clone());
-        tokio::spawn(self.clone().evaluate(question, latest));
-        answers
-    }
-
-    /// The evaluator of one question: evaluates it at each newer revision
-    /// (and each new day, without `as_of`) while anyone watches it.
-    async fn evaluate(self: Arc<Self>, question: Question, latest: Arc<Latest>) {
-        let mut applied = self.network.applied_revision();
-        let mut last: Option<(u64, Date)> = None;
-        loop {
-            applied.borrow_and_update();
-            let view = self.network.view();
-            let as_of = question.as_of.unwrap_or_else(|| self.clock.today());
-            if last != Some((view.revision, as_of)) {
-                let query = Query {
-                    as_of,
-                    horizon_days: question.horizon_days,
-                    scenario: question.scenario.clone(),
-                };
-                let engine = self.engine.clone();
-                let evaluated = tokio::task::spawn_blocking({
-                    let view = view.clone();
-                    let plant = question.plant.clone();
-                    move || {
-                        let answer = engine.answer_unless(&view, &query, &Abandon::new())?;
-                        let at_risk = answer
-                            .at_risk_order(plant.as_deref())
-                            .iter()
-                            .map(|&l| line_report(&answer.structure, &answer.evaluation, l))
-                            .collect();
-                        Some(Evaluated {
-                            revision: view.revision,
-                            log_head: view.log_head,
-                            as_of,
-                            answer,
-                            at_risk,
-                            changes: Mutex::new(HashMap::new()),
-                            snapshot: std::sync::OnceLock::new(),
-                        })
-                    }
-                })
-                .await;
-                match evaluated {
-                    Ok(Some(evaluated)) => {
-                        last = Some((evaluated.revision, evaluated.as_of));
-                        latest.send_replace(Some(Arc::new(evaluated)));
-                    }
-                    _ => {
-                        tracing::error!("a watched question could not be evaluated");
-                        break;
-                    }
-                }
-            }
-            let dated = question.as_of.is_none();
-            tokio::select! {
-                changed = applied.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
-                () = async { self.clock.next_day().await }, if dated => {}
-                () = latest.closed() => {
-                    // Nobody watches any more, unless someone subscribed
-                    // just now: that is decided under the lock.
-                    let mut questions = self.questions.lock();
-                    if latest.receiver_count() == 0 {
-                        questions.remove(&question);
-                        return;
-                    }
-                }
-                () = self.shutdown.cancelled() => break,
-            }
-        }
-        self.questions.lock().remove(&question);
-    }
 }
 
 /// What a watch sends its client.
@@ -268,11 +74,11 @@ type Message = Result<pb::WatchAtRiskLinesResponse, Status>;
 
 /// The client's end of a watch.
 pub struct WatchStream {
-    rx: mpsc::Receiver<Result<pb::WatchAtRiskLinesResponse, Status>>,
+    rx: mpsc::Receiver<Message>,
 }
 
 impl Stream for WatchStream {
-    type Item = Result<pb::WatchAtRiskLinesResponse, Status>;
+    type Item = Message;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.rx.poll_recv(cx)
@@ -281,8 +87,8 @@ impl Stream for WatchStream {
 
 /// The task behind one watch.
 struct Watcher {
-    answers: watch::Receiver<Option<Arc<Evaluated>>>,
-    tx: mpsc::Sender<Result<pb::WatchAtRiskLinesResponse, Status>>,
+    answers: Answers,
+    tx: mpsc::Sender<Message>,
     heartbeat: Duration,
     shutdown: CancellationToken,
     gauges: Arc<StreamGauges>,
@@ -310,8 +116,7 @@ impl Watcher {
     async fn follow(&mut self) -> Result<(), End> {
         let mut sent = self.next_answer().await?;
         let tx = self.tx.clone();
-        let opening = sent.snapshot.get_or_init(|| snapshot(&sent)).clone();
-        self.room(&tx).await?.send(Ok(opening));
+        self.room(&tx).await?.send(Ok(snapshot(&sent)));
         let mut last_sent = Instant::now();
         // The newest revision looked at: every difference up to it is sent.
         let mut seen = sent.revision;
@@ -336,8 +141,8 @@ impl Watcher {
                 n.revision >= sent.revision && (n.revision, n.as_of) != (sent.revision, sent.as_of)
             }) {
                 seen = seen.max(newest.revision);
-                if let Some(message) = newest.change_from(&sent) {
-                    permit.send(Ok(message));
+                if let Some(change) = newest.change_from(&sent) {
+                    permit.send(Ok(change_message(&change)));
                     last_sent = Instant::now();
                     sent = newest;
                     continue;
@@ -405,6 +210,26 @@ fn snapshot(answer: &Evaluated) -> pb::WatchAtRiskLinesResponse {
     }
 }
 
+fn change_message(change: &AtRiskChange) -> pb::WatchAtRiskLinesResponse {
+    pb::WatchAtRiskLinesResponse {
+        event: Some(pb::watch_at_risk_lines_response::Event::Change(
+            pb::AtRiskChange {
+                from_revision: change.from_revision,
+                revision: change.revision,
+                as_of: format_date(change.as_of),
+                changed: change
+                    .changed
+                    .iter()
+                    .cloned()
+                    .map(super::risk::line_to_pb)
+                    .collect(),
+                license_sequences: change.license_sequences.clone(),
+                total_size: change.total_size as i32,
+            },
+        )),
+    }
+}
+
 fn heartbeat(revision: u64) -> pb::WatchAtRiskLinesResponse {
     pb::WatchAtRiskLinesResponse {
         event: Some(pb::watch_at_risk_lines_response::Event::Heartbeat(
@@ -416,105 +241,28 @@ fn heartbeat(revision: u64) -> pb::WatchAtRiskLinesResponse {
     }
 }
 
-/// Whether two reports of a line say the same: `output_fraction` to 9
-/// decimal places, `units_lost` to 3, everything else exactly.
-fn same(a: &LineRisk, b: &LineRisk) -> bool {
-    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round();
-    round(a.output_fraction, 9) == round(b.output_fraction, 9)
-        && round(a.units_lost, 3) == round(b.units_lost, 3)
-        && LineRisk {
-            output_fraction: 0.0,
-            units_lost: 0.0,
-            ..a.clone()
-        } == LineRisk {
-            output_fraction: 0.0,
-            units_lost: 0.0,
-            ..b.clone()
-        }
-}
-
-/// The change from `from` to `to`, or `None` when no line in scope differs.
-fn change(from: &Evaluated, to: &Evaluated) -> Option<pb::WatchAtRiskLinesResponse> {
-    let before: HashMap<&str, &LineRisk> = from
-        .at_risk
-        .iter()
-        .map(|l| (l.line_id.as_str(), l))
-        .collect();
-    let now: HashMap<&str, &LineRisk> =
-        to.at_risk.iter().map(|l| (l.line_id.as_str(), l)).collect();
-    let mut changed: Vec<LineRisk> = to
-        .at_risk
-        .iter()
-        .filter(|l| before.get(l.line_id.as_str()).is_none_or(|b| !same(b, l)))
-        .cloned()
-        .collect();
-    let mut recovered: Vec<&LineRisk> = from
-        .at_risk
-        .iter()
-        .filter(|l| !now.contains_key(l.line_id.as_str()))
-        .collect();
-    recovered.sort_by(|a, b| a.line_id.cmp(&b.line_id));
-    let structure = &to.answer.structure;
-    for line in recovered {
-        // As the model reports a line that is not at risk.
-        match structure.line_index.get(&line.line_id) {
-            Some(&l) => changed.push(line_report(structure, &to.answer.evaluation, l)),
-            // The line itself is gone from the network: it runs no more.
-            None => changed.push(LineRisk {
-                line_id: line.line_id.clone(),
-                plant: line.plant.clone(),
-                days_to_stop: None,
-                stop_date: None,
-                output_fraction: 1.0,
-                units_lost: 0.0,
-                bottleneck_component_id: String::new(),
-                root_cause_path: Vec::new(),
-                blocking_pools: Vec::new(),
-                blocking_license_ids: Vec::new(),
-                blocking_supplier_ids: Vec::new(),
-            }),
-        }
-    }
-    if changed.is_empty() {
-        return None;
-    }
-    Some(pb::WatchAtRiskLinesResponse {
-        event: Some(pb::watch_at_risk_lines_response::Event::Change(
-            pb::AtRiskChange {
-                from_revision: from.revision,
-                revision: to.revision,
-                as_of: format_date(to.as_of),
-                changed: changed.into_iter().map(super::risk::line_to_pb).collect(),
-                license_sequences: (from.log_head + 1..=to.log_head).collect(),
-                total_size: to.at_risk.len() as i32,
-            },
-        )),
-    })
-}
-
-/// A question as a request asks it: `as_of` as given (`None` when empty).
-pub fn question(query: &Query, as_of_given: bool, plant: String) -> Question {
-    Question {
-        as_of: as_of_given.then_some(query.as_of),
-        horizon_days: query.horizon_days,
-        scenario: query.scenario.clone(),
-        plant: (!plant.is_empty()).then_some(plant),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
+    use std::future::Future;
+
+    use parking_lot::Mutex;
+
     use super::*;
-    use crate::domain::date::parse_date;
+    use crate::domain::date::{parse_date, Date};
     use crate::domain::record::LicenseStatus;
     use crate::domain::risk::report::at_risk_order_of;
+    use crate::domain::risk::report::{line_report, LineRisk};
+    use crate::domain::risk::Scenario;
     use crate::domain::write::{LicenseDecision, Revisions};
     use crate::engine::DEFAULT_CACHE_BYTES;
+    use crate::engine::{Query, RiskEngine};
+    use crate::network::Network;
     use crate::network::{Apply, Upsert};
     use crate::store::{SledConfig, SledStore};
     use crate::view::View;
+    use crate::watch::{same, Clock};
     use pb::watch_at_risk_lines_response::Event;
 
     /// A calendar the test turns.
@@ -544,6 +292,7 @@ mod tests {
         network: Arc<Network>,
         engine: Arc<RiskEngine>,
         watches: Arc<Watches>,
+        streams: WatchStreams,
         clock: Arc<TestClock>,
         shutdown: CancellationToken,
         _dir: tempfile::TempDir,
@@ -570,12 +319,17 @@ mod tests {
             engine.clone(),
             clock.clone(),
             shutdown.clone(),
+        );
+        let streams = WatchStreams::new(
+            watches.clone(),
+            shutdown.clone(),
             Arc::new(StreamGauges::new(64)),
         );
         Setup {
             network,
             engine,
             watches,
+            streams,
             clock,
             shutdown,
             _dir: dir,
@@ -633,11 +387,7 @@ mod tests {
     async fn evaluated(watches: &Watches, question: &Question, revision: u64) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let latest = watches
-                .questions
-                .lock()
-                .get(question)
-                .and_then(|l| l.borrow().as_ref().map(|e| e.revision));
+            let latest = watches.evaluated_revision(question);
             if latest >= Some(revision) {
                 return;
             }
@@ -696,7 +446,7 @@ mod tests {
         views.insert(s.network.view().revision, s.network.view());
         let mut streams = Vec::new();
         for q in &questions {
-            let mut stream = s.watches.watch(q.clone(), Duration::from_secs(1)).unwrap();
+            let mut stream = s.streams.watch(q.clone(), Duration::from_secs(1)).unwrap();
             let Event::Snapshot(snapshot) = next(&mut stream).await else {
                 panic!("a snapshot first")
             };
@@ -816,7 +566,7 @@ mod tests {
         let s = setup().await;
         let q = question(Some("2025-06-02"), None, Scenario::default());
         let mut stream = s
-            .watches
+            .streams
             .watch(q.clone(), Duration::from_secs(3600))
             .unwrap();
         let mut revisions = vec![s.network.view().revision];
@@ -855,8 +605,8 @@ mod tests {
         let s = setup().await;
         let today = question(None, None, Scenario::default());
         let fixed = question(Some("2025-06-02"), None, Scenario::default());
-        let mut moving = s.watches.watch(today, Duration::from_secs(3600)).unwrap();
-        let mut staying = s.watches.watch(fixed, Duration::from_secs(3600)).unwrap();
+        let mut moving = s.streams.watch(today, Duration::from_secs(3600)).unwrap();
+        let mut staying = s.streams.watch(fixed, Duration::from_secs(3600)).unwrap();
         let Event::Snapshot(first) = next(&mut moving).await else {
             panic!("a snapshot first")
         };
@@ -888,10 +638,10 @@ mod tests {
         let s = setup().await;
         let q = question(Some("2025-06-02"), None, Scenario::default());
         let mut reading = s
-            .watches
+            .streams
             .watch(q.clone(), Duration::from_secs(3600))
             .unwrap();
-        let mut idle = s.watches.watch(q, Duration::from_secs(3600)).unwrap();
+        let mut idle = s.streams.watch(q, Duration::from_secs(3600)).unwrap();
         assert!(matches!(next(&mut reading).await, Event::Snapshot(_)));
         s.shutdown.cancel();
         for stream in [&mut reading, &mut idle] {
@@ -915,7 +665,7 @@ mod tests {
         let q = question(Some("2025-06-02"), None, Scenario::default());
         let mut streams: Vec<WatchStream> = (0..20)
             .map(|_| {
-                s.watches
+                s.streams
                     .watch(q.clone(), Duration::from_secs(3600))
                     .unwrap()
             })

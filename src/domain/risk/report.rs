@@ -42,6 +42,24 @@ impl LineRisk {
     pub fn at_risk(&self) -> bool {
         self.days_to_stop.is_some()
     }
+
+    /// A line that runs at its full rate over the horizon, as the model
+    /// reports one that is not at risk.
+    pub fn running(line_id: &str, plant: &str) -> LineRisk {
+        LineRisk {
+            line_id: line_id.to_string(),
+            plant: plant.to_string(),
+            days_to_stop: None,
+            stop_date: None,
+            output_fraction: 1.0,
+            units_lost: 0.0,
+            bottleneck_component_id: String::new(),
+            root_cause_path: Vec::new(),
+            blocking_pools: Vec::new(),
+            blocking_license_ids: Vec::new(),
+            blocking_supplier_ids: Vec::new(),
+        }
+    }
 }
 
 /// How long one pool covers its requirement.
