@@ -1,4 +1,5 @@
-//! AIP-158 pagination: page sizes and opaque page tokens.
+//! AIP-158 pagination: page sizes and opaque page tokens, and the paging of
+//! risk listings, whose every page is of the answer the first page read.
 //!
 //! A token carries the listing it belongs to (a fingerprint of its filters)
 //! and where the previous page ended, so that it is refused when reused with
@@ -8,7 +9,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use prost::Message;
 
+use tonic::Status;
+
+use crate::domain::date::Date;
+use crate::domain::risk::Query;
 use crate::domain::Error;
+use crate::view::View;
 
 /// Page size when the client asks for 0.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -110,6 +116,85 @@ pub fn encode_token(listing: &str, after: &str, pin: &PagePin) -> String {
         as_of: pin.as_of.clone(),
     };
     URL_SAFE_NO_PAD.encode(token.encode_to_vec())
+}
+
+/// Where a pinned listing's page starts, and the query its answer is for.
+pub(super) struct Paging {
+    listing: String,
+    offset: usize,
+    size: usize,
+    /// Set for a later page: the answer its first page read.
+    pin: Option<PagePin>,
+}
+
+fn forged_token() -> Error {
+    Error::invalid_argument("page_token", "is not a page token this service issued")
+}
+
+impl Paging {
+    /// Reads `page_size` and `page_token` of `listing`; a later page
+    /// answers for the day its first page answered for.
+    pub(super) fn read(
+        listing: String,
+        page_size_asked: i32,
+        token: &str,
+        query: &mut Query,
+    ) -> Result<Paging, Status> {
+        let size = page_size(page_size_asked)?;
+        let cursor = decode_token(token, &listing)?;
+        let offset = match &cursor.after {
+            Some(after) => after.parse::<usize>().map_err(|_| forged_token())?,
+            None => 0,
+        };
+        let pin = match cursor.after {
+            Some(_) => {
+                query.as_of =
+                    crate::domain::date::parse_date(&cursor.pin.as_of).ok_or_else(forged_token)?;
+                Some(cursor.pin)
+            }
+            None => None,
+        };
+        Ok(Paging {
+            listing,
+            offset,
+            size,
+            pin,
+        })
+    }
+
+    /// Whether a later page reads another revision than `view`'s.
+    pub(super) fn pinned_elsewhere(&self, view: &View) -> Option<&PagePin> {
+        self.pin
+            .as_ref()
+            .filter(|pin| (pin.epoch, pin.revision) != (view.epoch, view.revision))
+    }
+
+    /// The positions of this page in a listing of `total`, and the token
+    /// of the next page of the answer (`epoch`, `revision`, `as_of`).
+    pub(super) fn page(
+        &self,
+        total: usize,
+        epoch: u64,
+        revision: u64,
+        as_of: Date,
+    ) -> Result<(std::ops::Range<usize>, String), Status> {
+        // Tokens are only issued for a position inside their answer.
+        if self.offset > total {
+            return Err(forged_token().into());
+        }
+        let end = self.offset.saturating_add(self.size).min(total);
+        let next = if end < total {
+            let pin = PagePin {
+                epoch,
+                revision,
+                as_of: crate::domain::date::format_date(as_of),
+            };
+            encode_token(&self.listing, &end.to_string(), &pin)
+        } else {
+            String::new()
+        };
+        Ok((self.offset..end, next))
+    }
 }
 
 #[cfg(test)]

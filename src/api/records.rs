@@ -304,7 +304,7 @@ impl RecordService for RecordApi {
     ) -> Result<Response<pb::ProductionLine>, Status> {
         let key = get_key(Kind::Line, request.into_inner().id)?;
         match self.network.get(&key)? {
-            Record::Line(l) => Ok(Response::new(pb::line_to_pb(&l))),
+            Record::Line(l) => Ok(Response::new(pb::production_line_to_pb(&l))),
             _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
         }
     }
@@ -395,7 +395,7 @@ impl RecordService for RecordApi {
         let (page, next_page_token) =
             list_page(&self.network, query, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListProductionLinesResponse {
-            lines: records_of!(page, Line, pb::line_to_pb),
+            lines: records_of!(page, Line, pb::production_line_to_pb),
             next_page_token,
             total_size: total(&page),
             revision: page.revision,

@@ -32,9 +32,6 @@ use crate::pb;
 const BATCH: usize = 256;
 /// Messages queued for one client before its task waits.
 pub const QUEUE: usize = 64;
-/// Seconds of silence before a heartbeat when the client asks for none.
-const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
-const MAX_HEARTBEAT_SECONDS: u32 = 3600;
 
 /// Gauges over every open stream, for operators and tests, and the limit on
 /// how many may be open at once.
@@ -164,17 +161,7 @@ pub async fn subscribe(
             }
         }
     }
-    let heartbeat_seconds = match request.heartbeat_seconds {
-        0 => DEFAULT_HEARTBEAT_SECONDS,
-        s if s <= MAX_HEARTBEAT_SECONDS => s,
-        s => {
-            violations.push(Violation::new(
-                "heartbeat_seconds",
-                format!("must be 1 to {MAX_HEARTBEAT_SECONDS} (0 means {DEFAULT_HEARTBEAT_SECONDS}), not {s}"),
-            ));
-            DEFAULT_HEARTBEAT_SECONDS
-        }
-    };
+    let heartbeat = pb::heartbeat_from_pb(request.heartbeat_seconds, &mut violations);
     if !violations.is_empty() {
         return Err(Error::InvalidArgument { violations }.into());
     }
@@ -221,7 +208,7 @@ pub async fn subscribe(
         network,
         filter,
         cursor,
-        heartbeat: Duration::from_secs(u64::from(heartbeat_seconds)),
+        heartbeat,
         tx,
         gauges: gauges.clone(),
         last_sent: Instant::now(),

@@ -203,7 +203,7 @@ fn snapshot(answer: &Evaluated) -> pb::WatchAtRiskLinesResponse {
                     .at_risk
                     .iter()
                     .cloned()
-                    .map(super::risk::line_to_pb)
+                    .map(pb::line_risk_to_pb)
                     .collect(),
             },
         )),
@@ -221,7 +221,7 @@ fn change_message(change: &AtRiskChange) -> pb::WatchAtRiskLinesResponse {
                     .changed
                     .iter()
                     .cloned()
-                    .map(super::risk::line_to_pb)
+                    .map(pb::line_risk_to_pb)
                     .collect(),
                 license_sequences: change.license_sequences.clone(),
                 total_size: change.total_size as i32,
@@ -524,7 +524,7 @@ mod tests {
                         for line in &change.changed {
                             match after.get(&line.line_id) {
                                 Some(now) => {
-                                    assert_eq!(*line, super::super::risk::line_to_pb(now.clone()))
+                                    assert_eq!(*line, pb::line_risk_to_pb(now.clone()))
                                 }
                                 None => assert!(!line.at_risk && line.stop_date.is_empty()),
                             }

@@ -39,21 +39,13 @@ use crate::domain::risk::decide::{self, LicenseStake, SupplierImpact};
 use crate::domain::risk::forecast::{self, Forecast};
 use crate::domain::risk::simulate::{run, Licensing, Outages};
 use crate::domain::risk::structure::Structure;
-use crate::domain::risk::Scenario;
+pub use crate::domain::risk::Query;
 use crate::view::View;
 
 pub use cache::{Answer, DEFAULT_CACHED_ANSWERS, DEFAULT_CACHE_BYTES};
 use cache::{Answers, Key};
 pub use flight::Abandon;
 use flight::{shared, Flights, Gone};
-
-/// What an evaluation depends on besides the network.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Query {
-    pub as_of: Date,
-    pub horizon_days: u32,
-    pub scenario: Scenario,
-}
 
 /// A decision listing asked of an answer: its own parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -460,6 +452,7 @@ mod tests {
     use super::*;
     use crate::domain::date::parse_date;
     use crate::domain::risk::report::{self, Exposure, Scope};
+    use crate::domain::risk::Scenario;
     use crate::generate::{network, Size};
 
     /// What the engine keeps per answer is what the model computes afresh.

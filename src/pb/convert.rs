@@ -232,7 +232,7 @@ pub fn component_to_pb(c: &d::Component) -> pb::Component {
     }
 }
 
-pub fn line_to_pb(l: &d::ProductionLine) -> pb::ProductionLine {
+pub fn production_line_to_pb(l: &d::ProductionLine) -> pb::ProductionLine {
     pb::ProductionLine {
         id: l.id.clone(),
         name: l.name.clone(),
@@ -274,7 +274,7 @@ pub fn record_to_pb(record: &Record) -> pb::Record {
             Record::Material(m) => R::Material(material_to_pb(m)),
             Record::Supplier(s) => R::Supplier(supplier_to_pb(s)),
             Record::Component(c) => R::Component(component_to_pb(c)),
-            Record::Line(l) => R::Line(line_to_pb(l)),
+            Record::Line(l) => R::Line(production_line_to_pb(l)),
             Record::License(l) => R::License(license_to_pb(l)),
         }),
     }

@@ -32,10 +32,6 @@ use crate::network::Network;
 pub use clock::{Clock, SystemClock};
 pub use diff::{same, AtRiskChange};
 
-/// Seconds of silence before a heartbeat when the client asks for none.
-pub const DEFAULT_HEARTBEAT_SECONDS: u32 = 15;
-pub const MAX_HEARTBEAT_SECONDS: u32 = 3600;
-
 /// A watched question: `as_of` `None` means today, whatever day that is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Question {

@@ -91,6 +91,14 @@ pub struct Scenario {
     pub outages: Vec<SupplierOutage>,
 }
 
+/// A risk question: what an evaluation depends on besides the network.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Query {
+    pub as_of: Date,
+    pub horizon_days: u32,
+    pub scenario: Scenario,
+}
+
 /// The longest supplier outage, in days.
 pub const MAX_OUTAGE_DAYS: u32 = 730;
 
