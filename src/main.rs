@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use lodestone::cli;
 use lodestone::startup::{shutdown_signal, Application, ServeConfig};
 use lodestone::telemetry::{self, LogFormat};
+use lodestone::tools::cli;
 
 /// Which production lines stop, when and why, as rare-earth export licences
 /// are granted, delayed or refused.
@@ -76,7 +76,7 @@ async fn main() -> std::process::ExitCode {
         Command::Token(args) => cli::token(&args),
         Command::Health(args) => cli::health(&args).await,
         Command::Openapi => std::io::stdout()
-            .write_all(lodestone::web::openapi_text().as_bytes())
+            .write_all(lodestone::transport::web::openapi_text().as_bytes())
             .map_err(Into::into),
     };
     telemetry.shutdown().await;

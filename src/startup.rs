@@ -27,10 +27,7 @@ use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::api::{RecordApi, RiskApi, StreamGauges};
-use crate::auth::Tokens;
-use crate::consistency::Consistency;
 use crate::engine::{RiskEngine, DEFAULT_CACHED_ANSWERS};
-use crate::gate::Gate;
 use crate::network::{Network, Reopen, Retention};
 use crate::pb::record_service_server::RecordServiceServer;
 use crate::pb::risk_service_server::RiskServiceServer;
@@ -39,8 +36,11 @@ use crate::store::{
     is_postgres_url, DataDirLock, PostgresConfig, PostgresStore, SledConfig, SledStore, Store,
 };
 use crate::telemetry::prometheus::{self, Metrics};
+use crate::transport::auth::Tokens;
+use crate::transport::consistency::Consistency;
+use crate::transport::gate::Gate;
+use crate::transport::web::Front;
 use crate::watch::SystemClock;
-use crate::web::Front;
 
 /// Everything `lodestone serve` needs to know.
 #[derive(Clone, Debug, clap::Args)]
@@ -358,7 +358,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let network = Arc::new(network);
-        if config.demo && crate::demo::load_if_empty(&network).await? {
+        if config.demo && crate::tools::demo::load_if_empty(&network).await? {
             tracing::info!("loaded the demonstration network");
         }
         Ok(Application {

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lodestone::auth::{new_token, Role};
 use lodestone::pb;
+use lodestone::transport::auth::{new_token, Role};
 use lodestone_test_macros::both_stores;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -504,7 +504,7 @@ fn the_published_openapi_description_is_the_one_the_contract_gives() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/lodestone.v1.json");
     let published = std::fs::read_to_string(path).unwrap();
     assert!(
-        published == lodestone::web::openapi_text(),
+        published == lodestone::transport::web::openapi_text(),
         "openapi/lodestone.v1.json is not what the protos give: \
          run `cargo run -- openapi > openapi/lodestone.v1.json`"
     );
@@ -516,7 +516,7 @@ async fn the_serving_port_serves_the_openapi_description_and_every_path_in_it() 
     let answer = exchange(app.address, "GET /openapi.json HTTP/1.1", b"").await;
     assert_eq!(answer.status, 200);
     let description = answer.json();
-    assert_eq!(description, lodestone::web::openapi());
+    assert_eq!(description, lodestone::transport::web::openapi());
     let paths = description["paths"].as_object().unwrap();
     // Every unary and server-streaming method of both services.
     assert_eq!(paths.len(), 21);

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{expect_error, metadata, next_update, spawn_app_with};
-use lodestone::auth::{new_token, Role};
 use lodestone::pb::{self, record_service_client::RecordServiceClient};
 use lodestone::startup::{Application, ServeConfig};
+use lodestone::transport::auth::{new_token, Role};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{free_port, outside_tool, ServerProcess};
-use lodestone::auth::{new_token, Role};
+use lodestone::transport::auth::{new_token, Role};
 
 /// The README's table of the demo's lines that stop, as [line, date] in
 /// its order.

@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::refuse_if_any;
-use crate::auth::client_name;
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
@@ -21,6 +20,7 @@ use crate::domain::write::{LicenseDecision, Revisions};
 use crate::domain::{Error, Violation};
 use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, record_service_server::RecordService, DateReader};
+use crate::transport::auth::client_name;
 use crate::view::{ListPage, ListQuery};
 
 /// Records per `ExportRecordsResponse` message.

@@ -243,7 +243,7 @@ pub fn unauthenticated(message: &str) -> Status {
 }
 
 /// A known client calling a method its role does not allow.
-pub fn permission_denied(client: &str, role: crate::auth::Role, method: &str) -> Status {
+pub fn permission_denied(client: &str, role: crate::transport::auth::Role, method: &str) -> Status {
     status(
         Code::PermissionDenied,
         format!("client {client:?} is a {role} and may not call {method}"),

@@ -1,5 +1,5 @@
 //! `WatchAtRiskLines` as a stream: the adapter between a client and the
-//! watches of [`crate::watch`].
+//! watches of `crate::watch`.
 //!
 //! Each watch is a task that compares the newest answer of its question
 //! with the last one it sent and sends the difference. While its client
@@ -307,7 +307,7 @@ mod tests {
         })
         .unwrap();
         let network = Arc::new(Network::open(Arc::new(store)).await.unwrap());
-        assert!(crate::demo::load_if_empty(&network).await.unwrap());
+        assert!(crate::tools::demo::load_if_empty(&network).await.unwrap());
         let engine = Arc::new(RiskEngine::new(32, DEFAULT_CACHE_BYTES));
         let clock = Arc::new(TestClock {
             today: Mutex::new(parse_date("2025-06-02").unwrap()),
@@ -572,6 +572,10 @@ mod tests {
         let mut revisions = vec![s.network.view().revision];
         let mut heads = BTreeMap::new();
         heads.insert(s.network.view().revision, s.network.view().log_head);
+        // The snapshot is queued (unread) before the decisions, unless the
+        // machine is so loaded that the watch's task has not run yet.
+        evaluated(&s.watches, &q, revisions[0]).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         for (id, status) in [
             ("LIC-BTM-DY-0505", LicenseStatus::Approved),
             ("LIC-SSM-DY-0530", LicenseStatus::Approved),
@@ -584,16 +588,22 @@ mod tests {
         let Event::Snapshot(snapshot) = next(&mut stream).await else {
             panic!("a snapshot first")
         };
-        let Event::Change(change) = next(&mut stream).await else {
-            panic!("then a change")
-        };
-        assert_eq!(change.from_revision, snapshot.revision);
-        assert_eq!(change.revision, *revisions.last().unwrap(), "{revisions:?}");
-        assert_eq!(
-            change.license_sequences,
-            (heads[&snapshot.revision] + 1..=heads[&change.revision]).collect::<Vec<_>>()
-        );
-        assert_eq!(change.license_sequences.len(), 3, "{revisions:?}");
+        let last = *revisions.last().unwrap();
+        if snapshot.revision < last {
+            // One change, from the snapshot to the newest revision.
+            let Event::Change(change) = next(&mut stream).await else {
+                panic!("then a change")
+            };
+            assert_eq!(change.from_revision, snapshot.revision);
+            assert_eq!(change.revision, last, "{revisions:?}");
+            assert_eq!(
+                change.license_sequences,
+                (heads[&snapshot.revision] + 1..=heads[&change.revision]).collect::<Vec<_>>()
+            );
+            if snapshot.revision == revisions[0] {
+                assert_eq!(change.license_sequences.len(), 3, "{revisions:?}");
+            }
+        }
         silent(&mut stream).await;
         s.shutdown.cancel();
     }

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use lodestone::domain::record::Record;
-use lodestone::generate::{network, Size};
 use lodestone::pb::{
     self, get_exposure_request::Scope, record_service_client::RecordServiceClient,
     risk_service_client::RiskServiceClient,
 };
-use lodestone::throwaway::PostgresCluster;
+use lodestone::tools::generate::{network, Size};
+use lodestone::tools::throwaway::PostgresCluster;
 use tokio::sync::Mutex;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};

@@ -453,7 +453,7 @@ mod tests {
     use crate::domain::date::parse_date;
     use crate::domain::risk::report::{self, Exposure, Scope};
     use crate::domain::risk::Scenario;
-    use crate::generate::{network, Size};
+    use crate::tools::generate::{network, Size};
 
     /// What the engine keeps per answer is what the model computes afresh.
     #[test]

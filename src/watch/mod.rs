@@ -30,7 +30,9 @@ use crate::engine::{Answer, Query, RiskEngine};
 use crate::network::Network;
 
 pub use clock::{Clock, SystemClock};
-pub use diff::{same, AtRiskChange};
+#[cfg(test)]
+pub(crate) use diff::same;
+pub use diff::AtRiskChange;
 
 /// A watched question: `as_of` `None` means today, whatever day that is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

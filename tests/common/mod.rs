@@ -570,8 +570,8 @@ pub async fn import_generated(
     channel: &Channel,
     seed: u64,
 ) -> Vec<lodestone::domain::record::Record> {
-    let network = lodestone::generate::network(
-        lodestone::generate::Size {
+    let network = lodestone::tools::generate::network(
+        lodestone::tools::generate::Size {
             suppliers: 300,
             components: 1_500,
             lines: 30,

@@ -1,5 +1,5 @@
 //! The test binary's throwaway PostgreSQL cluster (see
-//! `lodestone::throwaway`): started on first use, one database per test,
+//! `lodestone::tools::throwaway`): started on first use, one database per test,
 //! stopped and removed when the binary exits. Writes are not synced
 //! (`fsync` off): these tests are about the contract, not about
 //! PostgreSQL's own durability.
@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-pub use lodestone::throwaway::PostgresCluster as Cluster;
+pub use lodestone::tools::throwaway::PostgresCluster as Cluster;
 
 static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
 

@@ -13,7 +13,7 @@ use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, json};
 
 /// The network, as an `UpsertRecordsRequest` in protobuf JSON.
-const NETWORK_JSON: &str = include_str!("../demo/network.json");
+const NETWORK_JSON: &str = include_str!("../../demo/network.json");
 
 /// The demonstration records.
 pub fn records() -> Vec<pb::Record> {

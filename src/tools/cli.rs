@@ -2,7 +2,7 @@
 //! network, `import` and `export` move records between JSON Lines files and a
 //! running server. One record per line, in protobuf's canonical JSON
 //! (`{"supplier": {"id": "S1", ...}}`), the same format both ways. `import`
-//! also reads the CSV files ERP systems export (see [`crate::csv_import`]).
+//! also reads the CSV files ERP systems export (see `csv_import`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -19,10 +19,10 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic::Status;
 use tonic_types::StatusExt;
 
-use crate::auth::{new_token, Role};
-use crate::csv_import::{self, Located};
-use crate::generate::{network, Size};
 use crate::pb::{self, json, record_service_client::RecordServiceClient};
+use crate::tools::csv_import::{self, Located};
+use crate::tools::generate::{network, Size};
+use crate::transport::auth::{new_token, Role};
 
 /// Records per ImportRecords message.
 const IMPORT_CHUNK: usize = 1000;

@@ -17,7 +17,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::api::status;
-use crate::auth::{Client, Role, Tokens};
+use crate::transport::auth::{Client, Role, Tokens};
 
 /// What a method needs of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
