@@ -55,6 +55,8 @@
 //!   network, synthetic networks and throwaway PostgreSQL clusters for
 //!   benchmarks and tests.
 
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod domain;
 pub mod engine;

@@ -6,7 +6,7 @@ mod records;
 mod risk;
 pub(crate) mod status;
 mod stream;
-pub mod watch;
+mod watch;
 
 use crate::domain::{Error, Violation};
 
@@ -19,7 +19,7 @@ fn refuse_if_any(violations: Vec<Violation>) -> Result<(), Error> {
     }
 }
 
-pub use records::RecordApi;
-pub use risk::RiskApi;
+pub(crate) use records::RecordApi;
+pub(crate) use risk::RiskApi;
 pub use status::ERROR_DOMAIN;
 pub use stream::{StreamGauges, QUEUE as STREAM_QUEUE};

@@ -17,9 +17,9 @@ use crate::domain::Error;
 use crate::view::View;
 
 /// Page size when the client asks for 0.
-pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub(super) const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page served; larger requests are served this many.
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub(super) const MAX_PAGE_SIZE: usize = 1000;
 
 /// The token layout this release writes.
 const TOKEN_VERSION: u32 = 1;
@@ -50,7 +50,7 @@ struct PageToken {
 
 /// What a pinned listing's pages keep: the answer they all come from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PagePin {
+pub(super) struct PagePin {
     pub epoch: u64,
     pub revision: u64,
     /// `YYYY-MM-DD`, or empty when the listing has no date.
@@ -58,7 +58,7 @@ pub struct PagePin {
 }
 
 /// The page size to serve for a requested `page_size`.
-pub fn page_size(requested: i32) -> Result<usize, Error> {
+pub(super) fn page_size(requested: i32) -> Result<usize, Error> {
     match requested {
         n if n < 0 => Err(Error::invalid_argument(
             "page_size",
@@ -71,13 +71,13 @@ pub fn page_size(requested: i32) -> Result<usize, Error> {
 
 /// Where a page starts: after which id (or position), and what it is pinned to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cursor {
+pub(super) struct Cursor {
     pub after: Option<String>,
     pub pin: PagePin,
 }
 
 /// Reads `token` for the listing `listing`; an empty token starts at the top.
-pub fn decode_token(token: &str, listing: &str) -> Result<Cursor, Error> {
+pub(super) fn decode_token(token: &str, listing: &str) -> Result<Cursor, Error> {
     if token.is_empty() {
         return Ok(Cursor::default());
     }
@@ -106,7 +106,7 @@ pub fn decode_token(token: &str, listing: &str) -> Result<Cursor, Error> {
 }
 
 /// A token that continues `listing` after `after`, pinned to `pin`.
-pub fn encode_token(listing: &str, after: &str, pin: &PagePin) -> String {
+pub(super) fn encode_token(listing: &str, after: &str, pin: &PagePin) -> String {
     let token = PageToken {
         version: TOKEN_VERSION,
         listing: listing.to_string(),

@@ -26,13 +26,13 @@ use crate::view::{ListPage, ListQuery};
 /// Records per `ExportRecordsResponse` message.
 const EXPORT_CHUNK: usize = 500;
 
-pub struct RecordApi {
+pub(crate) struct RecordApi {
     network: Arc<Network>,
     shutdown: CancellationToken,
 }
 
 impl RecordApi {
-    pub fn new(network: Arc<Network>, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(network: Arc<Network>, shutdown: CancellationToken) -> Self {
         RecordApi { network, shutdown }
     }
 }

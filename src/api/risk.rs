@@ -20,7 +20,7 @@ use crate::pb::{self, risk_service_server::RiskService};
 use crate::view::View;
 use crate::watch::{Clock, Question, Watches};
 
-pub struct RiskApi {
+pub(crate) struct RiskApi {
     network: Arc<Network>,
     engine: Arc<RiskEngine>,
     shutdown: CancellationToken,
@@ -31,7 +31,7 @@ pub struct RiskApi {
 }
 
 impl RiskApi {
-    pub fn new(
+    pub(crate) fn new(
         network: Arc<Network>,
         engine: Arc<RiskEngine>,
         shutdown: CancellationToken,

@@ -232,7 +232,7 @@ impl From<Error> for Status {
 }
 
 /// No token, or one the server does not know.
-pub fn unauthenticated(message: &str) -> Status {
+pub(crate) fn unauthenticated(message: &str) -> Status {
     status(
         Code::Unauthenticated,
         message.to_string(),
@@ -243,7 +243,11 @@ pub fn unauthenticated(message: &str) -> Status {
 }
 
 /// A known client calling a method its role does not allow.
-pub fn permission_denied(client: &str, role: crate::transport::auth::Role, method: &str) -> Status {
+pub(crate) fn permission_denied(
+    client: &str,
+    role: crate::transport::auth::Role,
+    method: &str,
+) -> Status {
     status(
         Code::PermissionDenied,
         format!("client {client:?} is a {role} and may not call {method}"),
@@ -259,7 +263,7 @@ pub fn permission_denied(client: &str, role: crate::transport::auth::Role, metho
 
 /// The server is serving as many requests as it may; this one is shed
 /// rather than queued, so that a client can back off and retry.
-pub fn overloaded(limit: usize) -> Status {
+pub(crate) fn overloaded(limit: usize) -> Status {
     status(
         Code::ResourceExhausted,
         format!("the server is serving its limit of {limit} requests at once; retry with backoff"),
@@ -270,7 +274,7 @@ pub fn overloaded(limit: usize) -> Status {
 }
 
 /// As many licence streams are open as the server allows.
-pub fn too_many_streams(limit: usize) -> Status {
+pub(crate) fn too_many_streams(limit: usize) -> Status {
     status(
         Code::ResourceExhausted,
         format!("the server has its limit of {limit} streams (licence streams and watches) open; retry with backoff"),
@@ -282,7 +286,7 @@ pub fn too_many_streams(limit: usize) -> Status {
 
 /// A read that asked for a revision (`x-lodestone-min-revision`) this
 /// replica has not applied within the call's deadline.
-pub fn revision_not_applied(requested: u64, applied: u64) -> Status {
+pub(crate) fn revision_not_applied(requested: u64, applied: u64) -> Status {
     status(
         Code::Unavailable,
         format!(
@@ -299,7 +303,7 @@ pub fn revision_not_applied(requested: u64, applied: u64) -> Status {
 }
 
 /// A malformed `x-lodestone-min-revision`.
-pub fn bad_min_revision(value: &str) -> Status {
+pub(crate) fn bad_min_revision(value: &str) -> Status {
     status(
         Code::InvalidArgument,
         format!("x-lodestone-min-revision must be a revision (a whole number), not {value:?}"),

@@ -104,7 +104,7 @@ fn update(change: &LicenseChange) -> pb::StreamLicenseUpdatesResponse {
 }
 
 /// The client's end of a stream: counts messages out of the queue.
-pub struct UpdateStream {
+pub(crate) struct UpdateStream {
     rx: mpsc::Receiver<Result<pb::StreamLicenseUpdatesResponse, Status>>,
     gauges: Arc<StreamGauges>,
 }
@@ -130,7 +130,7 @@ impl Drop for UpdateStream {
 }
 
 /// Checks a subscription and starts its task.
-pub async fn subscribe(
+pub(super) async fn subscribe(
     network: Arc<Network>,
     request: pb::StreamLicenseUpdatesRequest,
     shutdown: CancellationToken,

@@ -27,14 +27,14 @@ use crate::pb;
 use crate::watch::{Answers, AtRiskChange, Evaluated, Question, Watches};
 
 /// Watches served as streams, within the server's stream limit.
-pub struct WatchStreams {
+pub(super) struct WatchStreams {
     watches: Arc<Watches>,
     shutdown: CancellationToken,
     gauges: Arc<StreamGauges>,
 }
 
 impl WatchStreams {
-    pub fn new(
+    pub(super) fn new(
         watches: Arc<Watches>,
         shutdown: CancellationToken,
         gauges: Arc<StreamGauges>,
@@ -49,7 +49,11 @@ impl WatchStreams {
     /// Starts a watch of `question` (already valid), sending a heartbeat
     /// after `heartbeat` of silence. Refused when the server's streams are
     /// all taken.
-    pub fn watch(&self, question: Question, heartbeat: Duration) -> Result<WatchStream, Status> {
+    pub(super) fn watch(
+        &self,
+        question: Question,
+        heartbeat: Duration,
+    ) -> Result<WatchStream, Status> {
         let slot = self.gauges.acquire()?;
         let answers = self.watches.follow(question);
         // One message for the client, and room for the status that ends the
@@ -73,7 +77,7 @@ impl WatchStreams {
 type Message = Result<pb::WatchAtRiskLinesResponse, Status>;
 
 /// The client's end of a watch.
-pub struct WatchStream {
+pub(crate) struct WatchStream {
     rx: mpsc::Receiver<Message>,
 }
 

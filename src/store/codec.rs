@@ -13,11 +13,11 @@ use crate::pb;
 /// The only value layout so far.
 const VERSION_1: u8 = 1;
 
-pub fn encode_record(record: &Record) -> Vec<u8> {
+pub(super) fn encode_record(record: &Record) -> Vec<u8> {
     encode(&pb::record_to_pb(record))
 }
 
-pub fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
+pub(super) fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
     let message: pb::Record = decode(bytes)?;
     let mut violations = Vec::new();
     let record = pb::record_from_pb(message, "", &mut violations);
@@ -29,11 +29,11 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, Error> {
     }
 }
 
-pub fn encode_change(change: &LicenseChange) -> Vec<u8> {
+pub(super) fn encode_change(change: &LicenseChange) -> Vec<u8> {
     encode(&pb::license_change_to_pb(change))
 }
 
-pub fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
+pub(super) fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
     let message: pb::LicenseUpdate = decode(bytes)?;
     let mut violations = Vec::new();
     let license = pb::license_from_pb(message.license.unwrap_or_default(), &mut violations);
@@ -71,7 +71,7 @@ pub fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
 /// A part of one revision's change set, as the change feed stores it: the
 /// version byte, then per change a tag (1: stored, 2: removed) and the
 /// record (as stored, or as it was), length-delimited.
-pub fn encode_feed(changes: &[Change]) -> Vec<u8> {
+pub(super) fn encode_feed(changes: &[Change]) -> Vec<u8> {
     let mut bytes = vec![VERSION_1];
     for change in changes {
         let (tag, record) = match (&change.new, &change.old) {
@@ -87,7 +87,7 @@ pub fn encode_feed(changes: &[Change]) -> Vec<u8> {
     bytes
 }
 
-pub fn decode_feed(bytes: &[u8]) -> Result<Vec<Change>, Error> {
+pub(super) fn decode_feed(bytes: &[u8]) -> Result<Vec<Change>, Error> {
     let broken =
         |what: String| Error::Storage(format!("a change feed entry does not decode: {what}"));
     let mut rest = match bytes.split_first() {

@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 /// How long a flush may be under way before the nudger flushes again.
-pub const NUDGE_AFTER: Duration = Duration::from_millis(500);
+pub(super) const NUDGE_AFTER: Duration = Duration::from_millis(500);
 
 /// Flushes the store's buffers to its files.
-pub type Flush = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
+pub(super) type Flush = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// What the last sync left on disk.
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ struct Synced {
     blobs: HashSet<OsString>,
 }
 
-pub struct GroupSync {
+pub(super) struct GroupSync {
     dir: PathBuf,
     /// sled's data file (`db`), open for syncing.
     data: File,
@@ -103,7 +103,7 @@ impl GroupSync {
     /// exist), flushed by `flush`. Makes everything there now durable, the
     /// directory included, and starts the nudger, which ends once the
     /// returned `GroupSync` is dropped.
-    pub fn new(dir: &Path, flush: Flush) -> io::Result<Arc<GroupSync>> {
+    pub(super) fn new(dir: &Path, flush: Flush) -> io::Result<Arc<GroupSync>> {
         let data = File::open(dir.join("db"))?;
         let sync = Arc::new(GroupSync {
             dir: dir.to_path_buf(),
@@ -147,7 +147,7 @@ impl GroupSync {
     /// Makes every commit that completed before this call durable against a
     /// power cut: flushes the store and syncs its files, or returns once
     /// another caller's sync has. Blocking.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(super) fn sync(&self) -> io::Result<()> {
         let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
         let mut synced = self.synced.lock();
         if synced.ticket >= ticket {

@@ -2,11 +2,11 @@
 //! bytes (one tree per kind), log sequences and counters as big-endian
 //! integers, so that the log reads in sequence order.
 
-pub fn sequence(seq: u64) -> [u8; 8] {
+pub(super) fn sequence(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-pub fn u64_value(bytes: &[u8]) -> Option<u64> {
+pub(super) fn u64_value(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 

@@ -76,7 +76,7 @@ impl DataDirLock {
 }
 
 /// The error of a directory another server uses.
-pub fn in_use(dir: &Path, holder: &str) -> Error {
+pub(super) fn in_use(dir: &Path, holder: &str) -> Error {
     Error::Storage(format!(
         "another server{holder} is using the data directory {}: stop it, or give this one \
          another --data-dir",

@@ -25,11 +25,11 @@ use std::path::Path;
 use crate::pb;
 
 /// Where a record, or one part of it, came from: `file:line`.
-pub type Place = String;
+pub(crate) type Place = String;
 
 /// A record read from a file, with where it and its parts came from.
 #[derive(Debug)]
-pub struct Located {
+pub(crate) struct Located {
     pub record: pb::Record,
     pub place: Place,
     /// Places of parts, by their path inside the record
@@ -39,7 +39,7 @@ pub struct Located {
 
 impl Located {
     /// Where the violation at `path` (inside this record) comes from.
-    pub fn place_of(&self, path: &str) -> &Place {
+    pub(crate) fn place_of(&self, path: &str) -> &Place {
         // The longest part path that prefixes the violation's path.
         self.parts
             .iter()
@@ -112,7 +112,8 @@ impl Kind {
 }
 
 /// The file names this reader knows, for messages.
-pub const KINDS: &str = "materials, suppliers, components, sources, contents, lines, bom, licences";
+pub(crate) const KINDS: &str =
+    "materials, suppliers, components, sources, contents, lines, bom, licences";
 
 /// One data row: its place and its cells by column.
 struct Row {
@@ -246,14 +247,14 @@ fn status(text: &str) -> Option<i32> {
 }
 
 /// Whether `path` is a CSV file (by its extension).
-pub fn is_csv(path: &Path) -> bool {
+pub(crate) fn is_csv(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
 /// Reads CSV files into records. Problems (with file and line) are pushed to
 /// `problems`; the records are only meaningful when it stays empty.
-pub fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<Located>> {
+pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<Located>> {
     let mut by_kind: BTreeMap<u8, Vec<(Kind, Vec<Row>)>> = BTreeMap::new();
     for path in paths {
         let Some(kind) = Kind::of(path) else {

@@ -16,7 +16,7 @@ use crate::pb::{self, json};
 const NETWORK_JSON: &str = include_str!("../../demo/network.json");
 
 /// The demonstration records.
-pub fn records() -> Vec<pb::Record> {
+pub(crate) fn records() -> Vec<pb::Record> {
     json::from_json::<pb::UpsertRecordsRequest>("lodestone.v1.UpsertRecordsRequest", NETWORK_JSON)
         .expect("the built-in demonstration network parses")
         .records
@@ -24,7 +24,7 @@ pub fn records() -> Vec<pb::Record> {
 
 /// Loads the demonstration network when the store holds no record yet.
 /// Returns whether it was loaded.
-pub async fn load_if_empty(network: &Arc<Network>) -> Result<bool, Error> {
+pub(crate) async fn load_if_empty(network: &Arc<Network>) -> Result<bool, Error> {
     if network.view().revision != 0 {
         return Ok(false);
     }

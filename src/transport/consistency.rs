@@ -22,19 +22,19 @@ use tower::{Layer, Service};
 use crate::api::status;
 
 /// The request metadata naming the revision a call must see.
-pub const MIN_REVISION: &str = "x-lodestone-min-revision";
+pub(crate) const MIN_REVISION: &str = "x-lodestone-min-revision";
 
 /// The longest a call waits for its revision when it sets no deadline.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The layer, over the revision this replica has applied.
 #[derive(Clone)]
-pub struct Consistency {
+pub(crate) struct Consistency {
     applied: watch::Receiver<u64>,
 }
 
 impl Consistency {
-    pub fn new(applied: watch::Receiver<u64>) -> Consistency {
+    pub(crate) fn new(applied: watch::Receiver<u64>) -> Consistency {
         Consistency { applied }
     }
 }
@@ -51,7 +51,7 @@ impl<S> Layer<S> for Consistency {
 }
 
 #[derive(Clone)]
-pub struct Consistent<S> {
+pub(crate) struct Consistent<S> {
     applied: watch::Receiver<u64>,
     inner: S,
 }

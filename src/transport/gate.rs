@@ -64,7 +64,7 @@ struct Shared {
 
 /// The gate as a tower layer for tonic's server.
 #[derive(Clone)]
-pub struct Gate {
+pub(crate) struct Gate {
     shared: Arc<Shared>,
 }
 
@@ -72,7 +72,7 @@ impl Gate {
     /// `tokens`: `None` serves without authentication. `max_concurrent`:
     /// requests served at once (streams aside); more are refused with
     /// RESOURCE_EXHAUSTED / OVERLOADED rather than queued.
-    pub fn new(tokens: Option<Tokens>, max_concurrent: usize) -> Gate {
+    pub(crate) fn new(tokens: Option<Tokens>, max_concurrent: usize) -> Gate {
         let max_concurrent = max_concurrent.max(1);
         Gate {
             shared: Arc::new(Shared {
@@ -136,7 +136,7 @@ impl<S> Layer<S> for Gate {
 }
 
 #[derive(Clone)]
-pub struct Gated<S> {
+pub(crate) struct Gated<S> {
     gate: Gate,
     inner: S,
 }

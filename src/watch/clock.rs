@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use crate::domain::date::Date;
 
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     fn today(&self) -> Date;
     /// Resolves when the day changes.
     fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// The UTC calendar.
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn today(&self) -> Date {

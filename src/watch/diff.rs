@@ -9,7 +9,7 @@ use crate::domain::risk::report::{line_report, LineRisk};
 
 /// What changed from one answer of a question to a later one.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AtRiskChange {
+pub(crate) struct AtRiskChange {
     pub from_revision: u64,
     pub revision: u64,
     pub as_of: Date,
@@ -25,7 +25,7 @@ pub struct AtRiskChange {
 
 /// Whether two reports of a line say the same: `output_fraction` to 9
 /// decimal places, `units_lost` to 3, everything else exactly.
-pub fn same(a: &LineRisk, b: &LineRisk) -> bool {
+pub(crate) fn same(a: &LineRisk, b: &LineRisk) -> bool {
     let round = |x: f64, places: i32| (x * 10f64.powi(places)).round();
     let rest = |l: &LineRisk| LineRisk {
         output_fraction: 0.0,

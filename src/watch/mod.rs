@@ -29,14 +29,14 @@ use crate::domain::risk::Scenario;
 use crate::engine::{Answer, Query, RiskEngine};
 use crate::network::Network;
 
-pub use clock::{Clock, SystemClock};
+pub(crate) use clock::{Clock, SystemClock};
 #[cfg(test)]
 pub(crate) use diff::same;
-pub use diff::AtRiskChange;
+pub(crate) use diff::AtRiskChange;
 
 /// A watched question: `as_of` `None` means today, whatever day that is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Question {
+pub(crate) struct Question {
     pub as_of: Option<Date>,
     pub horizon_days: u32,
     pub scenario: Scenario,
@@ -46,7 +46,7 @@ pub struct Question {
 impl Question {
     /// A question as a request asks it: `as_of` as given (`None` when the
     /// request left it empty).
-    pub fn asked(query: &Query, as_of_given: bool, plant: String) -> Question {
+    pub(crate) fn asked(query: &Query, as_of_given: bool, plant: String) -> Question {
         Question {
             as_of: as_of_given.then_some(query.as_of),
             horizon_days: query.horizon_days,
@@ -61,7 +61,7 @@ impl Question {
 type Changes = Mutex<HashMap<(u64, Date), Option<Arc<AtRiskChange>>>>;
 
 /// The question's answer at one revision.
-pub struct Evaluated {
+pub(crate) struct Evaluated {
     pub revision: u64,
     /// The licence log's head at that revision.
     pub log_head: u64,
@@ -77,7 +77,7 @@ pub struct Evaluated {
 
 impl Evaluated {
     /// The change from `from` to this answer, worked out once.
-    pub fn change_from(&self, from: &Evaluated) -> Option<Arc<AtRiskChange>> {
+    pub(crate) fn change_from(&self, from: &Evaluated) -> Option<Arc<AtRiskChange>> {
         self.changes
             .lock()
             .entry((from.revision, from.as_of))
@@ -88,11 +88,11 @@ impl Evaluated {
 
 /// The newest answer of a question, as its evaluator publishes it (`None`
 /// until the first).
-pub type Answers = watch::Receiver<Option<Arc<Evaluated>>>;
+pub(crate) type Answers = watch::Receiver<Option<Arc<Evaluated>>>;
 type Latest = watch::Sender<Option<Arc<Evaluated>>>;
 
 /// Every watched question, with its evaluator's channel.
-pub struct Watches {
+pub(crate) struct Watches {
     network: Arc<Network>,
     engine: Arc<RiskEngine>,
     clock: Arc<dyn Clock>,
@@ -101,7 +101,7 @@ pub struct Watches {
 }
 
 impl Watches {
-    pub fn new(
+    pub(crate) fn new(
         network: Arc<Network>,
         engine: Arc<RiskEngine>,
         clock: Arc<dyn Clock>,
@@ -117,14 +117,15 @@ impl Watches {
     }
 
     /// How many distinct questions are watched now.
-    pub fn questions(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn questions(&self) -> usize {
         self.questions.lock().len()
     }
 
     /// Follows `question` (already valid): the channel of its answers, its
     /// evaluator started if none runs. The evaluator goes once nobody
     /// follows the question any more; the channel closes at shutdown.
-    pub fn follow(self: &Arc<Self>, question: Question) -> Answers {
+    pub(crate) fn follow(self: &Arc<Self>, question: Question) -> Answers {
         let mut questions = self.questions.lock();
         if let Some(latest) = questions.get(&question) {
             return latest.subscribe();
