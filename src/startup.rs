@@ -42,15 +42,42 @@ use crate::transport::gate::Gate;
 use crate::transport::web::Front;
 use crate::watch::SystemClock;
 
+/// The serving defaults, each written once: for the flags and for
+/// [`ServeConfig::new`].
+pub mod defaults {
+    /// Where gRPC is served.
+    pub const LISTEN: &str = "127.0.0.1:50051";
+    /// The database's directory.
+    pub const DATA_DIR: &str = "./lodestone-data";
+    /// The store's page cache, in MiB.
+    pub const CACHE_MB: u64 = 256;
+    /// Kept risk answers and exposures, in MiB.
+    pub const RISK_CACHE_MB: usize = 256;
+    /// Seconds in-flight calls get after SIGTERM or SIGINT.
+    pub const SHUTDOWN_GRACE_SECONDS: u64 = 10;
+    /// The largest message, in MiB.
+    pub const MAX_MESSAGE_MB: usize = 16;
+    /// Requests served at once, streams aside.
+    pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+    /// Licence streams open at once.
+    pub const MAX_STREAMS: usize = 4096;
+    /// Seconds between keepalive pings.
+    pub const KEEPALIVE_SECONDS: u64 = 30;
+    /// Seconds a keepalive ping may go unanswered.
+    pub const KEEPALIVE_TIMEOUT_SECONDS: u64 = 10;
+    /// The service name traces carry.
+    pub const OTLP_SERVICE_NAME: &str = "lodestone";
+}
+
 /// Everything `lodestone serve` needs to know.
 #[derive(Clone, Debug, clap::Args)]
 pub struct ServeConfig {
     /// Address to serve gRPC on (port 0 picks a free port).
-    #[arg(long, env = "LODESTONE_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "LODESTONE_LISTEN", default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
 
     /// Directory of the database; created when missing.
-    #[arg(long, env = "LODESTONE_DATA_DIR", default_value = "./lodestone-data")]
+    #[arg(long, env = "LODESTONE_DATA_DIR", default_value = defaults::DATA_DIR)]
     pub data_dir: PathBuf,
 
     /// A PostgreSQL database to keep the records in instead of the data
@@ -62,7 +89,7 @@ pub struct ServeConfig {
     pub store: Option<String>,
 
     /// Memory for the store's page cache, in MiB.
-    #[arg(long, env = "LODESTONE_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "LODESTONE_CACHE_MB", default_value_t = defaults::CACHE_MB)]
     pub cache_mb: u64,
 
     /// No longer used: every write is synced to disk (fsync) before it is
@@ -73,7 +100,7 @@ pub struct ServeConfig {
 
     /// Memory for kept risk answers and the exposures built from them, in
     /// MiB; the least recently used go first.
-    #[arg(long, env = "LODESTONE_RISK_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "LODESTONE_RISK_CACHE_MB", default_value_t = defaults::RISK_CACHE_MB)]
     pub risk_cache_mb: usize,
 
     /// Keep only the newest N licence log events (0 keeps them all).
@@ -89,7 +116,7 @@ pub struct ServeConfig {
     pub demo: bool,
 
     /// Seconds that in-flight calls get to finish after SIGTERM or SIGINT.
-    #[arg(long, env = "LODESTONE_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "LODESTONE_SHUTDOWN_GRACE_SECONDS", default_value_t = defaults::SHUTDOWN_GRACE_SECONDS)]
     pub shutdown_grace_seconds: u64,
 
     /// File of the clients allowed to call: one `name role sha256-hex` per
@@ -116,21 +143,21 @@ pub struct ServeConfig {
     pub tls_client_ca: Option<PathBuf>,
 
     /// Largest request or response message, in MiB.
-    #[arg(long, env = "LODESTONE_MAX_MESSAGE_MB", default_value_t = 16)]
+    #[arg(long, env = "LODESTONE_MAX_MESSAGE_MB", default_value_t = defaults::MAX_MESSAGE_MB)]
     pub max_message_mb: usize,
 
     /// Requests served at once (streams aside); beyond it, requests are
     /// refused with RESOURCE_EXHAUSTED / OVERLOADED instead of queued.
-    #[arg(long, env = "LODESTONE_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    #[arg(long, env = "LODESTONE_MAX_CONCURRENT_REQUESTS", default_value_t = defaults::MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
 
     /// Licence streams open at once; beyond it, RESOURCE_EXHAUSTED /
     /// TOO_MANY_STREAMS.
-    #[arg(long, env = "LODESTONE_MAX_STREAMS", default_value_t = 4096)]
+    #[arg(long, env = "LODESTONE_MAX_STREAMS", default_value_t = defaults::MAX_STREAMS)]
     pub max_streams: usize,
 
     /// Seconds between HTTP/2 keepalive pings to each client (0: none).
-    #[arg(long, env = "LODESTONE_KEEPALIVE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "LODESTONE_KEEPALIVE_SECONDS", default_value_t = defaults::KEEPALIVE_SECONDS)]
     pub keepalive_seconds: u64,
 
     /// Seconds a keepalive ping may go unanswered before the connection is
@@ -138,7 +165,7 @@ pub struct ServeConfig {
     #[arg(
         long,
         env = "LODESTONE_KEEPALIVE_TIMEOUT_SECONDS",
-        default_value_t = 10
+        default_value_t = defaults::KEEPALIVE_TIMEOUT_SECONDS
     )]
     pub keepalive_timeout_seconds: u64,
 
@@ -169,7 +196,7 @@ pub struct ServeConfig {
     pub otlp_endpoint: Option<String>,
 
     /// The service name the traces carry.
-    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "lodestone")]
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = defaults::OTLP_SERVICE_NAME)]
     pub otlp_service_name: String,
 }
 
@@ -180,10 +207,10 @@ impl ServeConfig {
             listen,
             data_dir,
             store: None,
-            cache_mb: 256,
-            risk_cache_mb: 256,
+            cache_mb: defaults::CACHE_MB,
+            risk_cache_mb: defaults::RISK_CACHE_MB,
             sync_every_ms: None,
-            shutdown_grace_seconds: 10,
+            shutdown_grace_seconds: defaults::SHUTDOWN_GRACE_SECONDS,
             log_retain_events: 0,
             log_retain_days: 0,
             demo: false,
@@ -192,16 +219,16 @@ impl ServeConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
-            max_message_mb: 16,
-            max_concurrent_requests: 256,
-            max_streams: 4096,
-            keepalive_seconds: 30,
-            keepalive_timeout_seconds: 10,
+            max_message_mb: defaults::MAX_MESSAGE_MB,
+            max_concurrent_requests: defaults::MAX_CONCURRENT_REQUESTS,
+            max_streams: defaults::MAX_STREAMS,
+            keepalive_seconds: defaults::KEEPALIVE_SECONDS,
+            keepalive_timeout_seconds: defaults::KEEPALIVE_TIMEOUT_SECONDS,
             metrics_listen: None,
             cors_origins: Vec::new(),
             no_web_view: false,
             otlp_endpoint: None,
-            otlp_service_name: "lodestone".into(),
+            otlp_service_name: defaults::OTLP_SERVICE_NAME.into(),
         }
     }
 

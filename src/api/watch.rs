@@ -249,8 +249,6 @@ fn heartbeat(revision: u64) -> pb::WatchAtRiskLinesResponse {
 mod tests {
     use std::collections::BTreeMap;
 
-    use std::future::Future;
-
     use parking_lot::Mutex;
 
     use super::*;
@@ -287,7 +285,7 @@ mod tests {
             *self.today.lock()
         }
 
-        fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        fn next_day(&self) -> futures_util::future::BoxFuture<'_, ()> {
             Box::pin(self.turned.notified())
         }
     }

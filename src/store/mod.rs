@@ -13,9 +13,6 @@ mod lock;
 mod postgres;
 mod sled_store;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::Record;
 use crate::domain::write::Change;
@@ -88,7 +85,9 @@ pub struct LogBounds {
     pub head: u64,
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// What the store's methods return: a boxed future, so that the trait
+/// stays object-safe.
+pub use futures_util::future::BoxFuture;
 
 /// The storage engine behind the service: sled in one process, or a
 /// database that several replicas share.

@@ -9,8 +9,7 @@
 //! client retries or asks another replica. A replica acknowledges its own writes only once
 //! it has applied them, so a client reading where it wrote needs nothing.
 
-use std::future::Future;
-use std::pin::Pin;
+use futures_util::future::BoxFuture;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -72,8 +71,6 @@ fn deadline(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, B> Service<Request<B>> for Consistent<S>
 where
     S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
@@ -82,7 +79,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

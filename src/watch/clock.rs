@@ -2,16 +2,16 @@
 //! service, so that the risk questions' "today" and the watches' midnight
 //! are the same day (and a test can turn it).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
+
+use futures_util::future::BoxFuture;
 
 use crate::domain::date::Date;
 
 pub(crate) trait Clock: Send + Sync {
     fn today(&self) -> Date;
     /// Resolves when the day changes.
-    fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn next_day(&self) -> BoxFuture<'_, ()>;
 }
 
 /// The UTC calendar.
@@ -22,7 +22,7 @@ impl Clock for SystemClock {
         chrono::Utc::now().date_naive()
     }
 
-    fn next_day(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn next_day(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {
             let now = chrono::Utc::now();
             let midnight = (now.date_naive() + chrono::TimeDelta::days(1))

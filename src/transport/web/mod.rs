@@ -14,8 +14,7 @@
 mod openapi;
 mod transcode;
 
-use std::future::Future;
-use std::pin::Pin;
+use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,7 +29,6 @@ pub use transcode::{http_status, Transcoder};
 use crate::telemetry::prometheus::Metrics;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The layer in front of the gRPC services.
 #[derive(Clone)]
@@ -150,7 +148,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = BoxFuture<'static, Result<Response<Body>, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
