@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use futures_util::future::BoxFuture;
 use lodestone::domain::record::Record;
 use lodestone::pb::{
     self, get_exposure_request::Scope, record_service_client::RecordServiceClient,
@@ -276,11 +277,137 @@ where
     (all, started.elapsed(), failures)
 }
 
+/// The benchmark's jobs, in the order they run, after the import, the
+/// health check's ceiling and the first risk query, which the others stand
+/// on. A job with a name runs when `--only` picks that name; a job without
+/// one picks its runs itself, each of which has its own name.
+const JOBS: &[(Option<&str>, Job)] = &[
+    (Some("GetLicense"), get_license),
+    (Some("ListLicenses"), list_licenses),
+    (None, exposures),
+    (Some("ListAtRiskLines warm"), at_risk_lines_warm),
+    (Some("ListAtRiskLines cold"), at_risk_lines_cold),
+    (None, decision_listings),
+    (Some("UpdateLicenseStatus"), update_license_status),
+    (Some("stream fan-out"), stream_fan_out),
+    (Some("watchers of"), watchers),
+    (Some("watchers that do not read"), idle_watcher_rows),
+    (Some("replication lag"), replication),
+];
+
+type Job = for<'a> fn(&'a mut Bench) -> BoxFuture<'a, anyhow::Result<()>>;
+
+/// What every job measures against: the network's ids, the servers, the
+/// connections, and the rows so far.
+struct Bench {
+    args: Args,
+    licences: Arc<Vec<String>>,
+    suppliers: Arc<Vec<String>>,
+    components: Arc<Vec<String>>,
+    lines: Arc<Vec<String>>,
+    plants: Arc<Vec<String>>,
+    servers: Vec<Server>,
+    /// One connection to the first server, for calls one at a time.
+    channel: Channel,
+    /// `--connections` connections to the first server.
+    channels: Vec<Channel>,
+    as_of: String,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    fn server(&self) -> &Server {
+        &self.servers[0]
+    }
+
+    /// The at-risk question the benchmark asks: everything, 180 days.
+    fn at_risk(&self) -> pb::ListAtRiskLinesRequest {
+        at_risk_request(self.as_of.clone())
+    }
+
+    /// Decides licence `i` of the network, as of 1 June: a new revision.
+    async fn decide(&self, i: usize) -> anyhow::Result<()> {
+        RecordServiceClient::new(self.channel.clone())
+            .update_license_status(pb::UpdateLicenseStatusRequest {
+                id: self.licences[i % self.licences.len()].clone(),
+                decided_on: "2025-06-01".into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn at_risk_request(as_of: String) -> pb::ListAtRiskLinesRequest {
+    pb::ListAtRiskLinesRequest {
+        as_of,
+        horizon_days: 180,
+        ..Default::default()
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // As the server does: the client shares its two cores.
     lodestone::startup::without_transparent_huge_pages();
+    let (network, messages) = generated(&args);
+    anyhow::ensure!(
+        args.replicas >= 1 && (args.replicas == 1 || args.store == StoreKind::Postgres),
+        "--replicas needs --store postgres (sled serves one process)"
+    );
+    let (cluster, url) = database(args.store).await?;
+    let mut servers = Vec::new();
+    for _ in 0..args.replicas {
+        servers.push(Server::start(url.as_deref())?);
+        // One at a time: each migrates or finds the schema in place.
+        connect(&servers.last().expect("just started").address).await?;
+    }
+    let channel = connect(&servers[0].address).await?;
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        channels.push(connect(&servers[0].address).await?);
+    }
+    let total = network.total;
+    let mut bench = Bench {
+        args,
+        licences: network.licences,
+        suppliers: network.suppliers,
+        components: network.components,
+        lines: network.lines,
+        plants: network.plants,
+        servers,
+        channel,
+        channels,
+        as_of: "2025-06-02".to_string(),
+        rows: Vec::new(),
+    };
+    import(&mut bench, total, messages).await?;
+    let ceiling = health_ceiling(&mut bench).await;
+    first_at_risk_listing(&mut bench).await?;
+    for (name, job) in JOBS {
+        if name.is_none_or(|name| bench.args.wants(name)) {
+            job(&mut bench).await?;
+        }
+    }
+    let disk = match &url {
+        Some(url) => database_size(url).await? as f64 / (1 << 20) as f64,
+        None => lodestone::store::size_on_disk(bench.server().dir.path()) as f64 / (1 << 20) as f64,
+    };
+    report(&bench, total, ceiling, cluster.is_some(), disk)
+}
+
+/// The generated network's ids, and its records as import messages.
+struct Generated {
+    total: usize,
+    licences: Arc<Vec<String>>,
+    suppliers: Arc<Vec<String>>,
+    components: Arc<Vec<String>>,
+    lines: Arc<Vec<String>>,
+    plants: Arc<Vec<String>>,
+}
+
+fn generated(args: &Args) -> (Generated, Vec<pb::ImportRecordsRequest>) {
     let size = match args.scale {
         Scale::Medium => Size::MEDIUM,
         Scale::Large => Size::LARGE,
@@ -294,10 +421,6 @@ async fn main() -> anyhow::Result<()> {
     let ids = |f: fn(&Record) -> Option<String>| -> Arc<Vec<String>> {
         Arc::new(records.iter().filter_map(f).collect())
     };
-    let licences = ids(|r| matches!(r, Record::License(_)).then(|| r.id().to_string()));
-    let suppliers = ids(|r| matches!(r, Record::Supplier(_)).then(|| r.id().to_string()));
-    let components = ids(|r| matches!(r, Record::Component(_)).then(|| r.id().to_string()));
-    let lines = ids(|r| matches!(r, Record::Line(_)).then(|| r.id().to_string()));
     let mut plants: Vec<String> = records
         .iter()
         .filter_map(|r| match r {
@@ -307,22 +430,28 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     plants.sort();
     plants.dedup();
-    let plants = Arc::new(plants);
-    let total = records.len();
-    let messages: Vec<pb::ImportRecordsRequest> = records
+    let generated = Generated {
+        total: records.len(),
+        licences: ids(|r| matches!(r, Record::License(_)).then(|| r.id().to_string())),
+        suppliers: ids(|r| matches!(r, Record::Supplier(_)).then(|| r.id().to_string())),
+        components: ids(|r| matches!(r, Record::Component(_)).then(|| r.id().to_string())),
+        lines: ids(|r| matches!(r, Record::Line(_)).then(|| r.id().to_string())),
+        plants: Arc::new(plants),
+    };
+    let messages = records
         .chunks(1000)
         .map(|chunk| pb::ImportRecordsRequest {
             records: chunk.iter().map(pb::record_to_pb).collect(),
         })
         .collect();
-    drop(records);
+    (generated, messages)
+}
 
-    anyhow::ensure!(
-        args.replicas >= 1 && (args.replicas == 1 || args.store == StoreKind::Postgres),
-        "--replicas needs --store postgres (sled serves one process)"
-    );
-    let (cluster, url) = match args.store {
-        StoreKind::Sled => (None, None),
+/// The throwaway PostgreSQL cluster and its database's address, for
+/// `--store postgres`.
+async fn database(store: StoreKind) -> anyhow::Result<(Option<PostgresCluster>, Option<String>)> {
+    match store {
+        StoreKind::Sled => Ok((None, None)),
         StoreKind::Postgres => {
             anyhow::ensure!(
                 PostgresCluster::available(),
@@ -331,22 +460,19 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("starting a throwaway PostgreSQL cluster (fsync on)");
             let cluster = PostgresCluster::start(true)?;
             let url = cluster.database("lodestone").await?;
-            (Some(cluster), Some(url))
+            Ok((Some(cluster), Some(url)))
         }
-    };
-    let mut servers = Vec::new();
-    for _ in 0..args.replicas {
-        servers.push(Server::start(url.as_deref())?);
-        // One at a time: each migrates or finds the schema in place.
-        connect(&servers.last().expect("just started").address).await?;
     }
-    let server = &servers[0];
-    let channel = connect(&server.address).await?;
-    let mut rows = Vec::new();
+}
 
+async fn import(
+    bench: &mut Bench,
+    total: usize,
+    messages: Vec<pb::ImportRecordsRequest>,
+) -> anyhow::Result<()> {
     eprintln!("importing {total} records");
     let started = Instant::now();
-    let imported = RecordServiceClient::new(channel.clone())
+    let imported = RecordServiceClient::new(bench.channel.clone())
         .max_encoding_message_size(usize::MAX)
         .import_records(tokio_stream::iter(messages))
         .await?
@@ -356,22 +482,20 @@ async fn main() -> anyhow::Result<()> {
         imported.upserted_count as usize == total,
         "the import was incomplete"
     );
-    rows.push(Row {
+    bench.rows.push(Row {
         job: "ImportRecords".into(),
         rate: Some(total as f64 / elapsed.as_secs_f64()),
         p50_ms: None,
         p99_ms: None,
         note: format!("{total} records in {:.2} s", elapsed.as_secs_f64()),
     });
+    Ok(())
+}
 
-    let mut channels = Vec::new();
-    for _ in 0..args.connections {
-        channels.push(connect(&server.address).await?);
-    }
-    let as_of = "2025-06-02".to_string();
-
+/// The health check's throughput: the ceiling of the stack.
+async fn health_ceiling(bench: &mut Bench) -> f64 {
     eprintln!("health check ceiling");
-    let (lat, took, _) = throughput(&channels, args.seconds, |ch, _| async move {
+    let (lat, took, _) = throughput(&bench.channels, bench.args.seconds, |ch, _| async move {
         HealthClient::new(ch)
             .check(HealthCheckRequest {
                 service: String::new(),
@@ -381,18 +505,39 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let ceiling = lat.len() as f64 / took.as_secs_f64();
-    rows.push(row(
+    bench.rows.push(row(
         "Health/Check (ceiling)",
         lat,
         Some(took),
         String::new(),
     ));
+    ceiling
+}
 
-    if args.wants("GetLicense") {
+/// The first risk query builds the structure and evaluates: the coldest case.
+async fn first_at_risk_listing(bench: &mut Bench) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let first = RiskServiceClient::new(bench.channel.clone())
+        .list_at_risk_lines(bench.at_risk())
+        .await?
+        .into_inner();
+    let first_ms = t.elapsed().as_secs_f64() * 1000.0;
+    bench.rows.push(Row {
+        job: "ListAtRiskLines first ever (structure + evaluation)".into(),
+        rate: None,
+        p50_ms: Some(first_ms),
+        p99_ms: None,
+        note: format!("{} lines at risk", first.total_size),
+    });
+    Ok(())
+}
+
+fn get_license(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         eprintln!("GetLicense");
-        let ids_ = licences.clone();
-        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
-            let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+        let ids = bench.licences.clone();
+        let (lat, took, _) = throughput(&bench.channels, bench.args.seconds, move |ch, n| {
+            let id = ids[(n as usize * 7919) % ids.len()].clone();
             async move {
                 RecordServiceClient::new(ch)
                     .get_license(pb::GetLicenseRequest { id })
@@ -401,15 +546,20 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-        rows.push(row("GetLicense", lat, Some(took), String::new()));
-    }
+        bench
+            .rows
+            .push(row("GetLicense", lat, Some(took), String::new()));
+        Ok(())
+    })
+}
 
-    if args.wants("ListLicenses") {
+fn list_licenses(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         eprintln!("ListLicenses");
-        let sup = suppliers.clone();
-        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
+        let suppliers = bench.suppliers.clone();
+        let (lat, took, _) = throughput(&bench.channels, bench.args.seconds, move |ch, n| {
             let supplier_id = if n % 2 == 0 {
-                sup[(n as usize * 31) % sup.len()].clone()
+                suppliers[(n as usize * 31) % suppliers.len()].clone()
             } else {
                 String::new()
             };
@@ -425,144 +575,151 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-        rows.push(row(
+        bench.rows.push(row(
             "ListLicenses (page of 50)",
             lat,
             Some(took),
             String::new(),
         ));
-    }
+        Ok(())
+    })
+}
 
-    // The first risk query builds the structure and evaluates: the coldest case.
-    let mut risk = RiskServiceClient::new(channel.clone());
-    let list = |as_of: String| pb::ListAtRiskLinesRequest {
-        as_of,
-        horizon_days: 180,
-        ..Default::default()
-    };
-    let t = Instant::now();
-    let first = risk
-        .list_at_risk_lines(list(as_of.clone()))
-        .await?
-        .into_inner();
-    let first_ms = t.elapsed().as_secs_f64() * 1000.0;
-    rows.push(Row {
-        job: "ListAtRiskLines first ever (structure + evaluation)".into(),
-        rate: None,
-        p50_ms: Some(first_ms),
-        p99_ms: None,
-        note: format!("{} lines at risk", first.total_size),
-    });
-
-    // One run per kind of scope: a material or a plant spans much of the
-    // network, a line or a component little of it.
-    let scopes: [(&str, ScopeOf); 5] = [
+/// One run per kind of scope: a material or a plant spans much of the
+/// network, a line or a component little of it.
+fn scopes(bench: &Bench) -> [(&'static str, ScopeOf); 5] {
+    [
         ("supplier", {
-            let s = suppliers.clone();
+            let s = bench.suppliers.clone();
             Arc::new(move |n| Scope::SupplierId(s[(n as usize * 13) % s.len()].clone()))
         }),
         ("component", {
-            let c = components.clone();
+            let c = bench.components.clone();
             Arc::new(move |n| Scope::ComponentId(c[(n as usize * 17) % c.len()].clone()))
         }),
         ("line", {
-            let l = lines.clone();
+            let l = bench.lines.clone();
             Arc::new(move |n| Scope::LineId(l[(n as usize * 19) % l.len()].clone()))
         }),
         ("plant", {
-            let p = plants.clone();
+            let p = bench.plants.clone();
             Arc::new(move |n| Scope::Plant(p[n as usize % p.len()].clone()))
         }),
         (
             "material",
             Arc::new(|n| Scope::Material(["DY", "TB", "SM", "HO"][n as usize % 4].into())),
         ),
-    ];
-    // The broad scopes answer with every line of a plant or material (100 to
-    // 200 KiB): also measured one request at a time, where the latency is
-    // the service time rather than the queue behind 32 connections, and in
-    // the basic view (totals and pools, no lines), as a dashboard asks: read
-    // whole, and read as a dashboard's tile reads it, decoding the totals
-    // and stepping over the pools' bytes, so that the client's decoding on
-    // the same two cores does not stand in the server's queue.
-    let full = pb::ExposureView::Full;
-    let basic = pb::ExposureView::Basic;
-    let runs = scopes.iter().flat_map(|(kind, scope)| {
-        let broad = matches!(*kind, "plant" | "material");
-        [
-            Some((args.connections, full, Reading::Whole)),
-            broad.then_some((1, full, Reading::Whole)),
-            broad.then_some((args.connections, basic, Reading::Whole)),
-            broad.then_some((args.connections, basic, Reading::Totals)),
-        ]
-        .into_iter()
-        .flatten()
-        .map(move |(connections, view, reading)| (*kind, scope.clone(), connections, view, reading))
-    });
-    for (kind, scope, connections, view, reading) in runs.collect::<Vec<_>>() {
-        let name = format!(
-            "GetExposure warm, random {kind}{}",
-            match (connections, view, reading) {
-                (1, _, _) => ", one connection",
-                (_, pb::ExposureView::Basic, Reading::Whole) => ", basic view",
-                (_, pb::ExposureView::Basic, Reading::Totals) =>
-                    ", basic view, the client decoding the totals only",
-                _ => "",
-            }
-        );
-        if !args.wants(&name) {
-            continue;
-        }
-        eprintln!("{name}");
-        let a = as_of.clone();
-        let sizes: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
-        let sizes_ = sizes.clone();
-        let (lat, took, failures) =
-            throughput(&channels[..connections], args.seconds, move |ch, n| {
-                let request = pb::GetExposureRequest {
-                    scope: Some(scope(n)),
-                    as_of: a.clone(),
-                    horizon_days: 180,
-                    view: view as i32,
-                    ..Default::default()
-                };
-                let sizes = sizes_.clone();
-                async move {
-                    let size = match reading {
-                        Reading::Whole => RiskServiceClient::new(ch)
-                            .get_exposure(request)
-                            .await
-                            .map(|r| prost::Message::encoded_len(r.get_ref())),
-                        Reading::Totals => exposure_totals(ch, request).await,
-                    };
-                    match size {
-                        Ok(size) => {
-                            sizes.lock().expect("not poisoned").push(size);
-                            true
-                        }
-                        Err(_) => false,
-                    }
-                }
-            })
-            .await;
-        let sizes = sizes.lock().expect("not poisoned");
-        let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
-        rows.push(row(
-            &name,
-            lat,
-            Some(took),
-            format!(
-                "mean response {:.1} KiB; {failures} failed",
-                mean as f64 / 1024.0
-            ),
-        ));
-    }
+    ]
+}
 
-    if args.wants("ListAtRiskLines warm") {
+/// Warm exposures of every kind of scope. The broad scopes answer with
+/// every line of a plant or material (100 to 200 KiB): also measured one
+/// request at a time, where the latency is the service time rather than the
+/// queue behind 32 connections, and in the basic view (totals and pools, no
+/// lines), as a dashboard asks: read whole, and read as a dashboard's tile
+/// reads it, decoding the totals and stepping over the pools' bytes, so
+/// that the client's decoding on the same two cores does not stand in the
+/// server's queue.
+fn exposures(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let full = pb::ExposureView::Full;
+        let basic = pb::ExposureView::Basic;
+        let connections = bench.args.connections;
+        let scopes = scopes(bench);
+        let runs = scopes.iter().flat_map(|(kind, scope)| {
+            let broad = matches!(*kind, "plant" | "material");
+            [
+                Some((connections, full, Reading::Whole)),
+                broad.then_some((1, full, Reading::Whole)),
+                broad.then_some((connections, basic, Reading::Whole)),
+                broad.then_some((connections, basic, Reading::Totals)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(move |(connections, view, reading)| {
+                (*kind, scope.clone(), connections, view, reading)
+            })
+        });
+        for (kind, scope, connections, view, reading) in runs.collect::<Vec<_>>() {
+            let name = format!(
+                "GetExposure warm, random {kind}{}",
+                match (connections, view, reading) {
+                    (1, _, _) => ", one connection",
+                    (_, pb::ExposureView::Basic, Reading::Whole) => ", basic view",
+                    (_, pb::ExposureView::Basic, Reading::Totals) =>
+                        ", basic view, the client decoding the totals only",
+                    _ => "",
+                }
+            );
+            if bench.args.wants(&name) {
+                eprintln!("{name}");
+                let row = exposure_run(bench, &name, scope, connections, view, reading).await;
+                bench.rows.push(row);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One run of warm exposures, with the mean size of the answers.
+async fn exposure_run(
+    bench: &Bench,
+    name: &str,
+    scope: ScopeOf,
+    connections: usize,
+    view: pb::ExposureView,
+    reading: Reading,
+) -> Row {
+    let as_of = bench.as_of.clone();
+    let sizes: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    let sizes_ = sizes.clone();
+    let channels = &bench.channels[..connections];
+    let (lat, took, failures) = throughput(channels, bench.args.seconds, move |ch, n| {
+        let request = pb::GetExposureRequest {
+            scope: Some(scope(n)),
+            as_of: as_of.clone(),
+            horizon_days: 180,
+            view: view as i32,
+            ..Default::default()
+        };
+        let sizes = sizes_.clone();
+        async move {
+            let size = match reading {
+                Reading::Whole => RiskServiceClient::new(ch)
+                    .get_exposure(request)
+                    .await
+                    .map(|r| prost::Message::encoded_len(r.get_ref())),
+                Reading::Totals => exposure_totals(ch, request).await,
+            };
+            match size {
+                Ok(size) => {
+                    sizes.lock().expect("not poisoned").push(size);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let sizes = sizes.lock().expect("not poisoned");
+    let mean = sizes.iter().sum::<usize>() / sizes.len().max(1);
+    row(
+        name,
+        lat,
+        Some(took),
+        format!(
+            "mean response {:.1} KiB; {failures} failed",
+            mean as f64 / 1024.0
+        ),
+    )
+}
+
+fn at_risk_lines_warm(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         eprintln!("ListAtRiskLines warm");
-        let a = as_of.clone();
-        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, _| {
-            let request = list(a.clone());
+        let as_of = bench.as_of.clone();
+        let (lat, took, _) = throughput(&bench.channels, bench.args.seconds, move |ch, _| {
+            let request = at_risk_request(as_of.clone());
             async move {
                 RiskServiceClient::new(ch)
                     .list_at_risk_lines(request)
@@ -571,119 +728,123 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-        rows.push(row(
+        bench.rows.push(row(
             "ListAtRiskLines first page, warm",
             lat,
             Some(took),
             String::new(),
         ));
-    }
+        Ok(())
+    })
+}
 
-    let mut records = RecordServiceClient::new(channel.clone());
-    if args.wants("ListAtRiskLines cold") {
+fn at_risk_lines_cold(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         eprintln!("ListAtRiskLines cold");
+        let mut risk = RiskServiceClient::new(bench.channel.clone());
         let mut cold = Vec::new();
         for i in 0..20 {
-            records
-                .update_license_status(pb::UpdateLicenseStatusRequest {
-                    id: licences[i * 101 % licences.len()].clone(),
-                    decided_on: "2025-06-01".into(),
-                    ..Default::default()
-                })
-                .await?;
+            bench.decide(i * 101).await?;
             let t = Instant::now();
-            risk.list_at_risk_lines(list(as_of.clone())).await?;
+            risk.list_at_risk_lines(bench.at_risk()).await?;
             cold.push(t.elapsed());
         }
-        rows.push(row(
+        bench.rows.push(row(
             "ListAtRiskLines first page, cold (after a licence update)",
             cold,
             None,
             "180-day horizon".into(),
         ));
-    }
+        Ok(())
+    })
+}
 
-    // The decision listings, cold after a licence update (each candidate's
-    // cone simulated; each sample's changed pools), then warm: later pages
-    // and repeated questions come from the kept listing.
-    let samples = args.samples.unwrap_or(match args.scale {
-        Scale::Medium => 1000,
-        _ => 200,
-    });
-    let listings = [
-        Listing::SupplierImpacts,
-        Listing::LicenseStakes,
-        Listing::LineForecasts { samples },
-    ];
-    for (l, listing) in listings.into_iter().enumerate() {
-        let name = listing.name();
-        if !args.wants(name) {
-            continue;
+/// The decision listings, cold after a licence update (each candidate's
+/// cone simulated; each sample's changed pools), then warm: later pages
+/// and repeated questions come from the kept listing.
+fn decision_listings(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let samples = bench.args.samples.unwrap_or(match bench.args.scale {
+            Scale::Medium => 1000,
+            _ => 200,
+        });
+        let listings = [
+            Listing::SupplierImpacts,
+            Listing::LicenseStakes,
+            Listing::LineForecasts { samples },
+        ];
+        for (l, listing) in listings.into_iter().enumerate() {
+            if bench.args.wants(listing.name()) {
+                decision_listing(bench, l, listing).await?;
+            }
         }
-        eprintln!("{name} cold");
-        let runs = if matches!(listing, Listing::LineForecasts { .. }) {
-            2
-        } else {
-            3
-        };
-        let (mut cold, mut total, mut second_page) = (Vec::new(), 0, String::new());
-        for i in 0..runs {
-            records
-                .update_license_status(pb::UpdateLicenseStatusRequest {
-                    // Licences no other run of the benchmark has decided yet:
-                    // each decision is a new revision.
-                    id: licences[(i * 211 + l * 1009 + 7) % licences.len()].clone(),
-                    decided_on: "2025-06-01".into(),
-                    ..Default::default()
-                })
-                .await?;
-            let t = Instant::now();
-            (total, second_page) = listing.page(&mut risk, &as_of, String::new()).await?;
-            cold.push(t.elapsed());
-        }
-        rows.push(row(
-            &format!("{name} first page, cold{}", listing.cold_note()),
-            cold,
-            None,
-            format!("{total} {}", listing.counted()),
-        ));
-        eprintln!("{name} warm");
-        for connections in [args.connections, 1] {
-            let (as_of, second_page) = (as_of.clone(), second_page.clone());
-            let (lat, took, failures) =
-                throughput(&channels[..connections], args.seconds, move |ch, n| {
-                    // The first page and the second, in turn.
-                    let token = if n % 2 == 0 {
-                        String::new()
-                    } else {
-                        second_page.clone()
-                    };
-                    let as_of = as_of.clone();
-                    async move {
-                        let mut client = RiskServiceClient::new(ch);
-                        listing.page(&mut client, &as_of, token).await.is_ok()
-                    }
-                })
-                .await;
-            let alone = if connections == 1 {
-                ", one connection"
+        Ok(())
+    })
+}
+
+/// One decision listing, cold and then warm; `l` picks the licences it
+/// decides, which no other run of the benchmark decides.
+async fn decision_listing(bench: &mut Bench, l: usize, listing: Listing) -> anyhow::Result<()> {
+    let name = listing.name();
+    eprintln!("{name} cold");
+    let mut risk = RiskServiceClient::new(bench.channel.clone());
+    let runs = if matches!(listing, Listing::LineForecasts { .. }) {
+        2
+    } else {
+        3
+    };
+    let (mut cold, mut total, mut second_page) = (Vec::new(), 0, String::new());
+    for i in 0..runs {
+        bench.decide(i * 211 + l * 1009 + 7).await?;
+        let t = Instant::now();
+        (total, second_page) = listing.page(&mut risk, &bench.as_of, String::new()).await?;
+        cold.push(t.elapsed());
+    }
+    bench.rows.push(row(
+        &format!("{name} first page, cold{}", listing.cold_note()),
+        cold,
+        None,
+        format!("{total} {}", listing.counted()),
+    ));
+    eprintln!("{name} warm");
+    for connections in [bench.args.connections, 1] {
+        let (as_of, second_page) = (bench.as_of.clone(), second_page.clone());
+        let channels = &bench.channels[..connections];
+        let (lat, took, failures) = throughput(channels, bench.args.seconds, move |ch, n| {
+            // The first page and the second, in turn.
+            let token = if n % 2 == 0 {
+                String::new()
             } else {
-                ""
+                second_page.clone()
             };
-            rows.push(row(
-                &format!("{name} first and later pages, warm{alone}"),
-                lat,
-                Some(took),
-                format!("{failures} failed"),
-            ));
-        }
+            let as_of = as_of.clone();
+            async move {
+                let mut client = RiskServiceClient::new(ch);
+                listing.page(&mut client, &as_of, token).await.is_ok()
+            }
+        })
+        .await;
+        let alone = if connections == 1 {
+            ", one connection"
+        } else {
+            ""
+        };
+        bench.rows.push(row(
+            &format!("{name} first and later pages, warm{alone}"),
+            lat,
+            Some(took),
+            format!("{failures} failed"),
+        ));
     }
+    Ok(())
+}
 
-    if args.wants("UpdateLicenseStatus") {
+fn update_license_status(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         eprintln!("UpdateLicenseStatus");
-        let ids_ = licences.clone();
-        let (lat, took, _) = throughput(&channels, args.seconds, move |ch, n| {
-            let id = ids_[(n as usize * 7919) % ids_.len()].clone();
+        let ids = bench.licences.clone();
+        let (lat, took, _) = throughput(&bench.channels, bench.args.seconds, move |ch, n| {
+            let id = ids[(n as usize * 7919) % ids.len()].clone();
             async move {
                 RecordServiceClient::new(ch)
                     .update_license_status(pb::UpdateLicenseStatusRequest {
@@ -696,59 +857,103 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .await;
-        rows.push(row(
+        bench.rows.push(row(
             "UpdateLicenseStatus (durable)",
             lat,
             Some(took),
             String::new(),
         ));
-    }
+        Ok(())
+    })
+}
 
-    if args.wants("stream fan-out") {
-        eprintln!("stream fan-out to {} subscribers", args.subscribers);
-        rows.push(fan_out(&server.address, args.subscribers, args.seconds, &licences).await?);
-    }
+fn stream_fan_out(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let subscribers = bench.args.subscribers;
+        eprintln!("stream fan-out to {subscribers} subscribers");
+        let row = fan_out(
+            &bench.server().address,
+            subscribers,
+            bench.args.seconds,
+            &bench.licences,
+        )
+        .await?;
+        bench.rows.push(row);
+        Ok(())
+    })
+}
 
-    if args.wants("watchers of") {
+fn watchers(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
         for questions in [1, 50] {
-            eprintln!("{} watchers of {questions} question(s)", args.subscribers);
-            rows.push(
-                watch_fan_out(
-                    &server.address,
-                    args.subscribers,
-                    questions,
-                    &plants,
-                    args.seconds,
-                    &licences,
-                )
-                .await?,
-            );
+            let subscribers = bench.args.subscribers;
+            eprintln!("{subscribers} watchers of {questions} question(s)");
+            let row = watch_fan_out(
+                &bench.server().address,
+                subscribers,
+                questions,
+                &bench.plants,
+                bench.args.seconds,
+                &bench.licences,
+            )
+            .await?;
+            bench.rows.push(row);
         }
-    }
+        Ok(())
+    })
+}
 
-    if args.wants("watchers that do not read") {
-        eprintln!("{} watchers that do not read", args.subscribers);
-        rows.push(idle_watchers(server, args.subscribers, args.seconds, &licences).await?);
-    }
+fn idle_watcher_rows(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let subscribers = bench.args.subscribers;
+        eprintln!("{subscribers} watchers that do not read");
+        let row = idle_watchers(
+            bench.server(),
+            subscribers,
+            bench.args.seconds,
+            &bench.licences,
+        )
+        .await?;
+        bench.rows.push(row);
+        Ok(())
+    })
+}
 
-    if let Some(other) = servers.get(1).filter(|_| args.wants("replication lag")) {
+/// With `--replicas` of two or more: from a write on the first server until
+/// the second serves it.
+fn replication(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        let Some(other) = bench.servers.get(1) else {
+            return Ok(());
+        };
         eprintln!("replication lag");
-        rows.extend(
-            replication_lag(&server.address, &other.address, args.seconds, &licences).await?,
-        );
-    }
+        let rows = replication_lag(
+            &bench.server().address,
+            &other.address,
+            bench.args.seconds,
+            &bench.licences,
+        )
+        .await?;
+        bench.rows.extend(rows);
+        Ok(())
+    })
+}
 
-    let rss = server.peak_rss_mib();
-    let disk = match (&cluster, &url) {
-        (Some(_), Some(url)) => database_size(url).await? as f64 / (1 << 20) as f64,
-        _ => lodestone::store::size_on_disk(server.dir.path()) as f64 / (1 << 20) as f64,
-    };
-    let place = if cluster.is_some() {
+/// Prints the table and writes the JSON.
+fn report(
+    bench: &Bench,
+    total: usize,
+    ceiling: f64,
+    database: bool,
+    disk: f64,
+) -> anyhow::Result<()> {
+    let args = &bench.args;
+    let rss = bench.server().peak_rss_mib();
+    let place = if database {
         "database"
     } else {
         "data directory"
     };
-
     println!(
         "\nLodestone benchmark: {:?} network ({total} records), {:?} store, {} replica(s), {} connections, {} s per run\n",
         args.scale, args.store, args.replicas, args.connections, args.seconds
@@ -756,7 +961,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| job | rate (/s) | p50 (ms) | p99 (ms) | ratio to ceiling | note |");
     println!("|---|---:|---:|---:|---:|---|");
     let fmt = |v: Option<f64>, digits: usize| v.map_or("".to_string(), |v| format!("{v:.digits$}"));
-    for r in &rows {
+    for r in &bench.rows {
         let ratio = r.ratio(ceiling);
         println!(
             "| {} | {} | {} | {} | {} | {} |",
@@ -779,7 +984,7 @@ async fn main() -> anyhow::Result<()> {
         "seconds_per_run": args.seconds,
         "server_peak_rss_mib": rss,
         "store_mib": disk,
-        "jobs": rows.iter().map(|r| serde_json::json!({
+        "jobs": bench.rows.iter().map(|r| serde_json::json!({
             "job": r.job, "rate_per_s": r.rate, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
             "ratio_to_ceiling": r.ratio(ceiling), "note": r.note,
         })).collect::<Vec<_>>(),
@@ -789,8 +994,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `subscribers` streams; a writer updates a licence every few milliseconds;
-/// the latency is from the writer's acknowledgement to each receipt.
 /// A paged decision listing the benchmark asks.
 #[derive(Clone, Copy)]
 enum Listing {
@@ -872,6 +1075,8 @@ impl Listing {
     }
 }
 
+/// `subscribers` streams; a writer updates a licence every few milliseconds;
+/// the latency is from the writer's acknowledgement to each receipt.
 async fn fan_out(
     address: &str,
     subscribers: usize,
