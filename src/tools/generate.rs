@@ -8,7 +8,7 @@ use crate::domain::record::{
     BomItem, Component, ComponentInput, License, LicenseStatus, Material, MaterialContent,
     ProductionLine, Record, Source, Supplier,
 };
-use crate::domain::risk::structure::Structure;
+use crate::domain::risk::structure::{PoolNode, Structure};
 
 /// How big a network to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,10 +117,31 @@ const SEASON_START: &str = "2025-04-15";
 /// `ImportRecords` accepts as one stream (every reference resolves).
 pub fn network(size: Size, seed: u64) -> Vec<Record> {
     let mut rng = Rng(seed);
-    let season = parse_date(SEASON_START).expect("a valid date");
-    let day = |offset: i64| -> Date { season + chrono::TimeDelta::days(offset) };
+    let materials = materials();
+    let tiers = Tiers::of(size.suppliers.max(3));
+    let suppliers = suppliers(&mut rng, &tiers);
+    let mut components = components(&mut rng, size.components.max(3), &tiers, &suppliers);
+    let lines = lines(&mut rng, size.lines, components.len());
+    // Stock in days of demand (3 to 6 weeks), and licences sized to what
+    // their pools need.
+    let structure = Structure::build(&materials, &suppliers, &components, &lines);
+    for component in &mut components {
+        let demand = structure.demand[structure.component_index[&component.id] as usize];
+        component.on_hand_units = (demand * rng.between(0.0, 42.0)).round();
+    }
+    let licenses = licenses(&mut rng, size.licenses, &structure);
+    materials
+        .into_iter()
+        .map(Record::Material)
+        .chain(suppliers.into_iter().map(Record::Supplier))
+        .chain(components.into_iter().map(Record::Component))
+        .chain(lines.into_iter().map(Record::Line))
+        .chain(licenses.into_iter().map(Record::License))
+        .collect()
+}
 
-    let materials: Vec<Material> = MATERIALS
+fn materials() -> Vec<Material> {
+    MATERIALS
         .iter()
         .map(|&(code, name, by, from)| Material {
             code: code.into(),
@@ -129,18 +150,42 @@ pub fn network(size: Size, seed: u64) -> Vec<Record> {
             controlled_from: parse_date(from),
             revision: 0,
         })
-        .collect();
+        .collect()
+}
 
-    // Suppliers: 15% magnet and alloy makers (tier 3), 35% part makers
-    // (tier 2), 50% system suppliers (tier 1).
-    let suppliers = size.suppliers.max(3);
-    let tier3 = (suppliers * 15 / 100).max(1);
-    let tier2 = (suppliers * 35 / 100).max(1);
-    let supplier_records: Vec<Supplier> = (0..suppliers)
+/// Suppliers: 15% magnet and alloy makers (tier 3), 35% part makers
+/// (tier 2), 50% system suppliers (tier 1), in that order.
+struct Tiers {
+    suppliers: usize,
+    tier3: usize,
+    tier2: usize,
+}
+
+impl Tiers {
+    fn of(suppliers: usize) -> Tiers {
+        Tiers {
+            suppliers,
+            tier3: (suppliers * 15 / 100).max(1),
+            tier2: (suppliers * 35 / 100).max(1),
+        }
+    }
+
+    /// A random supplier of `tier`.
+    fn pick(&self, rng: &mut Rng, tier: usize) -> usize {
+        match tier {
+            3 => rng.below(self.tier3),
+            2 => self.tier3 + rng.below(self.tier2),
+            _ => self.tier3 + self.tier2 + rng.below(self.suppliers - self.tier3 - self.tier2),
+        }
+    }
+}
+
+fn suppliers(rng: &mut Rng, tiers: &Tiers) -> Vec<Supplier> {
+    (0..tiers.suppliers)
         .map(|i| {
-            let (tier, countries) = if i < tier3 {
+            let (tier, countries) = if i < tiers.tier3 {
                 (3, MAGNET_COUNTRIES)
-            } else if i < tier3 + tier2 {
+            } else if i < tiers.tier3 + tiers.tier2 {
                 (2, PART_COUNTRIES)
             } else {
                 (1, TIER1_COUNTRIES)
@@ -153,120 +198,143 @@ pub fn network(size: Size, seed: u64) -> Vec<Record> {
                 revision: 0,
             }
         })
-        .collect();
-    let pick_supplier = |rng: &mut Rng, tier: usize| -> usize {
-        match tier {
-            3 => rng.below(tier3),
-            2 => tier3 + rng.below(tier2),
-            _ => tier3 + tier2 + rng.below(suppliers - tier3 - tier2),
-        }
-    };
+        .collect()
+}
 
-    // Components in three levels: magnets and alloys (20%), sub-assemblies
-    // (40%) built from magnets, assemblies (40%) built from both.
-    let components = size.components.max(3);
-    let magnets = (components / 5).max(1);
-    let subs = (components * 2 / 5).max(1);
-    let mut component_records: Vec<Component> = Vec::with_capacity(components);
-    for c in 0..components {
-        let (level, tier) = if c < magnets {
-            (0, 3)
-        } else if c < magnets + subs {
-            (1, 2)
-        } else {
-            (2, 1)
-        };
-        let sources = if level == 2 && rng.chance(0.1) {
-            Vec::new() // made in-house
-        } else if rng.chance(0.3) {
-            let a = pick_supplier(&mut rng, tier);
-            let mut b = pick_supplier(&mut rng, tier);
-            if b == a {
-                b = (a + 1) % suppliers;
+/// The components' three levels: magnets and alloys (the first 20%),
+/// sub-assemblies (the next 40%) built from magnets, assemblies (the last
+/// 40%) built from both.
+fn levels(components: usize) -> (usize, usize) {
+    ((components / 5).max(1), (components * 2 / 5).max(1))
+}
+
+fn components(
+    rng: &mut Rng,
+    components: usize,
+    tiers: &Tiers,
+    suppliers: &[Supplier],
+) -> Vec<Component> {
+    let (magnets, subs) = levels(components);
+    (0..components)
+        .map(|c| {
+            let (level, tier) = if c < magnets {
+                (0, 3)
+            } else if c < magnets + subs {
+                (1, 2)
+            } else {
+                (2, 1)
+            };
+            let sources = sources(rng, level, tier, tiers, suppliers);
+            let materials = contents(rng, level);
+            let inputs = match level {
+                0 => Vec::new(),
+                1 => distinct(rng, 1 + rng_count(c, 3), magnets, 0),
+                _ => distinct(rng, 1 + rng_count(c, 4), magnets + subs, 0),
             }
-            let share = [0.5, 0.6, 0.7, 0.8][rng.below(4)];
-            vec![
-                Source {
-                    supplier_id: supplier_records[a].id.clone(),
-                    share,
+            .into_iter()
+            .map(|i| ComponentInput {
+                component_id: component_id(i),
+                quantity: [1.0, 1.0, 2.0, 4.0][(i + c) % 4],
+            })
+            .collect();
+            Component {
+                id: component_id(c),
+                name: format!("{} {c}", ["Magnet set", "Motor", "Module"][level]),
+                sources,
+                materials,
+                inputs,
+                on_hand_units: 0.0,
+                revision: 0,
+            }
+        })
+        .collect()
+}
+
+/// A component's sources: some assemblies made in-house, 30% dual-sourced.
+fn sources(
+    rng: &mut Rng,
+    level: usize,
+    tier: usize,
+    tiers: &Tiers,
+    suppliers: &[Supplier],
+) -> Vec<Source> {
+    if level == 2 && rng.chance(0.1) {
+        Vec::new() // made in-house
+    } else if rng.chance(0.3) {
+        let a = tiers.pick(rng, tier);
+        let mut b = tiers.pick(rng, tier);
+        if b == a {
+            b = (a + 1) % tiers.suppliers;
+        }
+        let share = [0.5, 0.6, 0.7, 0.8][rng.below(4)];
+        vec![
+            Source {
+                supplier_id: suppliers[a].id.clone(),
+                share,
+            },
+            Source {
+                supplier_id: suppliers[b].id.clone(),
+                share: 1.0 - share,
+            },
+        ]
+    } else {
+        vec![Source {
+            supplier_id: suppliers[tiers.pick(rng, tier)].id.clone(),
+            share: 1.0,
+        }]
+    }
+}
+
+/// What a component of `level` contains directly.
+fn contents(rng: &mut Rng, level: usize) -> Vec<MaterialContent> {
+    match level {
+        // NdFeB: about 1.2 kg of Nd per traction-motor set, 3% Dy+Tb
+        // conventionally, far less in small motors.
+        0 => {
+            let mass = [1200.0, 300.0, 90.0, 20.0][rng.below(4)] * rng.between(0.7, 1.3);
+            let mut m = vec![
+                MaterialContent {
+                    material: "ND".into(),
+                    grams_per_unit: mass,
                 },
-                Source {
-                    supplier_id: supplier_records[b].id.clone(),
-                    share: 1.0 - share,
+                MaterialContent {
+                    material: "DY".into(),
+                    grams_per_unit: mass * rng.between(0.005, 0.035),
                 },
-            ]
-        } else {
-            vec![Source {
-                supplier_id: supplier_records[pick_supplier(&mut rng, tier)].id.clone(),
-                share: 1.0,
-            }]
-        };
-        let materials = match level {
-            // NdFeB: about 1.2 kg of Nd per traction-motor set, 3% Dy+Tb
-            // conventionally, far less in small motors.
-            0 => {
-                let mass = [1200.0, 300.0, 90.0, 20.0][rng.below(4)] * rng.between(0.7, 1.3);
-                let mut m = vec![
-                    MaterialContent {
-                        material: "ND".into(),
-                        grams_per_unit: mass,
-                    },
-                    MaterialContent {
-                        material: "DY".into(),
-                        grams_per_unit: mass * rng.between(0.005, 0.035),
-                    },
-                ];
-                if rng.chance(0.4) {
+            ];
+            if rng.chance(0.4) {
+                m.push(MaterialContent {
+                    material: "TB".into(),
+                    grams_per_unit: mass * rng.between(0.002, 0.01),
+                });
+            }
+            if rng.chance(0.1) {
+                let (code, ..) = MATERIALS[2 + rng.below(8)];
+                if code != "TB" {
                     m.push(MaterialContent {
-                        material: "TB".into(),
-                        grams_per_unit: mass * rng.between(0.002, 0.01),
+                        material: code.into(),
+                        grams_per_unit: rng.between(0.1, 5.0),
                     });
                 }
-                if rng.chance(0.1) {
-                    let (code, ..) = MATERIALS[2 + rng.below(8)];
-                    if code != "TB" {
-                        m.push(MaterialContent {
-                            material: code.into(),
-                            grams_per_unit: rng.between(0.1, 5.0),
-                        });
-                    }
-                }
-                m
             }
-            1 if rng.chance(0.15) => vec![MaterialContent {
-                material: ["HO", "Y", "GD", "CE"][rng.below(4)].into(),
-                grams_per_unit: rng.between(0.1, 3.0),
-            }],
-            _ => Vec::new(),
-        };
-        let inputs = match level {
-            0 => Vec::new(),
-            1 => distinct(&mut rng, 1 + rng_count(c, 3), magnets, 0),
-            _ => distinct(&mut rng, 1 + rng_count(c, 4), magnets + subs, 0),
+            m
         }
-        .into_iter()
-        .map(|i| ComponentInput {
-            component_id: component_id(i),
-            quantity: [1.0, 1.0, 2.0, 4.0][(i + c) % 4],
-        })
-        .collect();
-        component_records.push(Component {
-            id: component_id(c),
-            name: format!("{} {c}", ["Magnet set", "Motor", "Module"][level]),
-            sources,
-            materials,
-            inputs,
-            on_hand_units: 0.0,
-            revision: 0,
-        });
+        1 if rng.chance(0.15) => vec![MaterialContent {
+            material: ["HO", "Y", "GD", "CE"][rng.below(4)].into(),
+            grams_per_unit: rng.between(0.1, 3.0),
+        }],
+        _ => Vec::new(),
     }
+}
 
-    // Lines: 5 to 20 parts, mostly assemblies, some sub-assemblies.
-    let line_records: Vec<ProductionLine> = (0..size.lines)
+/// Lines: 5 to 20 parts, mostly assemblies, some sub-assemblies.
+fn lines(rng: &mut Rng, lines: usize, components: usize) -> Vec<ProductionLine> {
+    let (magnets, subs) = levels(components);
+    (0..lines)
         .map(|l| {
-            let from_subs = distinct(&mut rng, 1 + rng_count(l, 4), subs, magnets);
+            let from_subs = distinct(rng, 1 + rng_count(l, 4), subs, magnets);
             let from_assemblies = distinct(
-                &mut rng,
+                rng,
                 4 + rng_count(l, 12),
                 components - magnets - subs,
                 magnets + subs,
@@ -288,82 +356,73 @@ pub fn network(size: Size, seed: u64) -> Vec<Record> {
                 revision: 0,
             }
         })
-        .collect();
+        .collect()
+}
 
-    // Stock in days of demand (3 to 6 weeks), and licences sized to what
-    // their pools need.
-    let structure = Structure::build(
-        &materials,
-        &supplier_records,
-        &component_records,
-        &line_records,
-    );
-    for component in &mut component_records {
-        let demand = structure.demand[structure.component_index[&component.id] as usize];
-        component.on_hand_units = (demand * rng.between(0.0, 42.0)).round();
+/// `count` licences, each for a random pool and sized to 20 to 120 days of
+/// its need.
+fn licenses(rng: &mut Rng, count: usize, structure: &Structure) -> Vec<License> {
+    if structure.pools.is_empty() {
+        return Vec::new();
     }
-    let mut licenses = Vec::with_capacity(size.licenses);
-    if !structure.pools.is_empty() {
-        for i in 0..size.licenses {
+    (0..count)
+        .map(|i| {
             let pool = &structure.pools[rng.below(structure.pools.len())];
             let days = rng.between(20.0, 120.0);
             let quantity = (pool.required_kg_per_day * days).max(0.1);
-            let submitted = rng.below(150) as i64;
-            let roll = rng.between(0.0, 1.0);
-            // Roughly the 2025 picture: a quarter to a half approved,
-            // many pending, the rest refused or withdrawn.
-            let status = if roll < 0.40 {
-                LicenseStatus::Approved
-            } else if roll < 0.75 {
-                LicenseStatus::Pending
-            } else if roll < 0.95 {
-                LicenseStatus::Rejected
-            } else {
-                LicenseStatus::Revoked
-            };
-            let decided = submitted + 20 + rng.below(45) as i64;
-            let decided_on = matches!(
-                status,
-                LicenseStatus::Approved | LicenseStatus::Rejected | LicenseStatus::Revoked
-            )
-            .then(|| day(decided));
-            let (valid_from, valid_until) = match status {
-                LicenseStatus::Approved | LicenseStatus::Revoked => {
-                    (Some(day(decided)), Some(day(decided + 180)))
-                }
-                _ => (None, Some(day(submitted + 365))),
-            };
-            let used_kg = if status == LicenseStatus::Approved {
-                (quantity * rng.between(0.0, 0.6) * 1000.0).round() / 1000.0
-            } else {
-                0.0
-            };
-            licenses.push(License {
-                id: format!("LIC-{i:06}"),
-                supplier_id: pool.supplier_id.clone(),
-                material: pool.material.clone(),
-                status,
-                quantity_kg: (quantity * 1000.0).round() / 1000.0,
-                used_kg,
-                submitted_on: Some(day(submitted)),
-                expected_decision_on: (status == LicenseStatus::Pending && rng.chance(0.6))
-                    .then(|| day(submitted + 45 + rng.below(30) as i64)),
-                decided_on,
-                valid_from,
-                valid_until,
-                revision: 0,
-            });
-        }
-    }
-
-    materials
-        .into_iter()
-        .map(Record::Material)
-        .chain(supplier_records.into_iter().map(Record::Supplier))
-        .chain(component_records.into_iter().map(Record::Component))
-        .chain(line_records.into_iter().map(Record::Line))
-        .chain(licenses.into_iter().map(Record::License))
+            license(rng, i, pool, quantity)
+        })
         .collect()
+}
+
+fn license(rng: &mut Rng, i: usize, pool: &PoolNode, quantity: f64) -> License {
+    let season = parse_date(SEASON_START).expect("a valid date");
+    let day = |offset: i64| -> Date { season + chrono::TimeDelta::days(offset) };
+    let submitted = rng.below(150) as i64;
+    let roll = rng.between(0.0, 1.0);
+    // Roughly the 2025 picture: a quarter to a half approved, many pending,
+    // the rest refused or withdrawn.
+    let status = if roll < 0.40 {
+        LicenseStatus::Approved
+    } else if roll < 0.75 {
+        LicenseStatus::Pending
+    } else if roll < 0.95 {
+        LicenseStatus::Rejected
+    } else {
+        LicenseStatus::Revoked
+    };
+    let decided = submitted + 20 + rng.below(45) as i64;
+    let decided_on = matches!(
+        status,
+        LicenseStatus::Approved | LicenseStatus::Rejected | LicenseStatus::Revoked
+    )
+    .then(|| day(decided));
+    let (valid_from, valid_until) = match status {
+        LicenseStatus::Approved | LicenseStatus::Revoked => {
+            (Some(day(decided)), Some(day(decided + 180)))
+        }
+        _ => (None, Some(day(submitted + 365))),
+    };
+    let used_kg = if status == LicenseStatus::Approved {
+        (quantity * rng.between(0.0, 0.6) * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    };
+    License {
+        id: format!("LIC-{i:06}"),
+        supplier_id: pool.supplier_id.clone(),
+        material: pool.material.clone(),
+        status,
+        quantity_kg: (quantity * 1000.0).round() / 1000.0,
+        used_kg,
+        submitted_on: Some(day(submitted)),
+        expected_decision_on: (status == LicenseStatus::Pending && rng.chance(0.6))
+            .then(|| day(submitted + 45 + rng.below(30) as i64)),
+        decided_on,
+        valid_from,
+        valid_until,
+        revision: 0,
+    }
 }
 
 fn component_id(c: usize) -> String {
