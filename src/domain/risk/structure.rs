@@ -300,177 +300,40 @@ impl Structure {
             .enumerate()
             .map(|(i, s)| (s.to_string(), i as u32))
             .collect();
-        let supplier_of = |id: &str| supplier_index.get(id).copied().unwrap_or(NO_SUPPLIER);
         let mut components: Vec<&Component> = components.into_iter().collect();
         components.sort_by(|a, b| a.id.cmp(&b.id));
         let mut lines: Vec<&ProductionLine> = lines.into_iter().collect();
         lines.sort_by(|a, b| a.id.cmp(&b.id));
-
         let component_index: HashMap<String, u32> = components
             .iter()
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i as u32))
             .collect();
-        let index_of = |id: &str| component_index.get(id).copied();
 
-        // Inputs with their quantities, by index.
-        let inputs: Vec<Vec<(u32, f64)>> = components
-            .iter()
-            .map(|c| {
-                let mut v: Vec<(u32, f64)> = c
-                    .inputs
-                    .iter()
-                    .filter_map(|i| index_of(&i.component_id).map(|x| (x, i.quantity)))
-                    .collect();
-                v.sort_by_key(|(x, _)| *x);
-                v
-            })
-            .collect();
+        let inputs = inputs_by_index(&components, &component_index);
         let topological = topological_order(&inputs);
-
-        let line_nodes: Vec<LineNode> = lines
-            .iter()
-            .map(|l| {
-                let mut bom: Vec<u32> = l
-                    .bom
-                    .iter()
-                    .filter_map(|b| index_of(&b.component_id))
-                    .collect();
-                bom.sort_unstable();
-                LineNode {
-                    id: l.id.clone(),
-                    plant: l.plant.clone(),
-                    units_per_day: l.units_per_day,
-                    bom,
-                }
-            })
-            .collect();
-
-        // Demand flows from lines down through the BOMs, users before inputs.
-        let mut demand = vec![0.0; components.len()];
-        for line in &lines {
-            for item in &line.bom {
-                if let Some(c) = index_of(&item.component_id) {
-                    demand[c as usize] += line.units_per_day * item.quantity;
-                }
-            }
-        }
-        for &c in topological.iter().rev() {
-            let d = demand[c as usize];
-            for &(input, quantity) in &inputs[c as usize] {
-                demand[input as usize] += d * quantity;
-            }
-        }
-
-        // Pools: a source in the country that controls a material the
-        // component contains needs a licence for it.
-        let mut pool_requirements: BTreeMap<(String, String), f64> = BTreeMap::new();
-        let mut shares: Vec<Vec<(&str, f64)>> = Vec::with_capacity(components.len());
-        for (c, component) in components.iter().enumerate() {
-            let total: f64 = component.sources.iter().map(|s| s.share).sum();
-            let mut normalised: Vec<(&str, f64)> = component
-                .sources
-                .iter()
-                .map(|s| (s.supplier_id.as_str(), s.share / total))
-                .collect();
-            normalised.sort_by(|a, b| a.0.cmp(b.0));
-            for &(supplier, share) in &normalised {
-                for content in &component.materials {
-                    if needs_licence(&materials, &countries, supplier, &content.material)
-                        && content.grams_per_unit > 0.0
-                    {
-                        *pool_requirements
-                            .entry((supplier.to_string(), content.material.clone()))
-                            .or_default() += share * demand[c] * content.grams_per_unit / 1000.0;
-                    }
-                }
-            }
-            shares.push(normalised);
-        }
-        let pools: Vec<PoolNode> = pool_requirements
-            .into_iter()
-            .map(|((supplier_id, material), required)| PoolNode {
-                supplier: supplier_of(&supplier_id),
-                controlled_from: materials
-                    .get(material.as_str())
-                    .and_then(|m| m.controlled_from)
-                    .map_or(i32::MIN, day_number),
-                supplier_id,
-                material,
-                required_kg_per_day: required,
-            })
-            .collect();
+        let line_nodes = line_nodes(&lines, &component_index);
+        let demand = gross_demand(&lines, &inputs, &topological, &component_index);
+        let licensing = Licensing {
+            materials: &materials,
+            countries: &countries,
+            supplier_index: &supplier_index,
+        };
+        let (pools, shares) = licensing.pools(&components, &demand);
         let pool_index: HashMap<(String, String), u32> = pools
             .iter()
             .enumerate()
             .map(|(i, p)| ((p.supplier_id.clone(), p.material.clone()), i as u32))
             .collect();
-
         let component_nodes: Vec<ComponentNode> = components
             .iter()
             .zip(shares)
             .zip(inputs)
             .map(|((component, shares), inputs)| {
-                let sources: Vec<SourceNode> = shares
-                    .iter()
-                    .map(|&(supplier, share)| {
-                        let mut pools: Vec<u32> = component
-                            .materials
-                            .iter()
-                            .filter(|m| m.grams_per_unit > 0.0)
-                            .filter_map(|m| {
-                                pool_index
-                                    .get(&(supplier.to_string(), m.material.clone()))
-                                    .copied()
-                            })
-                            .collect();
-                        pools.sort_unstable();
-                        pools.dedup();
-                        SourceNode {
-                            supplier: supplier_of(supplier),
-                            share,
-                            pools,
-                        }
-                    })
-                    .collect();
-                let mut all_pools: Vec<u32> =
-                    sources.iter().flat_map(|s| s.pools.clone()).collect();
-                all_pools.sort_unstable();
-                all_pools.dedup();
-                ComponentNode {
-                    id: component.id.clone(),
-                    suppliers: shares.iter().map(|(s, _)| s.to_string()).collect(),
-                    sources,
-                    inputs: inputs.into_iter().map(|(i, _)| i).collect(),
-                    materials: component
-                        .materials
-                        .iter()
-                        .map(|m| (m.material.clone(), m.grams_per_unit))
-                        .collect(),
-                    pools: all_pools,
-                    on_hand_units: component.on_hand_units,
-                }
+                licensing.component_node(component, shares, inputs, &pool_index)
             })
             .collect();
-
-        let mut components_by_supplier: HashMap<String, Vec<u32>> = HashMap::new();
-        let mut components_by_material: HashMap<String, Vec<u32>> = HashMap::new();
-        for (c, node) in component_nodes.iter().enumerate() {
-            for supplier in &node.suppliers {
-                components_by_supplier
-                    .entry(supplier.clone())
-                    .or_default()
-                    .push(c as u32);
-            }
-            for (material, grams) in &node.materials {
-                if *grams > 0.0 {
-                    components_by_material
-                        .entry(material.clone())
-                        .or_default()
-                        .push(c as u32);
-                }
-            }
-        }
+        let (components_by_supplier, components_by_material) = scope_indexes(&component_nodes);
         let mut walk = Walk::new(component_nodes.len());
         let line_components = line_nodes
             .iter()
@@ -575,6 +438,207 @@ impl Walk {
         out.sort_unstable();
         out
     }
+}
+/// Each component's inputs with their quantities, by index, in index order.
+fn inputs_by_index(
+    components: &[&Component],
+    component_index: &HashMap<String, u32>,
+) -> Vec<Vec<(u32, f64)>> {
+    components
+        .iter()
+        .map(|c| {
+            let mut v: Vec<(u32, f64)> = c
+                .inputs
+                .iter()
+                .filter_map(|i| {
+                    let x = component_index.get(&i.component_id)?;
+                    Some((*x, i.quantity))
+                })
+                .collect();
+            v.sort_by_key(|(x, _)| *x);
+            v
+        })
+        .collect()
+}
+
+fn line_nodes(lines: &[&ProductionLine], component_index: &HashMap<String, u32>) -> Vec<LineNode> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut bom: Vec<u32> = l
+                .bom
+                .iter()
+                .filter_map(|b| component_index.get(&b.component_id).copied())
+                .collect();
+            bom.sort_unstable();
+            LineNode {
+                id: l.id.clone(),
+                plant: l.plant.clone(),
+                units_per_day: l.units_per_day,
+                bom,
+            }
+        })
+        .collect()
+}
+
+/// D(c): demand flows from lines down through the BOMs, users before
+/// inputs.
+fn gross_demand(
+    lines: &[&ProductionLine],
+    inputs: &[Vec<(u32, f64)>],
+    topological: &[u32],
+    component_index: &HashMap<String, u32>,
+) -> Vec<f64> {
+    let mut demand = vec![0.0; inputs.len()];
+    for line in lines {
+        for item in &line.bom {
+            if let Some(&c) = component_index.get(&item.component_id) {
+                demand[c as usize] += line.units_per_day * item.quantity;
+            }
+        }
+    }
+    for &c in topological.iter().rev() {
+        let d = demand[c as usize];
+        for &(input, quantity) in &inputs[c as usize] {
+            demand[input as usize] += d * quantity;
+        }
+    }
+    demand
+}
+
+/// Who needs a licence for what: the materials, the suppliers' countries.
+struct Licensing<'a> {
+    materials: &'a HashMap<&'a str, &'a Material>,
+    countries: &'a HashMap<&'a str, &'a str>,
+    supplier_index: &'a HashMap<String, u32>,
+}
+
+impl<'a> Licensing<'a> {
+    fn supplier_of(&self, id: &str) -> u32 {
+        self.supplier_index.get(id).copied().unwrap_or(NO_SUPPLIER)
+    }
+
+    /// Pools: a source in the country that controls a material the
+    /// component contains needs a licence for it. With each component's
+    /// normalised shares, by supplier id.
+    fn pools<'c>(
+        &self,
+        components: &[&'c Component],
+        demand: &[f64],
+    ) -> (Vec<PoolNode>, Vec<Vec<(&'c str, f64)>>) {
+        let mut pool_requirements: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut shares: Vec<Vec<(&str, f64)>> = Vec::with_capacity(components.len());
+        for (c, component) in components.iter().enumerate() {
+            let total: f64 = component.sources.iter().map(|s| s.share).sum();
+            let mut normalised: Vec<(&str, f64)> = component
+                .sources
+                .iter()
+                .map(|s| (s.supplier_id.as_str(), s.share / total))
+                .collect();
+            normalised.sort_by(|a, b| a.0.cmp(b.0));
+            for &(supplier, share) in &normalised {
+                for content in &component.materials {
+                    if needs_licence(self.materials, self.countries, supplier, &content.material)
+                        && content.grams_per_unit > 0.0
+                    {
+                        *pool_requirements
+                            .entry((supplier.to_string(), content.material.clone()))
+                            .or_default() += share * demand[c] * content.grams_per_unit / 1000.0;
+                    }
+                }
+            }
+            shares.push(normalised);
+        }
+        let pools = pool_requirements
+            .into_iter()
+            .map(|((supplier_id, material), required)| PoolNode {
+                supplier: self.supplier_of(&supplier_id),
+                controlled_from: self
+                    .materials
+                    .get(material.as_str())
+                    .and_then(|m| m.controlled_from)
+                    .map_or(i32::MIN, day_number),
+                supplier_id,
+                material,
+                required_kg_per_day: required,
+            })
+            .collect();
+        (pools, shares)
+    }
+
+    fn component_node(
+        &self,
+        component: &Component,
+        shares: Vec<(&str, f64)>,
+        inputs: Vec<(u32, f64)>,
+        pool_index: &HashMap<(String, String), u32>,
+    ) -> ComponentNode {
+        let sources: Vec<SourceNode> = shares
+            .iter()
+            .map(|&(supplier, share)| {
+                let mut pools: Vec<u32> = component
+                    .materials
+                    .iter()
+                    .filter(|m| m.grams_per_unit > 0.0)
+                    .filter_map(|m| {
+                        pool_index
+                            .get(&(supplier.to_string(), m.material.clone()))
+                            .copied()
+                    })
+                    .collect();
+                pools.sort_unstable();
+                pools.dedup();
+                SourceNode {
+                    supplier: self.supplier_of(supplier),
+                    share,
+                    pools,
+                }
+            })
+            .collect();
+        let mut all_pools: Vec<u32> = sources.iter().flat_map(|s| s.pools.clone()).collect();
+        all_pools.sort_unstable();
+        all_pools.dedup();
+        ComponentNode {
+            id: component.id.clone(),
+            suppliers: shares.iter().map(|(s, _)| s.to_string()).collect(),
+            sources,
+            inputs: inputs.into_iter().map(|(i, _)| i).collect(),
+            materials: component
+                .materials
+                .iter()
+                .map(|m| (m.material.clone(), m.grams_per_unit))
+                .collect(),
+            pools: all_pools,
+            on_hand_units: component.on_hand_units,
+        }
+    }
+}
+
+/// The components each supplier is a source of, and those that contain
+/// each material: what the supplier and material scopes reach.
+#[allow(clippy::type_complexity)]
+fn scope_indexes(
+    nodes: &[ComponentNode],
+) -> (HashMap<String, Vec<u32>>, HashMap<String, Vec<u32>>) {
+    let mut by_supplier: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut by_material: HashMap<String, Vec<u32>> = HashMap::new();
+    for (c, node) in nodes.iter().enumerate() {
+        for supplier in &node.suppliers {
+            by_supplier
+                .entry(supplier.clone())
+                .or_default()
+                .push(c as u32);
+        }
+        for (material, grams) in &node.materials {
+            if *grams > 0.0 {
+                by_material
+                    .entry(material.clone())
+                    .or_default()
+                    .push(c as u32);
+            }
+        }
+    }
+    (by_supplier, by_material)
 }
 
 /// Whether `supplier` needs a licence to ship `material`: the material is
