@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::structure::{Structure, NO_SUPPLIER};
+use super::structure::{Flat, Structure, NO_SUPPLIER};
 use super::{day_number, LicenseOverride, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus};
@@ -600,110 +600,188 @@ pub fn run_replacing(
     horizon_days: u32,
     abandoned: &AtomicBool,
 ) -> Option<Evaluation> {
-    let mut usable = licensing.usable.clone();
-    for (p, list) in replaced {
-        usable[*p as usize].clone_from(list);
-    }
-    let pool_licenses = &licensing.pool_licenses;
-    let mut pools = licensing.pools.clone();
-    let start = day_number(as_of);
-    let horizon = horizon_days as usize;
-    let pool_count = structure.pools.len();
-    let flat = &structure.flat;
-    let n = structure.components.len();
-    let mut covered = vec![true; pool_count];
-    let mut out = vec![false; structure.supplier_ids.len()];
-    // By position (see `Flat`); a component that is never exposed keeps
-    // everything it needs, so it keeps avail = cap = 1 and is never visited,
-    // unless a supplier of it is out.
-    let mut inventory = flat.on_hand_units.clone();
-    let mut avail = vec![1.0f64; n];
-    let mut cap = vec![1.0f64; n];
-    let visited = if outages.is_empty() {
-        flat.exposed.clone()
-    } else {
-        exposed_with_outages(structure, outages)
-    };
-    let visit: Vec<usize> = (0..n).filter(|&k| visited[k]).collect();
-    let mut lines = vec![
-        LineOutcome {
-            output_fraction: 1.0,
-            ..LineOutcome::default()
-        };
-        structure.lines.len()
-    ];
-    let words = horizon.div_ceil(64);
-    let mut uncovered = vec![0u64; pool_count * words];
-    let mut avail_seen: Vec<(u32, u16, f64)> = Vec::new();
-    let mut cap_seen: Vec<(u32, u16, f64)> = Vec::new();
-    let mut out_seen: Vec<(u32, u16, f64)> = Vec::new();
-    let mut line_out = vec![1.0f64; structure.lines.len()];
-
-    // Only what can have changed since yesterday is computed again: a
-    // component whose pools, suppliers and inputs are as they were, and
-    // that drew no stock yesterday, does exactly what it did.
-    let mut dirty = visited.clone();
-    let mut line_dirty = vec![true; structure.lines.len()];
-    let mut drawing: Vec<usize> = Vec::new();
-    let mut was_out = out.clone();
-    let mark = |k: u32, dirty: &mut [bool], line_dirty: &mut [bool]| {
-        dirty[k as usize] = true;
-        for &l in flat.lines_of(k as usize) {
-            line_dirty[l as usize] = true;
-        }
-    };
-
-    for t in 0..horizon {
+    let mut run = FullRun::new(structure, licensing, replaced, outages, as_of, horizon_days);
+    for t in 0..horizon_days as usize {
         if abandoned.load(Ordering::Relaxed) {
             return None;
         }
-        let day = start + t as i32;
-        outages.mark(day, &mut out);
-        for &k in &drawing {
-            dirty[k] = true;
+        run.day(t);
+    }
+    Some(run.finish())
+}
+
+/// The state of a full run between two days. Only what can have changed
+/// since yesterday is computed again: a component whose pools, suppliers
+/// and inputs are as they were, and that drew no stock yesterday, does
+/// exactly what it did.
+struct FullRun<'a> {
+    structure: &'a Structure,
+    flat: &'a Flat,
+    outages: &'a Outages,
+    pool_licenses: &'a [Vec<String>],
+    as_of: Date,
+    start: i32,
+    horizon_days: u32,
+    usable: Vec<Vec<Usable>>,
+    pools: Vec<PoolOutcome>,
+    covered: Vec<bool>,
+    /// By supplier index: out today, and yesterday.
+    out: Vec<bool>,
+    was_out: Vec<bool>,
+    /// By position (see `Flat`); a component that is never exposed keeps
+    /// everything it needs, so it keeps avail = cap = 1 and is never
+    /// visited, unless a supplier of it is out.
+    inventory: Vec<f64>,
+    avail: Vec<f64>,
+    cap: Vec<f64>,
+    visit: Vec<usize>,
+    dirty: Vec<bool>,
+    /// The positions that drew stock yesterday.
+    drawing: Vec<usize>,
+    lines: Vec<LineOutcome>,
+    line_out: Vec<f64>,
+    line_dirty: Vec<bool>,
+    /// The uncovered days of each pool, `words` 64-day words a pool.
+    uncovered: Vec<u64>,
+    words: usize,
+    avail_seen: Vec<(u32, u16, f64)>,
+    cap_seen: Vec<(u32, u16, f64)>,
+    out_seen: Vec<(u32, u16, f64)>,
+}
+
+impl<'a> FullRun<'a> {
+    fn new(
+        structure: &'a Structure,
+        licensing: &'a Licensing,
+        replaced: &[(u32, Vec<Usable>)],
+        outages: &'a Outages,
+        as_of: Date,
+        horizon_days: u32,
+    ) -> FullRun<'a> {
+        let mut usable = licensing.usable.clone();
+        for (p, list) in replaced {
+            usable[*p as usize].clone_from(list);
         }
-        drawing.clear();
-        for s in outages.suppliers() {
-            if out[s as usize] != was_out[s as usize] {
-                was_out[s as usize] = out[s as usize];
+        let flat = &structure.flat;
+        let n = structure.components.len();
+        let visited = if outages.is_empty() {
+            flat.exposed.clone()
+        } else {
+            exposed_with_outages(structure, outages)
+        };
+        let words = (horizon_days as usize).div_ceil(64);
+        let out = vec![false; structure.supplier_ids.len()];
+        FullRun {
+            structure,
+            flat,
+            outages,
+            pool_licenses: &licensing.pool_licenses,
+            as_of,
+            start: day_number(as_of),
+            horizon_days,
+            usable,
+            pools: licensing.pools.clone(),
+            covered: vec![true; structure.pools.len()],
+            was_out: out.clone(),
+            out,
+            inventory: flat.on_hand_units.clone(),
+            avail: vec![1.0f64; n],
+            cap: vec![1.0f64; n],
+            visit: (0..n).filter(|&k| visited[k]).collect(),
+            dirty: visited,
+            drawing: Vec::new(),
+            lines: vec![
+                LineOutcome {
+                    output_fraction: 1.0,
+                    ..LineOutcome::default()
+                };
+                structure.lines.len()
+            ],
+            line_out: vec![1.0f64; structure.lines.len()],
+            line_dirty: vec![true; structure.lines.len()],
+            uncovered: vec![0u64; structure.pools.len() * words],
+            words,
+            avail_seen: Vec::new(),
+            cap_seen: Vec::new(),
+            out_seen: Vec::new(),
+        }
+    }
+
+    /// Day `t` after `as_of`: suppliers, then the model's three steps.
+    fn day(&mut self, t: usize) {
+        let day = self.start + t as i32;
+        self.suppliers(day);
+        self.cover_pools(t, day);
+        self.supply_components(t);
+        self.run_lines(t);
+    }
+
+    /// Marks the component at position `k`, and its lines, to be computed
+    /// again.
+    fn mark(&mut self, k: u32) {
+        self.dirty[k as usize] = true;
+        for &l in self.flat.lines_of(k as usize) {
+            self.line_dirty[l as usize] = true;
+        }
+    }
+
+    /// Who is out today; what drew stock yesterday, and what a supplier
+    /// coming or going touches, is looked at again.
+    fn suppliers(&mut self, day: i32) {
+        self.outages.mark(day, &mut self.out);
+        for &k in &self.drawing {
+            self.dirty[k] = true;
+        }
+        self.drawing.clear();
+        let (structure, flat) = (self.structure, self.flat);
+        for s in self.outages.suppliers() {
+            if self.out[s as usize] != self.was_out[s as usize] {
+                self.was_out[s as usize] = self.out[s as usize];
                 for &c in structure.sourced_by(s) {
-                    mark(flat.position[c as usize], &mut dirty, &mut line_dirty);
+                    self.mark(flat.position[c as usize]);
                 }
             }
         }
+    }
 
-        // Step 1: pools, in order. A pool is covered whole or not at all; a
-        // pool whose supplier is out is idle (neither).
+    /// Step 1: pools, in order. A pool is covered whole or not at all; a
+    /// pool whose supplier is out is idle (neither).
+    fn cover_pools(&mut self, t: usize, day: i32) {
+        let (structure, flat, words) = (self.structure, self.flat, self.words);
         for (p, pool) in structure.pools.iter().enumerate() {
-            let now = pool.supplier != NO_SUPPLIER && out[pool.supplier as usize]
+            let now = pool.supplier != NO_SUPPLIER && self.out[pool.supplier as usize]
                 || cover(
-                    &mut usable[p],
+                    &mut self.usable[p],
                     pool.required_kg_per_day,
                     pool.controlled_from,
                     day,
                 );
-            if now != covered[p] {
-                covered[p] = now;
+            if now != self.covered[p] {
+                self.covered[p] = now;
                 for &k in flat.users_of_pool(p) {
-                    mark(k, &mut dirty, &mut line_dirty);
+                    self.mark(k);
                 }
             }
-            if !covered[p] {
-                uncovered[p * words + t / 64] |= 1 << (t % 64);
-                if pools[p].covered_days == horizon_days {
-                    pools[p].covered_days = t as u32;
+            if !self.covered[p] {
+                self.uncovered[p * words + t / 64] |= 1 << (t % 64);
+                if self.pools[p].covered_days == self.horizon_days {
+                    self.pools[p].covered_days = t as u32;
                 }
             }
         }
+    }
 
-        // Step 2: components, inputs first (positions are in that order).
-        for &k in &visit {
-            if !dirty[k] {
+    /// Step 2: components, inputs first (positions are in that order).
+    fn supply_components(&mut self, t: usize) {
+        let (structure, flat) = (self.structure, self.flat);
+        for &k in &self.visit {
+            if !self.dirty[k] {
                 continue;
             }
-            dirty[k] = false;
-            let (yesterday_avail, yesterday_cap) = (avail[k], cap[k]);
-            cap[k] = capacity(
+            self.dirty[k] = false;
+            let (yesterday_avail, yesterday_cap) = (self.avail[k], self.cap[k]);
+            let (covered, out) = (&self.covered, &self.out);
+            self.cap[k] = capacity(
                 structure,
                 k,
                 |p| covered[p as usize],
@@ -711,85 +789,91 @@ pub fn run_replacing(
             );
             let demand = flat.demand[k];
             if demand == 0.0 {
-                avail[k] = 1.0;
+                self.avail[k] = 1.0;
             } else {
                 let inputs = flat
                     .inputs_of(k)
                     .iter()
-                    .map(|&i| avail[i as usize])
+                    .map(|&i| self.avail[i as usize])
                     .fold(1.0, f64::min);
-                let supply = cap[k] * inputs * demand;
-                let draw = (demand - supply).min(inventory[k]);
-                inventory[k] -= draw;
-                avail[k] = (supply + draw) / demand;
+                let supply = self.cap[k] * inputs * demand;
+                let draw = (demand - supply).min(self.inventory[k]);
+                self.inventory[k] -= draw;
+                self.avail[k] = (supply + draw) / demand;
                 if draw != 0.0 {
                     // Less stock tomorrow: look again.
-                    drawing.push(k);
+                    self.drawing.push(k);
                 }
             }
             // Yesterday's values are still in place: keep the changes.
-            if avail[k] != yesterday_avail {
-                avail_seen.push((k as u32, t as u16, avail[k]));
+            if self.avail[k] != yesterday_avail {
+                self.avail_seen.push((k as u32, t as u16, self.avail[k]));
                 for &u in flat.users_of(k) {
-                    dirty[u as usize] = true;
+                    self.dirty[u as usize] = true;
                 }
                 for &l in flat.lines_of(k) {
-                    line_dirty[l as usize] = true;
+                    self.line_dirty[l as usize] = true;
                 }
             }
-            if cap[k] != yesterday_cap {
-                cap_seen.push((k as u32, t as u16, cap[k]));
+            if self.cap[k] != yesterday_cap {
+                self.cap_seen.push((k as u32, t as u16, self.cap[k]));
             }
         }
+    }
 
-        // Step 3: lines.
+    /// Step 3: lines.
+    fn run_lines(&mut self, t: usize) {
+        let (structure, flat) = (self.structure, self.flat);
         for (l, line) in structure.lines.iter().enumerate() {
-            if line_dirty[l] {
-                line_dirty[l] = false;
+            if self.line_dirty[l] {
+                self.line_dirty[l] = false;
                 let out_l = flat
                     .bom_of(l)
                     .iter()
-                    .map(|&k| avail[k as usize])
+                    .map(|&k| self.avail[k as usize])
                     .fold(1.0, f64::min);
-                if out_l != line_out[l] {
-                    out_seen.push((l as u32, t as u16, out_l));
-                    line_out[l] = out_l;
+                if out_l != self.line_out[l] {
+                    self.out_seen.push((l as u32, t as u16, out_l));
+                    self.line_out[l] = out_l;
                 }
             }
-            let out_l = line_out[l];
+            let out_l = self.line_out[l];
             if out_l >= 1.0 - EPS {
                 continue;
             }
-            let outcome = &mut lines[l];
+            let outcome = &mut self.lines[l];
             outcome.units_lost += line.units_per_day * (1.0 - out_l);
             if outcome.days_to_stop.is_none() {
                 outcome.days_to_stop = Some(t as u32);
                 outcome.output_fraction = out_l;
                 let state = DayState {
                     structure,
-                    avail: &avail,
-                    cap: &cap,
-                    covered: &covered,
-                    out: &out,
+                    avail: &self.avail,
+                    cap: &self.cap,
+                    covered: &self.covered,
+                    out: &self.out,
                 };
-                explain_stop(structure, outcome, &line.bom, &state, pool_licenses);
+                explain_stop(structure, outcome, &line.bom, &state, self.pool_licenses);
             }
         }
     }
 
-    Some(Evaluation {
-        as_of,
-        horizon_days,
-        lines,
-        pools,
-        history: History {
-            avail: Sparse::build(n, &avail_seen),
-            cap: Sparse::build(n, &cap_seen),
-            line_out: Sparse::build(structure.lines.len(), &out_seen),
-            uncovered,
-            words,
-        },
-    })
+    fn finish(self) -> Evaluation {
+        let n = self.structure.components.len();
+        Evaluation {
+            as_of: self.as_of,
+            horizon_days: self.horizon_days,
+            lines: self.lines,
+            pools: self.pools,
+            history: History {
+                avail: Sparse::build(n, &self.avail_seen),
+                cap: Sparse::build(n, &self.cap_seen),
+                line_out: Sparse::build(self.structure.lines.len(), &self.out_seen),
+                uncovered: self.uncovered,
+                words: self.words,
+            },
+        }
+    }
 }
 
 /// `cap` of the component at position k: the shares of its sources that
