@@ -10,8 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::simulate::{
-    capacity, cover, explain_stop, Day, Evaluation, History, Licensing, LineOutcome, Outages,
-    Usable,
+    capacity, cover, short_day, Day, Evaluation, History, Licensing, LineOutcome, Outages, Usable,
 };
 use super::structure::{Structure, NO_SUPPLIER};
 use super::{day_number, EPS};
@@ -482,15 +481,7 @@ pub fn rerun(
     for &p in &cone.pools {
         pools[p as usize] = licensing.pools[p as usize].clone();
     }
-    // The changes of every value the cone simulates, as the history keeps
-    // them.
-    let mut avail: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.positions.len()];
-    let mut caps: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.positions.len()];
-    let mut outs: Vec<Vec<(u16, f64)>> = vec![Vec::new(); cone.lines.len()];
-    let mut uncovered: Vec<Vec<u32>> = vec![Vec::new(); cone.pools.len()];
-    let mut last_avail = vec![1.0; cone.positions.len()];
-    let mut last_cap = vec![1.0; cone.positions.len()];
-    let mut last_out = vec![1.0; cone.lines.len()];
+    let mut changes = ConeChanges::new(cone);
     for t in 0..horizon {
         if abandoned.load(Ordering::Relaxed) {
             return None;
@@ -498,76 +489,102 @@ pub fn rerun(
         sim.step(t);
         for (i, &p) in cone.pools.iter().enumerate() {
             if !sim.covered[i] {
-                uncovered[i].push(t as u32);
+                changes.uncovered[i].push(t as u32);
                 let pool = &mut pools[p as usize];
                 if pool.covered_days == evaluation.horizon_days {
                     pool.covered_days = t as u32;
                 }
             }
         }
-        for i in 0..cone.positions.len() {
-            let cap = sim.caps[i];
-            if sim.values[i] != last_avail[i] {
-                last_avail[i] = sim.values[i];
-                avail[i].push((t as u16, sim.values[i]));
-            }
-            if cap != last_cap[i] {
-                last_cap[i] = cap;
-                caps[i].push((t as u16, cap));
-            }
-        }
+        changes.components(t, &sim);
         for (i, &l) in cone.lines.iter().enumerate() {
             let out = sim.line_out(i);
-            if out != last_out[i] {
-                last_out[i] = out;
-                outs[i].push((t as u16, out));
-            }
-            if out >= 1.0 - EPS {
-                continue;
-            }
-            let line = &structure.lines[l as usize];
-            let outcome = &mut lines[l as usize];
-            outcome.units_lost += line.units_per_day * (1.0 - out);
-            if outcome.days_to_stop.is_none() {
-                outcome.days_to_stop = Some(t as u32);
-                outcome.output_fraction = out;
-                explain_stop(
+            changes.line(t, i, out);
+            if out < 1.0 - EPS {
+                let outcome = &mut lines[l as usize];
+                short_day(
                     structure,
+                    l,
                     outcome,
-                    &line.bom,
+                    t,
+                    out,
                     &sim,
                     &licensing.pool_licenses,
                 );
             }
         }
     }
-    let rows = |list: &[u32], changes: Vec<Vec<(u16, f64)>>| -> Vec<(u32, Vec<(u16, f64)>)> {
-        list.iter().copied().zip(changes).collect()
-    };
-    let mut history = History {
-        avail: evaluation
-            .history
-            .avail
-            .with_rows(&rows(&cone.positions, avail)),
-        cap: evaluation
-            .history
-            .cap
-            .with_rows(&rows(&cone.positions, caps)),
-        line_out: evaluation
-            .history
-            .line_out
-            .with_rows(&rows(&cone.lines, outs)),
-        uncovered: evaluation.history.uncovered.clone(),
-        words: evaluation.history.words,
-    };
-    for (&p, days) in cone.pools.iter().zip(uncovered) {
-        history.set_uncovered(p as usize, days);
-    }
     Some(Evaluation {
         as_of: evaluation.as_of,
         horizon_days: evaluation.horizon_days,
         lines,
         pools,
-        history,
+        history: changes.history(evaluation, cone),
     })
+}
+
+/// The changes of every value a cone simulates, as the history keeps
+/// them, and the values of yesterday.
+struct ConeChanges {
+    avail: Vec<Vec<(u16, f64)>>,
+    caps: Vec<Vec<(u16, f64)>>,
+    outs: Vec<Vec<(u16, f64)>>,
+    uncovered: Vec<Vec<u32>>,
+    last_avail: Vec<f64>,
+    last_cap: Vec<f64>,
+    last_out: Vec<f64>,
+}
+
+impl ConeChanges {
+    fn new(cone: &Cone) -> ConeChanges {
+        ConeChanges {
+            avail: vec![Vec::new(); cone.positions.len()],
+            caps: vec![Vec::new(); cone.positions.len()],
+            outs: vec![Vec::new(); cone.lines.len()],
+            uncovered: vec![Vec::new(); cone.pools.len()],
+            last_avail: vec![1.0; cone.positions.len()],
+            last_cap: vec![1.0; cone.positions.len()],
+            last_out: vec![1.0; cone.lines.len()],
+        }
+    }
+
+    fn components(&mut self, t: usize, sim: &Sim<'_>) {
+        for i in 0..self.avail.len() {
+            let cap = sim.caps[i];
+            if sim.values[i] != self.last_avail[i] {
+                self.last_avail[i] = sim.values[i];
+                self.avail[i].push((t as u16, sim.values[i]));
+            }
+            if cap != self.last_cap[i] {
+                self.last_cap[i] = cap;
+                self.caps[i].push((t as u16, cap));
+            }
+        }
+    }
+
+    fn line(&mut self, t: usize, i: usize, out: f64) {
+        if out != self.last_out[i] {
+            self.last_out[i] = out;
+            self.outs[i].push((t as u16, out));
+        }
+    }
+
+    /// The base run's history with the cone's rows replaced.
+    fn history(self, evaluation: &Evaluation, cone: &Cone) -> History {
+        let rows = |list: &[u32], changes: Vec<Vec<(u16, f64)>>| -> Vec<(u32, Vec<(u16, f64)>)> {
+            list.iter().copied().zip(changes).collect()
+        };
+        let base = &evaluation.history;
+        let mut history = History {
+            avail: base.avail.with_rows(&rows(&cone.positions, self.avail)),
+            cap: base.cap.with_rows(&rows(&cone.positions, self.caps)),
+            line_out: base.line_out.with_rows(&rows(&cone.lines, self.outs)),
+            uncovered: base.uncovered.clone(),
+            words: base.words,
+        };
+        for (&p, days) in cone.pools.iter().zip(self.uncovered) {
+            history.set_uncovered(p as usize, days);
+        }
+        history
+    }
 }

@@ -824,7 +824,7 @@ impl<'a> FullRun<'a> {
     /// Step 3: lines.
     fn run_lines(&mut self, t: usize) {
         let (structure, flat) = (self.structure, self.flat);
-        for (l, line) in structure.lines.iter().enumerate() {
+        for l in 0..structure.lines.len() {
             if self.line_dirty[l] {
                 self.line_dirty[l] = false;
                 let out_l = flat
@@ -841,20 +841,23 @@ impl<'a> FullRun<'a> {
             if out_l >= 1.0 - EPS {
                 continue;
             }
+            let state = DayState {
+                structure,
+                avail: &self.avail,
+                cap: &self.cap,
+                covered: &self.covered,
+                out: &self.out,
+            };
             let outcome = &mut self.lines[l];
-            outcome.units_lost += line.units_per_day * (1.0 - out_l);
-            if outcome.days_to_stop.is_none() {
-                outcome.days_to_stop = Some(t as u32);
-                outcome.output_fraction = out_l;
-                let state = DayState {
-                    structure,
-                    avail: &self.avail,
-                    cap: &self.cap,
-                    covered: &self.covered,
-                    out: &self.out,
-                };
-                explain_stop(structure, outcome, &line.bom, &state, self.pool_licenses);
-            }
+            short_day(
+                structure,
+                l as u32,
+                outcome,
+                t,
+                out_l,
+                &state,
+                self.pool_licenses,
+            );
         }
     }
 
@@ -970,6 +973,26 @@ impl Day for DayState<'_> {
 }
 
 /// Fills in why a line stops, from the state of its stop day.
+/// Line `l` on day `t` at `out` of its output (less than all): its units
+/// lost, and on the first such day, when it stops and why.
+pub(super) fn short_day(
+    structure: &Structure,
+    l: u32,
+    outcome: &mut LineOutcome,
+    t: usize,
+    out: f64,
+    day: &impl Day,
+    pool_licenses: &[Vec<String>],
+) {
+    let line = &structure.lines[l as usize];
+    outcome.units_lost += line.units_per_day * (1.0 - out);
+    if outcome.days_to_stop.is_none() {
+        outcome.days_to_stop = Some(t as u32);
+        outcome.output_fraction = out;
+        explain_stop(structure, outcome, &line.bom, day, pool_licenses);
+    }
+}
+
 pub(super) fn explain_stop(
     structure: &Structure,
     outcome: &mut LineOutcome,
