@@ -255,102 +255,189 @@ pub(crate) fn is_csv(path: &Path) -> bool {
 /// Reads CSV files into records. Problems (with file and line) are pushed to
 /// `problems`; the records are only meaningful when it stays empty.
 pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Vec<Located>> {
-    let mut by_kind: BTreeMap<u8, Vec<(Kind, Vec<Row>)>> = BTreeMap::new();
-    for path in paths {
-        let Some(kind) = Kind::of(path) else {
-            anyhow::bail!(
-                "{}: the file name must start with the kind of its rows ({KINDS})",
-                path.display()
-            );
-        };
-        let rows = read_rows(path, kind, problems)?;
-        by_kind.entry(kind as u8).or_default().push((kind, rows));
-    }
-    let rows_of = |kind: Kind| -> Vec<&Row> {
-        by_kind
-            .get(&(kind as u8))
-            .into_iter()
-            .flatten()
-            .flat_map(|(_, rows)| rows)
-            .collect()
-    };
-
+    let rows = Rows::read(paths, problems)?;
     let mut located = Vec::new();
-    for row in rows_of(Kind::Materials) {
-        located.push(whole(
-            pb::record::Record::Material(pb::Material {
-                code: row.text("code"),
-                name: row.text("name"),
-                controlled_by: row.text("controlled_by"),
-                controlled_from: row.date("controlled_from", problems),
-                revision: 0,
-            }),
-            row,
-        ));
+    for row in rows.of(Kind::Materials) {
+        located.push(material(row, problems));
     }
-    for row in rows_of(Kind::Suppliers) {
-        let tier = row.integer("tier", problems);
-        located.push(whole(
-            pb::record::Record::Supplier(pb::Supplier {
-                id: row.text("id"),
-                name: row.text("name"),
-                country: row.text("country"),
-                tier,
-                revision: 0,
-            }),
-            row,
-        ));
+    for row in rows.of(Kind::Suppliers) {
+        located.push(supplier(row, problems));
+    }
+    // Components and lines gather their parts from the relation files.
+    let mut assembly = Assembly::new(&rows, problems);
+    for row in rows.of(Kind::Sources) {
+        assembly.source(row, problems);
+    }
+    for row in rows.of(Kind::Contents) {
+        assembly.content(row, problems);
+    }
+    for row in rows.of(Kind::Bom) {
+        assembly.bom_item(row, problems);
+    }
+    located.extend(assembly.located());
+    for row in rows.of(Kind::Licences) {
+        located.push(licence(row, problems));
+    }
+    Ok(located)
+}
+
+/// The rows of every file, by kind.
+struct Rows(BTreeMap<u8, Vec<Row>>);
+
+impl Rows {
+    fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Rows> {
+        let mut by_kind: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
+        for path in paths {
+            let Some(kind) = Kind::of(path) else {
+                anyhow::bail!(
+                    "{}: the file name must start with the kind of its rows ({KINDS})",
+                    path.display()
+                );
+            };
+            let rows = read_rows(path, kind, problems)?;
+            by_kind.entry(kind as u8).or_default().extend(rows);
+        }
+        Ok(Rows(by_kind))
     }
 
-    // Components and lines gather their parts from the relation files.
-    let mut components: Vec<(pb::Component, &Row, HashMap<String, Place>)> = Vec::new();
-    let mut component_at: HashMap<String, usize> = HashMap::new();
-    for row in rows_of(Kind::Components) {
-        let on_hand_units = row.number("on_hand_units", problems);
-        component_at.insert(row.text("id"), components.len());
-        components.push((
-            pb::Component {
+    fn of(&self, kind: Kind) -> &[Row] {
+        self.0.get(&(kind as u8)).map_or(&[], Vec::as_slice)
+    }
+}
+
+fn material(row: &Row, problems: &mut Vec<String>) -> Located {
+    whole(
+        pb::record::Record::Material(pb::Material {
+            code: row.text("code"),
+            name: row.text("name"),
+            controlled_by: row.text("controlled_by"),
+            controlled_from: row.date("controlled_from", problems),
+            revision: 0,
+        }),
+        row,
+    )
+}
+
+fn supplier(row: &Row, problems: &mut Vec<String>) -> Located {
+    let tier = row.integer("tier", problems);
+    whole(
+        pb::record::Record::Supplier(pb::Supplier {
+            id: row.text("id"),
+            name: row.text("name"),
+            country: row.text("country"),
+            tier,
+            revision: 0,
+        }),
+        row,
+    )
+}
+
+fn licence(row: &Row, problems: &mut Vec<String>) -> Located {
+    let status = match status(&row.text("status")) {
+        Some(status) => status,
+        None => {
+            problems.push(format!(
+                "{}: status: {:?} is not PENDING, APPROVED, REJECTED or REVOKED",
+                row.place,
+                row.text("status")
+            ));
+            0
+        }
+    };
+    let quantity_kg = row.number("quantity_kg", problems);
+    let used_kg = row.number("used_kg", problems);
+    whole(
+        pb::record::Record::License(pb::License {
+            id: row.text("id"),
+            supplier_id: row.text("supplier_id"),
+            material: row.text("material"),
+            status,
+            quantity_kg,
+            used_kg,
+            submitted_on: row.date("submitted_on", problems),
+            expected_decision_on: row.date("expected_decision_on", problems),
+            decided_on: row.date("decided_on", problems),
+            valid_from: row.date("valid_from", problems),
+            valid_until: row.date("valid_until", problems),
+            revision: 0,
+        }),
+        row,
+    )
+}
+
+/// A record being put together from its own row and the rows of its
+/// parts, with where each part came from.
+type Assembled<'r, T> = (T, &'r Row, HashMap<String, Place>);
+
+/// Components and lines, as their relation rows add their parts.
+struct Assembly<'r> {
+    components: Vec<Assembled<'r, pb::Component>>,
+    component_at: HashMap<String, usize>,
+    lines: Vec<Assembled<'r, pb::ProductionLine>>,
+    line_at: HashMap<String, usize>,
+}
+
+impl<'r> Assembly<'r> {
+    fn new(rows: &'r Rows, problems: &mut Vec<String>) -> Assembly<'r> {
+        let mut assembly = Assembly {
+            components: Vec::new(),
+            component_at: HashMap::new(),
+            lines: Vec::new(),
+            line_at: HashMap::new(),
+        };
+        for row in rows.of(Kind::Components) {
+            let on_hand_units = row.number("on_hand_units", problems);
+            let component = pb::Component {
                 id: row.text("id"),
                 name: row.text("name"),
                 on_hand_units,
                 ..Default::default()
-            },
-            row,
-            HashMap::new(),
-        ));
-    }
-    let mut lines: Vec<(pb::ProductionLine, &Row, HashMap<String, Place>)> = Vec::new();
-    let mut line_at: HashMap<String, usize> = HashMap::new();
-    for row in rows_of(Kind::Lines) {
-        let units_per_day = row.number("units_per_day", problems);
-        line_at.insert(row.text("id"), lines.len());
-        lines.push((
-            pb::ProductionLine {
+            };
+            let at = assembly.components.len();
+            assembly.component_at.insert(row.text("id"), at);
+            assembly.components.push((component, row, HashMap::new()));
+        }
+        for row in rows.of(Kind::Lines) {
+            let units_per_day = row.number("units_per_day", problems);
+            let line = pb::ProductionLine {
                 id: row.text("id"),
                 name: row.text("name"),
                 plant: row.text("plant"),
                 units_per_day,
                 ..Default::default()
-            },
-            row,
-            HashMap::new(),
-        ));
-    }
-    let component_of = |row: &Row, column: &str, problems: &mut Vec<String>| {
-        let id = row.text(column);
-        let found = component_at.get(&id).copied();
-        if found.is_none() {
-            problems.push(format!(
-                "{}: {column}: component {id:?} is not in a components file of this import",
-                row.place
-            ));
+            };
+            assembly
+                .line_at
+                .insert(row.text("id"), assembly.lines.len());
+            assembly.lines.push((line, row, HashMap::new()));
         }
-        found
-    };
-    for row in rows_of(Kind::Sources) {
+        assembly
+    }
+
+    /// The component that `column` of `row` names, which must be one of
+    /// this import.
+    fn component_of(
+        &mut self,
+        row: &Row,
+        column: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<&mut Assembled<'r, pb::Component>> {
+        let id = row.text(column);
+        match self.component_at.get(&id) {
+            Some(&c) => Some(&mut self.components[c]),
+            None => {
+                problems.push(format!(
+                    "{}: {column}: component {id:?} is not in a components file of this import",
+                    row.place
+                ));
+                None
+            }
+        }
+    }
+
+    fn source(&mut self, row: &Row, problems: &mut Vec<String>) {
         let share = row.number("share", problems);
-        if let Some(c) = component_of(row, "component_id", problems) {
-            let (component, _, parts) = &mut components[c];
+        if let Some((component, _, parts)) = self.component_of(row, "component_id", problems) {
             parts.insert(
                 format!("component.sources[{}]", component.sources.len()),
                 row.place.clone(),
@@ -361,10 +448,10 @@ pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Resul
             });
         }
     }
-    for row in rows_of(Kind::Contents) {
+
+    fn content(&mut self, row: &Row, problems: &mut Vec<String>) {
         let grams_per_unit = row.number("grams_per_unit", problems);
-        if let Some(c) = component_of(row, "component_id", problems) {
-            let (component, _, parts) = &mut components[c];
+        if let Some((component, _, parts)) = self.component_of(row, "component_id", problems) {
             parts.insert(
                 format!("component.materials[{}]", component.materials.len()),
                 row.place.clone(),
@@ -375,17 +462,19 @@ pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Resul
             });
         }
     }
-    for row in rows_of(Kind::Bom) {
+
+    /// A BOM row: a line's part, or a component's input.
+    fn bom_item(&mut self, row: &Row, problems: &mut Vec<String>) {
         let quantity = row.number("quantity", problems);
         let parent = row.text("parent_id");
         let component_id = row.text("component_id");
-        match (line_at.get(&parent), component_at.get(&parent)) {
+        match (self.line_at.get(&parent), self.component_at.get(&parent)) {
             (Some(_), Some(_)) => problems.push(format!(
                 "{}: parent_id: {parent:?} names both a line and a component",
                 row.place
             )),
             (Some(&l), None) => {
-                let (line, _, parts) = &mut lines[l];
+                let (line, _, parts) = &mut self.lines[l];
                 parts.insert(format!("line.bom[{}]", line.bom.len()), row.place.clone());
                 line.bom.push(pb::BomItem {
                     component_id,
@@ -393,7 +482,7 @@ pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Resul
                 });
             }
             (None, Some(&c)) => {
-                let (component, _, parts) = &mut components[c];
+                let (component, _, parts) = &mut self.components[c];
                 parts.insert(
                     format!("component.inputs[{}]", component.inputs.len()),
                     row.place.clone(),
@@ -409,50 +498,21 @@ pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Resul
             )),
         }
     }
-    for (component, row, parts) in components {
-        let mut l = whole(pb::record::Record::Component(component), row);
-        l.parts = parts;
-        located.push(l);
-    }
-    for (line, row, parts) in lines {
-        let mut l = whole(pb::record::Record::Line(line), row);
-        l.parts = parts;
-        located.push(l);
-    }
 
-    for row in rows_of(Kind::Licences) {
-        let status = match status(&row.text("status")) {
-            Some(status) => status,
-            None => {
-                problems.push(format!(
-                    "{}: status: {:?} is not PENDING, APPROVED, REJECTED or REVOKED",
-                    row.place,
-                    row.text("status")
-                ));
-                0
-            }
-        };
-        let quantity_kg = row.number("quantity_kg", problems);
-        let used_kg = row.number("used_kg", problems);
-        located.push(whole(
-            pb::record::Record::License(pb::License {
-                id: row.text("id"),
-                supplier_id: row.text("supplier_id"),
-                material: row.text("material"),
-                status,
-                quantity_kg,
-                used_kg,
-                submitted_on: row.date("submitted_on", problems),
-                expected_decision_on: row.date("expected_decision_on", problems),
-                decided_on: row.date("decided_on", problems),
-                valid_from: row.date("valid_from", problems),
-                valid_until: row.date("valid_until", problems),
-                revision: 0,
-            }),
-            row,
-        ));
+    /// The components, then the lines, with their parts' places.
+    fn located(self) -> impl Iterator<Item = Located> + 'r {
+        let components = self.components.into_iter().map(|(component, row, parts)| {
+            let mut l = whole(pb::record::Record::Component(component), row);
+            l.parts = parts;
+            l
+        });
+        let lines = self.lines.into_iter().map(|(line, row, parts)| {
+            let mut l = whole(pb::record::Record::Line(line), row);
+            l.parts = parts;
+            l
+        });
+        components.chain(lines)
     }
-    Ok(located)
 }
 
 fn whole(record: pb::record::Record, row: &Row) -> Located {
