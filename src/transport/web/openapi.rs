@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use prost_reflect::{FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
+use prost_reflect::{
+    DescriptorPool, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    ServiceDescriptor,
+};
 use serde_json::{json, Map, Value};
 
 use super::transcode::pool;
@@ -120,93 +123,15 @@ pub fn openapi() -> Value {
             continue;
         }
         for method in service.methods() {
-            if method.is_client_streaming() {
-                continue;
-            }
-            let input = method.input().full_name().to_string();
-            let output = method.output().full_name().to_string();
-            needed.push(input.clone());
-            needed.push(output.clone());
-            let summary = comment(&method.parent_file(), method.path()).unwrap_or_default();
-            let error = json!({
-                "description": "The call was refused: a google.rpc.Status, under the HTTP status of its code (400 invalid argument or failed precondition, 401 unauthenticated, 403 permission denied, 404 not found, 409 aborted, 429 resource exhausted, 503 unavailable, 504 deadline exceeded).",
-                "content": { "application/json": { "schema": reference("google.rpc.Status") } },
-            });
-            let mut operation = json!({
-                "operationId": format!("{}_{}", service.name(), method.name()),
-                "tags": [service.name()],
-                "description": summary,
-                "requestBody": {
-                    "required": false,
-                    "content": { "application/json": { "schema": reference(&input) } },
-                },
-                "responses": { "default": error },
-            });
-            if method.is_server_streaming() {
-                operation["responses"]["200"] = json!({
-                    "description": "A stream of messages: newline-delimited JSON by default, server-sent events (named by the message's case, with the licence sequence as the event id) with Accept: text/event-stream. A stream that ends with an error ends with {\"error\": google.rpc.Status}, or an `error` event.",
-                    "content": {
-                        "application/x-ndjson": { "schema": reference(&output) },
-                        "text/event-stream": { "schema": { "type": "string" } },
-                    },
-                });
-                let mut get = operation.clone();
-                get["operationId"] = json!(format!("{}_{}_Get", service.name(), method.name()));
-                get.as_object_mut()
-                    .expect("an object")
-                    .remove("requestBody");
-                get["parameters"] = json!(method
-                    .input()
-                    .fields()
-                    .filter(|f| !matches!(f.kind(), Kind::Message(_)))
-                    .map(|f| json!({
-                        "name": f.name(),
-                        "in": "query",
-                        "required": false,
-                        "explode": true,
-                        "schema": field_schema(&f, &mut needed),
-                    }))
-                    .collect::<Vec<_>>());
-                get["description"] = json!(format!(
-                    "{summary}\n\nThe request's fields as query parameters, for EventSource. A Last-Event-ID header continues after that licence sequence."
-                ));
+            if !method.is_client_streaming() {
                 paths.insert(
                     format!("/{}/{}", service.full_name(), method.name()),
-                    json!({ "post": operation, "get": get }),
-                );
-            } else {
-                operation["responses"]["200"] = json!({
-                    "description": "The answer.",
-                    "content": { "application/json": { "schema": reference(&output) } },
-                });
-                paths.insert(
-                    format!("/{}/{}", service.full_name(), method.name()),
-                    json!({ "post": operation }),
+                    path_item(&service, &method, &mut needed),
                 );
             }
         }
     }
-    let mut schemas = BTreeMap::new();
-    while let Some(name) = needed.pop() {
-        if schemas.contains_key(&name) {
-            continue;
-        }
-        let schema = if let Some(message) = pool.get_message_by_name(&name) {
-            message_schema(&message, &mut needed)
-        } else if let Some(e) = pool.get_enum_by_name(&name) {
-            let mut schema = json!({
-                "type": "string",
-                "enum": e.values().map(|v| v.name().to_string()).collect::<Vec<_>>(),
-            });
-            if let Some(text) = comment(&e.parent_file(), e.path()) {
-                schema["description"] = Value::String(text);
-            }
-            schema
-        } else {
-            unreachable!("{name} is referred to by the contract, so it is in the pool")
-        };
-        schemas.insert(name, schema);
-    }
+    let schemas = schemas(&pool, needed);
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -228,6 +153,96 @@ pub fn openapi() -> Value {
             },
         },
     })
+}
+
+/// The operations of one method: a POST, and for a stream a GET too. The
+/// messages they refer to are added to `needed`.
+fn path_item(
+    service: &ServiceDescriptor,
+    method: &MethodDescriptor,
+    needed: &mut Vec<String>,
+) -> Value {
+    let input = method.input().full_name().to_string();
+    let output = method.output().full_name().to_string();
+    needed.push(input.clone());
+    needed.push(output.clone());
+    let summary = comment(&method.parent_file(), method.path()).unwrap_or_default();
+    let error = json!({
+        "description": "The call was refused: a google.rpc.Status, under the HTTP status of its code (400 invalid argument or failed precondition, 401 unauthenticated, 403 permission denied, 404 not found, 409 aborted, 429 resource exhausted, 503 unavailable, 504 deadline exceeded).",
+        "content": { "application/json": { "schema": reference("google.rpc.Status") } },
+    });
+    let mut operation = json!({
+        "operationId": format!("{}_{}", service.name(), method.name()),
+        "tags": [service.name()],
+        "description": summary,
+        "requestBody": {
+            "required": false,
+            "content": { "application/json": { "schema": reference(&input) } },
+        },
+        "responses": { "default": error },
+    });
+    if !method.is_server_streaming() {
+        operation["responses"]["200"] = json!({
+            "description": "The answer.",
+            "content": { "application/json": { "schema": reference(&output) } },
+        });
+        return json!({ "post": operation });
+    }
+    operation["responses"]["200"] = json!({
+        "description": "A stream of messages: newline-delimited JSON by default, server-sent events (named by the message's case, with the licence sequence as the event id) with Accept: text/event-stream. A stream that ends with an error ends with {\"error\": google.rpc.Status}, or an `error` event.",
+        "content": {
+            "application/x-ndjson": { "schema": reference(&output) },
+            "text/event-stream": { "schema": { "type": "string" } },
+        },
+    });
+    let mut get = operation.clone();
+    get["operationId"] = json!(format!("{}_{}_Get", service.name(), method.name()));
+    get.as_object_mut()
+        .expect("an object")
+        .remove("requestBody");
+    get["parameters"] = json!(method
+        .input()
+        .fields()
+        .filter(|f| !matches!(f.kind(), Kind::Message(_)))
+        .map(|f| json!({
+            "name": f.name(),
+            "in": "query",
+            "required": false,
+            "explode": true,
+            "schema": field_schema(&f, needed),
+        }))
+        .collect::<Vec<_>>());
+    get["description"] = json!(format!(
+        "{summary}\n\nThe request's fields as query parameters, for EventSource. A Last-Event-ID header continues after that licence sequence."
+    ));
+    json!({ "post": operation, "get": get })
+}
+
+/// The schemas of the `needed` messages and enums, and of everything they
+/// refer to, by full name.
+fn schemas(pool: &DescriptorPool, mut needed: Vec<String>) -> BTreeMap<String, Value> {
+    let mut schemas = BTreeMap::new();
+    while let Some(name) = needed.pop() {
+        if schemas.contains_key(&name) {
+            continue;
+        }
+        let schema = if let Some(message) = pool.get_message_by_name(&name) {
+            message_schema(&message, &mut needed)
+        } else if let Some(e) = pool.get_enum_by_name(&name) {
+            let mut schema = json!({
+                "type": "string",
+                "enum": e.values().map(|v| v.name().to_string()).collect::<Vec<_>>(),
+            });
+            if let Some(text) = comment(&e.parent_file(), e.path()) {
+                schema["description"] = Value::String(text);
+            }
+            schema
+        } else {
+            unreachable!("{name} is referred to by the contract, so it is in the pool")
+        };
+        schemas.insert(name, schema);
+    }
+    schemas
 }
 
 /// [`openapi`] as the text the repository keeps in `openapi/lodestone.v1.json`.

@@ -149,89 +149,21 @@ impl Transcoder {
         ResBody: http_body::Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let method = match method_of(request.uri().path()) {
+        let method = match admitted(&request) {
             Ok(method) => method,
-            Err(status) => return Ok(refusal(status)),
+            Err(refused) => return Ok(refused),
         };
         let streaming = method.is_server_streaming();
-        let allowed =
-            request.method() == Method::POST || (streaming && request.method() == Method::GET);
-        if !allowed {
-            let mut answer = refusal(Status::unimplemented(format!(
-                "{} takes {}",
-                method.full_name(),
-                if streaming { "GET or POST" } else { "POST" }
-            )));
-            *answer.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            answer.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static(if streaming { "GET, POST" } else { "POST" }),
-            );
-            return Ok(answer);
-        }
-        if method.is_client_streaming() {
-            return Ok(refusal(Status::unimplemented(format!(
-                "{} streams its requests, which JSON over HTTP cannot: call it over gRPC, \
-                 or send the records with UpsertRecords",
-                method.full_name()
-            ))));
-        }
         let framing = Framing::of(request.headers());
         let (parts, body) = request.into_parts();
-        let input = if parts.method == Method::GET {
-            query_message(method.input(), parts.uri.query().unwrap_or_default())
-        } else {
-            if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
-                let json = content_type
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.split(';').next())
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-                if !json {
-                    let mut answer = refusal(Status::invalid_argument(
-                        "send the request as JSON, with Content-Type: application/json",
-                    ));
-                    *answer.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
-                    return Ok(answer);
-                }
-            }
-            match Limited::new(body, self.max_message).collect().await {
-                Ok(bytes) => body_message(method.input(), &bytes.to_bytes()),
-                Err(error) if error.is::<LengthLimitError>() => {
-                    let mut answer = refusal(Status::resource_exhausted(format!(
-                        "the request body is over {} bytes (--max-message-mb)",
-                        self.max_message
-                    )));
-                    *answer.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-                    return Ok(answer);
-                }
-                Err(error) => {
-                    return Ok(refusal(Status::invalid_argument(format!(
-                        "the request body could not be read: {error}"
-                    ))))
-                }
-            }
-        };
-        let mut input = match input {
+        let mut input = match self.input(&method, &parts, body).await {
             Ok(input) => input,
-            Err(error) => {
-                return Ok(refusal(Status::invalid_argument(format!(
-                    "the request is not a {}: {error}",
-                    method.input().full_name()
-                ))))
-            }
+            Err(refused) => return Ok(refused),
         };
         if streaming {
             resume_after_last_event(&mut input, &parts.headers);
         }
-
-        let mut grpc = Request::new(Body::new(Full::new(frame(&input.encode_to_vec()))));
-        *grpc.method_mut() = Method::POST;
-        *grpc.uri_mut() = parts.uri.path().parse().expect("a path is a URI");
-        *grpc.version_mut() = Version::HTTP_2;
-        *grpc.headers_mut() = metadata(&parts.headers);
-        *grpc.extensions_mut() = parts.extensions;
-        let (head, body) = inner.call(grpc).await?.into_parts();
+        let (head, body) = inner.call(grpc_request(&input, parts)).await?.into_parts();
         if let Some(status) = Status::from_header_map(&head.headers) {
             // Trailers-only: refused before any message.
             if status.code() != Code::Ok {
@@ -253,36 +185,135 @@ impl Transcoder {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Ok(answer);
         }
-        let collected = match body.collect().await {
-            Ok(collected) => collected,
-            Err(error) => {
-                let error: BoxError = error.into();
-                return Ok(refusal(Status::unavailable(format!(
-                    "the call broke off: {error}"
-                ))));
+        Ok(unary_answer(body, output).await)
+    }
+
+    /// The request message, from the query of a GET or the JSON body of a
+    /// POST; a refusal when there is none.
+    async fn input(
+        &self,
+        method: &MethodDescriptor,
+        parts: &http::request::Parts,
+        body: Body,
+    ) -> Result<DynamicMessage, Response<Body>> {
+        let input = if parts.method == Method::GET {
+            query_message(method.input(), parts.uri.query().unwrap_or_default())
+        } else {
+            if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE) {
+                let json = content_type
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.split(';').next())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+                if !json {
+                    let mut answer = refusal(Status::invalid_argument(
+                        "send the request as JSON, with Content-Type: application/json",
+                    ));
+                    *answer.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+                    return Err(answer);
+                }
+            }
+            match Limited::new(body, self.max_message).collect().await {
+                Ok(bytes) => body_message(method.input(), &bytes.to_bytes()),
+                Err(error) if error.is::<LengthLimitError>() => {
+                    let mut answer = refusal(Status::resource_exhausted(format!(
+                        "the request body is over {} bytes (--max-message-mb)",
+                        self.max_message
+                    )));
+                    *answer.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                    return Err(answer);
+                }
+                Err(error) => {
+                    return Err(refusal(Status::invalid_argument(format!(
+                        "the request body could not be read: {error}"
+                    ))))
+                }
             }
         };
-        let status = collected
-            .trailers()
-            .and_then(Status::from_header_map)
-            .unwrap_or_else(|| Status::internal("the call ended without a status"));
-        if status.code() != Code::Ok {
-            return Ok(refusal(status));
-        }
-        let mut data = collected.to_bytes();
-        let json = match next_message(&mut data) {
-            Ok(Some(message)) => DynamicMessage::decode(output, message)
-                .map_err(|e| e.to_string())
-                .and_then(|m| to_json(&m).map_err(|e| e.to_string())),
-            Ok(None) => Err("the answer held no message".to_string()),
-            Err(error) => Err(error),
-        };
-        Ok(match json {
-            Ok(json) => plain(StatusCode::OK, "application/json", Bytes::from(json)),
-            Err(error) => refusal(Status::internal(format!(
-                "the answer could not be written as JSON: {error}"
-            ))),
+        input.map_err(|error| {
+            refusal(Status::invalid_argument(format!(
+                "the request is not a {}: {error}",
+                method.input().full_name()
+            )))
         })
+    }
+}
+
+/// The method a request calls, if JSON over HTTP can call it that way; a
+/// refusal that says why not otherwise.
+fn admitted(request: &Request<Body>) -> Result<MethodDescriptor, Response<Body>> {
+    let method = method_of(request.uri().path()).map_err(refusal)?;
+    let streaming = method.is_server_streaming();
+    let allowed =
+        request.method() == Method::POST || (streaming && request.method() == Method::GET);
+    if !allowed {
+        let mut answer = refusal(Status::unimplemented(format!(
+            "{} takes {}",
+            method.full_name(),
+            if streaming { "GET or POST" } else { "POST" }
+        )));
+        *answer.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        answer.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(if streaming { "GET, POST" } else { "POST" }),
+        );
+        return Err(answer);
+    }
+    if method.is_client_streaming() {
+        return Err(refusal(Status::unimplemented(format!(
+            "{} streams its requests, which JSON over HTTP cannot: call it over gRPC, \
+             or send the records with UpsertRecords",
+            method.full_name()
+        ))));
+    }
+    Ok(method)
+}
+
+/// The gRPC call for `input`, with the HTTP request's path, metadata and
+/// extensions.
+fn grpc_request(input: &DynamicMessage, parts: http::request::Parts) -> Request<Body> {
+    let mut grpc = Request::new(Body::new(Full::new(frame(&input.encode_to_vec()))));
+    *grpc.method_mut() = Method::POST;
+    *grpc.uri_mut() = parts.uri.path().parse().expect("a path is a URI");
+    *grpc.version_mut() = Version::HTTP_2;
+    *grpc.headers_mut() = metadata(&parts.headers);
+    *grpc.extensions_mut() = parts.extensions;
+    grpc
+}
+
+/// A unary call's answer as JSON, or its refusal.
+async fn unary_answer<ResBody>(body: ResBody, output: MessageDescriptor) -> Response<Body>
+where
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let collected = match body.collect().await {
+        Ok(collected) => collected,
+        Err(error) => {
+            let error: BoxError = error.into();
+            return refusal(Status::unavailable(format!("the call broke off: {error}")));
+        }
+    };
+    let status = collected
+        .trailers()
+        .and_then(Status::from_header_map)
+        .unwrap_or_else(|| Status::internal("the call ended without a status"));
+    if status.code() != Code::Ok {
+        return refusal(status);
+    }
+    let mut data = collected.to_bytes();
+    let json = match next_message(&mut data) {
+        Ok(Some(message)) => DynamicMessage::decode(output, message)
+            .map_err(|e| e.to_string())
+            .and_then(|m| to_json(&m).map_err(|e| e.to_string())),
+        Ok(None) => Err("the answer held no message".to_string()),
+        Err(error) => Err(error),
+    };
+    match json {
+        Ok(json) => plain(StatusCode::OK, "application/json", Bytes::from(json)),
+        Err(error) => refusal(Status::internal(format!(
+            "the answer could not be written as JSON: {error}"
+        ))),
     }
 }
 
