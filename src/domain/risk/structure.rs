@@ -506,6 +506,9 @@ fn gross_demand(
     demand
 }
 
+/// A component's sources: supplier id and normalised share, by id.
+type Shares<'c> = Vec<(&'c str, f64)>;
+
 /// Who needs a licence for what: the materials, the suppliers' countries.
 struct Licensing<'a> {
     materials: &'a HashMap<&'a str, &'a Material>,
@@ -525,7 +528,7 @@ impl<'a> Licensing<'a> {
         &self,
         components: &[&'c Component],
         demand: &[f64],
-    ) -> (Vec<PoolNode>, Vec<Vec<(&'c str, f64)>>) {
+    ) -> (Vec<PoolNode>, Vec<Shares<'c>>) {
         let mut pool_requirements: BTreeMap<(String, String), f64> = BTreeMap::new();
         let mut shares: Vec<Vec<(&str, f64)>> = Vec::with_capacity(components.len());
         for (c, component) in components.iter().enumerate() {

@@ -131,7 +131,7 @@ pub fn openapi() -> Value {
             }
         }
     }
-    let schemas = schemas(&pool, needed);
+    let schemas = schemas(pool, needed);
     json!({
         "openapi": "3.1.0",
         "info": {

@@ -241,6 +241,8 @@ impl Transcoder {
 
 /// The method a request calls, if JSON over HTTP can call it that way; a
 /// refusal that says why not otherwise.
+// A refusal is the answer, made once a request: its size costs nothing.
+#[allow(clippy::result_large_err)]
 fn admitted(request: &Request<Body>) -> Result<MethodDescriptor, Response<Body>> {
     let method = method_of(request.uri().path()).map_err(refusal)?;
     let streaming = method.is_server_streaming();
