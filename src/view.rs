@@ -14,7 +14,8 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use crate::domain::record::{
-    Component, License, LicenseStatus, Material, ProductionLine, Record, RecordKey, Supplier,
+    Component, License, LicenseStatus, Material, ProductionLine, Record, RecordKey, Shipment,
+    Supplier,
 };
 use crate::domain::write::{Change, Lookup};
 use crate::domain::{Error, Kind};
@@ -37,6 +38,9 @@ pub enum ListQuery {
         supplier_id: String,
         material: String,
         status: LicenseStatus,
+    },
+    Shipments {
+        component_id: String,
     },
 }
 
@@ -70,6 +74,8 @@ struct Indexes {
     licenses_by_supplier: Index,
     licenses_by_material: Index,
     licenses_by_status: Index,
+    /// (component, shipment of it)
+    shipments_by_component: Index,
 }
 
 fn status_key(status: LicenseStatus) -> String {
@@ -132,6 +138,15 @@ impl Indexes {
             &mut self.licenses_by_status,
             &status_key(l.status),
             &l.id,
+            add,
+        );
+    }
+
+    fn shipment(&mut self, s: &Shipment, add: bool) {
+        entry(
+            &mut self.shipments_by_component,
+            &s.component_id,
+            &s.id,
             add,
         );
     }
@@ -257,6 +272,7 @@ pub struct View {
     pub components: OrdMap<String, Arc<Component>>,
     pub lines: OrdMap<String, Arc<ProductionLine>>,
     pub licenses: OrdMap<String, Arc<License>>,
+    pub shipments: OrdMap<String, Arc<Shipment>>,
     /// The pools the newest licence changes touched, oldest first: for each
     /// change, (revision, supplier id, material) of the licence before it
     /// and after it. The risk engine re-simulates only those pools' cones.
@@ -336,6 +352,13 @@ impl View {
                 idx.license(&r, true);
                 self.licenses.insert(r.id.clone(), Arc::new(r));
             }
+            Record::Shipment(r) => {
+                if let Some(old) = self.shipments.get(&r.id) {
+                    idx.shipment(old, false);
+                }
+                idx.shipment(&r, true);
+                self.shipments.insert(r.id.clone(), Arc::new(r));
+            }
         }
     }
 
@@ -361,6 +384,11 @@ impl View {
             Kind::License => {
                 if let Some(old) = self.licenses.remove(id) {
                     idx.license(&old, false);
+                }
+            }
+            Kind::Shipment => {
+                if let Some(old) = self.shipments.remove(id) {
+                    idx.shipment(&old, false);
                 }
             }
         }
@@ -437,6 +465,7 @@ impl View {
             Kind::Component => Record::Component(Component::clone(self.components.get(id)?)),
             Kind::Line => Record::Line(ProductionLine::clone(self.lines.get(id)?)),
             Kind::License => Record::License(License::clone(self.licenses.get(id)?)),
+            Kind::Shipment => Record::Shipment(Shipment::clone(self.shipments.get(id)?)),
         })
     }
 
@@ -462,9 +491,10 @@ impl View {
             Kind::Component => [
                 of(&idx.components_by_input, Kind::Component),
                 of(&idx.lines_by_component, Kind::Line),
+                of(&idx.shipments_by_component, Kind::Shipment),
             ]
             .concat(),
-            Kind::Line | Kind::License => Vec::new(),
+            Kind::Line | Kind::License | Kind::Shipment => Vec::new(),
         }
     }
 
@@ -546,6 +576,17 @@ impl View {
                     limit,
                 )
             }
+            ListQuery::Shipments { component_id } => page(
+                &self.shipments,
+                match component_id.as_str() {
+                    "" => Candidates::all(),
+                    c => Candidates::by(&idx.shipments_by_component, c, true),
+                },
+                |_| true,
+                Record::Shipment,
+                after,
+                limit,
+            ),
         };
         ListPage {
             records,
@@ -556,7 +597,7 @@ impl View {
     }
 
     /// Every record, in export order: materials, suppliers, components,
-    /// lines, licences, each by id.
+    /// lines, licences, shipments, each by id.
     pub fn records(&self) -> impl Iterator<Item = Record> + '_ {
         let materials = self
             .materials
@@ -575,11 +616,16 @@ impl View {
             .licenses
             .values()
             .map(|r| Record::License((**r).clone()));
+        let shipments = self
+            .shipments
+            .values()
+            .map(|r| Record::Shipment((**r).clone()));
         materials
             .chain(suppliers)
             .chain(components)
             .chain(lines)
             .chain(licenses)
+            .chain(shipments)
     }
 
     /// How many records the view holds.
@@ -589,6 +635,7 @@ impl View {
             + self.components.len()
             + self.lines.len()
             + self.licenses.len()
+            + self.shipments.len()
     }
 }
 
@@ -608,6 +655,7 @@ impl Lookup for View {
             Kind::Component => self.components.contains_key(id),
             Kind::Line => self.lines.contains_key(id),
             Kind::License => self.licenses.contains_key(id),
+            Kind::Shipment => self.shipments.contains_key(id),
         })
     }
 

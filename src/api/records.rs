@@ -320,6 +320,17 @@ impl RecordService for RecordApi {
         }
     }
 
+    async fn get_shipment(
+        &self,
+        request: Request<pb::GetShipmentRequest>,
+    ) -> Result<Response<pb::Shipment>, Status> {
+        let key = get_key(Kind::Shipment, request.into_inner().id)?;
+        match self.network.get(&key)? {
+            Record::Shipment(s) => Ok(Response::new(pb::shipment_to_pb(&s))),
+            _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
+        }
+    }
+
     async fn list_materials(
         &self,
         request: Request<pb::ListMaterialsRequest>,
@@ -421,6 +432,27 @@ impl RecordService for RecordApi {
             list_page(&self.network, query, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListLicensesResponse {
             licenses: records_of!(page, License, pb::license_to_pb),
+            next_page_token,
+            total_size: total(&page),
+            revision: page.revision,
+        }))
+    }
+
+    async fn list_shipments(
+        &self,
+        request: Request<pb::ListShipmentsRequest>,
+    ) -> Result<Response<pb::ListShipmentsResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        check_filter_id("component_id", &r.component_id, &mut violations);
+        refuse_if_any(violations)?;
+        let query = ListQuery::Shipments {
+            component_id: r.component_id,
+        };
+        let (page, next_page_token) =
+            list_page(&self.network, query, r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListShipmentsResponse {
+            shipments: records_of!(page, Shipment, pb::shipment_to_pb),
             next_page_token,
             total_size: total(&page),
             revision: page.revision,

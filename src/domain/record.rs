@@ -7,7 +7,7 @@ use std::fmt;
 
 use super::date::Date;
 
-/// The five kinds of record. The discriminant is persisted in store keys, so
+/// The six kinds of record. The discriminant is persisted in store keys, so
 /// existing values must never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -16,17 +16,19 @@ pub enum Kind {
     Component = 3,
     Line = 4,
     License = 5,
+    Shipment = 6,
 }
 
 impl Kind {
     /// Every kind, in the order an export lists them: what others refer to
     /// comes before what refers to it.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Material,
         Kind::Supplier,
         Kind::Component,
         Kind::Line,
         Kind::License,
+        Kind::Shipment,
     ];
 
     /// The name of the kind in the contract (the `Record` oneof field).
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Component => "component",
             Kind::Line => "line",
             Kind::License => "license",
+            Kind::Shipment => "shipment",
         }
     }
 
@@ -193,6 +196,19 @@ pub struct License {
     pub revision: u64,
 }
 
+/// Units of a component on their way into its stock: an open purchase
+/// order's schedule line or an advance shipping notice.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shipment {
+    pub id: String,
+    pub component_id: String,
+    pub units: f64,
+    pub arrives_on: Option<Date>,
+    /// Free text, such as the ERP's purchase order and item.
+    pub reference: String,
+    pub revision: u64,
+}
+
 /// Any one record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
@@ -201,6 +217,7 @@ pub enum Record {
     Component(Component),
     Line(ProductionLine),
     License(License),
+    Shipment(Shipment),
 }
 
 /// One reference from a record to another, borrowed from the record: what
@@ -248,6 +265,7 @@ impl Record {
             Record::Component(_) => Kind::Component,
             Record::Line(_) => Kind::Line,
             Record::License(_) => Kind::License,
+            Record::Shipment(_) => Kind::Shipment,
         }
     }
 
@@ -258,6 +276,7 @@ impl Record {
             Record::Component(r) => &r.id,
             Record::Line(r) => &r.id,
             Record::License(r) => &r.id,
+            Record::Shipment(r) => &r.id,
         }
     }
 
@@ -272,6 +291,7 @@ impl Record {
             Record::Component(r) => r.revision,
             Record::Line(r) => r.revision,
             Record::License(r) => r.revision,
+            Record::Shipment(r) => r.revision,
         }
     }
 
@@ -282,6 +302,7 @@ impl Record {
             Record::Component(r) => r.revision = revision,
             Record::Line(r) => r.revision = revision,
             Record::License(r) => r.revision = revision,
+            Record::Shipment(r) => r.revision = revision,
         }
     }
 
@@ -348,6 +369,11 @@ impl Record {
                     field: Field::Named("material"),
                 },
             ],
+            Record::Shipment(s) => vec![Reference {
+                kind: Kind::Component,
+                id: &s.component_id,
+                field: Field::Named("component_id"),
+            }],
         }
     }
 }

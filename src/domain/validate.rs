@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use super::error::Violation;
 use super::record::{
-    Component, License, LicenseStatus, Material, ProductionLine, Record, Supplier,
+    Component, License, LicenseStatus, Material, ProductionLine, Record, Shipment, Supplier,
 };
 
 /// Longest identifier, in characters.
@@ -68,6 +68,7 @@ pub fn check_record(record: &Record, path: &str, out: &mut Vec<Violation>) {
         Record::Component(comp) => c.component(comp),
         Record::Line(l) => c.line(l),
         Record::License(l) => c.license(l),
+        Record::Shipment(sh) => c.shipment(sh),
     }
 }
 
@@ -290,6 +291,22 @@ impl Checker<'_> {
                     format!("{until} is before valid_from {from}"),
                 );
             }
+        }
+    }
+
+    fn shipment(&mut self, s: &Shipment) {
+        self.identifier("id", &s.id);
+        self.identifier("component_id", &s.component_id);
+        self.positive("units", s.units);
+        if s.arrives_on.is_none() {
+            self.violation("arrives_on", "must be a date (YYYY-MM-DD)");
+        }
+        let len = s.reference.chars().count();
+        if len > MAX_NAME_LEN {
+            self.violation(
+                "reference",
+                format!("is {len} characters long; at most {MAX_NAME_LEN} are allowed"),
+            );
         }
     }
 }

@@ -24,7 +24,7 @@ pub fn record_from_pb(
     let Some(inner) = record.record else {
         violations.push(Violation::new(
             path,
-            "must hold one of material, supplier, component, line or license",
+            "must hold one of material, supplier, component, line, license or shipment",
         ));
         return None;
     };
@@ -44,6 +44,14 @@ pub fn record_from_pb(
         R::Component(c) => Record::Component(component_from_pb(c)),
         R::Line(l) => Record::Line(line_from_pb(l)),
         R::License(l) => Record::License(license_from_pb_at(l, &mut dates)),
+        R::Shipment(s) => Record::Shipment(d::Shipment {
+            arrives_on: dates.read("arrives_on", &s.arrives_on),
+            id: s.id,
+            component_id: s.component_id,
+            units: s.units,
+            reference: s.reference,
+            revision: s.revision,
+        }),
     })
 }
 
@@ -55,6 +63,7 @@ fn kind_of(record: &pb::record::Record) -> Kind {
         R::Component(_) => Kind::Component,
         R::Line(_) => Kind::Line,
         R::License(_) => Kind::License,
+        R::Shipment(_) => Kind::Shipment,
     }
 }
 
@@ -267,6 +276,17 @@ pub fn license_to_pb(l: &d::License) -> pb::License {
     }
 }
 
+pub fn shipment_to_pb(s: &d::Shipment) -> pb::Shipment {
+    pb::Shipment {
+        id: s.id.clone(),
+        component_id: s.component_id.clone(),
+        units: s.units,
+        arrives_on: format_optional_date(s.arrives_on),
+        reference: s.reference.clone(),
+        revision: s.revision,
+    }
+}
+
 pub fn record_to_pb(record: &Record) -> pb::Record {
     use pb::record::Record as R;
     pb::Record {
@@ -276,6 +296,7 @@ pub fn record_to_pb(record: &Record) -> pb::Record {
             Record::Component(c) => R::Component(component_to_pb(c)),
             Record::Line(l) => R::Line(production_line_to_pb(l)),
             Record::License(l) => R::License(license_to_pb(l)),
+            Record::Shipment(s) => R::Shipment(shipment_to_pb(s)),
         }),
     }
 }
@@ -305,6 +326,7 @@ pub fn record_ref_to_key(reference: pb::RecordRef) -> Option<RecordKey> {
         Ref::Component(id) => RecordKey::new(Kind::Component, id),
         Ref::Line(id) => RecordKey::new(Kind::Line, id),
         Ref::License(id) => RecordKey::new(Kind::License, id),
+        Ref::Shipment(id) => RecordKey::new(Kind::Shipment, id),
     })
 }
 

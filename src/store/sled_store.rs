@@ -56,7 +56,7 @@ struct Counters {
     revision: u64,
     log_head: u64,
     log_oldest: u64,
-    counts: [u64; 5],
+    counts: [u64; KINDS],
 }
 
 /// The sled store, shared with the writer's turns.
@@ -73,7 +73,7 @@ impl std::ops::Deref for SledStore {
 pub struct Sled {
     db: sled::Db,
     /// One tree per kind, in `Kind::ALL` order.
-    records: [Tree; 5],
+    records: [Tree; KINDS],
     meta: Tree,
     log: Tree,
     /// The undo journal of a large commit under way (see `commit_journaled`).
@@ -92,6 +92,9 @@ pub struct Sled {
 fn storage(e: impl std::fmt::Display) -> Error {
     Error::Storage(e.to_string())
 }
+
+/// How many kinds of record there are: a tree and a count each.
+const KINDS: usize = Kind::ALL.len();
 
 fn slot(kind: Kind) -> usize {
     kind as usize - 1
@@ -140,6 +143,7 @@ impl Sled {
             tree("components")?,
             tree("lines")?,
             tree("licenses")?,
+            tree("shipments")?,
         ];
         let store = Sled {
             meta: tree("meta")?,
@@ -232,6 +236,7 @@ impl Sled {
             &self.records[2],
             &self.records[3],
             &self.records[4],
+            &self.records[5],
             &self.meta,
             &self.log,
         ]
@@ -648,7 +653,7 @@ struct CommitState {
     revision: u64,
     recorded_at: SystemTime,
     client: String,
-    counts: [u64; 5],
+    counts: [u64; KINDS],
     log_head: u64,
     license_changes: Vec<LicenseChange>,
 }
@@ -663,9 +668,9 @@ struct KeyWrites {
 }
 
 /// Slots of the trees a commit writes, in `Sled::trees` order.
-const TREES: usize = 7;
-const META_SLOT: usize = 5;
-const LOG_SLOT: usize = 6;
+const TREES: usize = KINDS + 2;
+const META_SLOT: usize = KINDS;
+const LOG_SLOT: usize = KINDS + 1;
 
 /// The undo journal's key for a record: its kind, then its id.
 fn journal_key(key: &RecordKey) -> Vec<u8> {
