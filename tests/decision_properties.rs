@@ -215,8 +215,9 @@ fn stakes_by_definition(
     let structure = &model.structure;
     let scope = model.scope(plant);
     let comps = model.components_in_scope(&scope);
-    let earliest = |e: &Evaluation| -> Option<Date> {
-        scope
+    // The earliest stop among the lines at stake (never idled here).
+    let earliest = |e: &Evaluation, at_stake: &[usize]| -> Option<Date> {
+        at_stake
             .iter()
             .filter_map(|&l| e.lines[l].days_to_stop)
             .min()
@@ -251,6 +252,11 @@ fn stakes_by_definition(
         };
         let denied = decided(LicenseStatus::Rejected, None);
         let granted = decided(LicenseStatus::Approved, Some(granted_on));
+        let at_stake: Vec<usize> = scope
+            .iter()
+            .copied()
+            .filter(|&l| denied.lines[l].units_lost > granted.lines[l].units_lost + 1e-6)
+            .collect();
         stakes.push(LicenseStake {
             license_id: license.id.clone(),
             supplier_id: license.supplier_id.clone(),
@@ -258,12 +264,9 @@ fn stakes_by_definition(
             status,
             granted_on,
             units_at_stake: model.total(&denied, &scope) - model.total(&granted, &scope),
-            lines_at_stake: scope
-                .iter()
-                .filter(|&&l| denied.lines[l].units_lost > granted.lines[l].units_lost + 1e-6)
-                .count() as u32,
-            stop_date_if_denied: earliest(&denied),
-            stop_date_if_granted: earliest(&granted),
+            lines_at_stake: at_stake.len() as u32,
+            stop_date_if_denied: earliest(&denied, &at_stake),
+            stop_date_if_granted: earliest(&granted, &at_stake),
         });
     }
     stakes

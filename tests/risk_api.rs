@@ -41,6 +41,12 @@ fn check_lines(actual: &[pb::LineRisk], expected: &[pb::LineRisk], case: &str) {
         assert_eq!(a.blocking_pools, e.blocking_pools, "{what}");
         assert_eq!(a.blocking_license_ids, e.blocking_license_ids, "{what}");
         assert_eq!(a.blocking_supplier_ids, e.blocking_supplier_ids, "{what}");
+        close(
+            a.shortfall_units,
+            e.shortfall_units,
+            &format!("{what} shortfall_units"),
+        );
+        assert_eq!(a.idled, e.idled, "{what} idled");
     }
 }
 
@@ -149,8 +155,17 @@ fn check_exposure(actual: &pb::Exposure, expected: &pb::Exposure, case: &str) {
 /// Asks every question of a fixture of the worked example and compares
 /// each answer with the fixture's; returns how many cases it held.
 async fn answers_as_the_fixture_says(app: &common::TestApp, name: &str) -> usize {
-    let revision = app.load_seed().await.revision;
+    let mut revision = app.load_seed().await.revision;
     let expected: Value = serde_json::from_str(&fixture(name)).unwrap();
+    // Records the fixture adds to the seed network, upserted first.
+    if let Some(records) = expected.get("records").and_then(Value::as_array) {
+        let records: Vec<pb::Record> = records
+            .iter()
+            .map(|r| json::from_json("lodestone.v1.Record", &r.to_string()).unwrap())
+            .collect();
+        assert!(!records.is_empty(), "{name}: its records");
+        revision = app.upsert(records).await.unwrap().revision;
+    }
     let cases = expected["cases"].as_array().unwrap();
     let mut risk = app.risk.clone();
     for (i, case) in cases.iter().enumerate() {
@@ -269,6 +284,17 @@ async fn the_worked_example_forecasts_as_expected() {
     let app = spawn_app().await;
     let cases = answers_as_the_fixture_says(&app, "seed-network.forecasts.expected.json").await;
     assert_eq!(cases, 3);
+}
+
+#[both_stores]
+#[tokio::test]
+async fn the_worked_example_with_shipments_and_idled_lines_answers_as_expected() {
+    let app = spawn_app().await;
+    let cases = answers_as_the_fixture_says(&app, "seed-network.mitigations.expected.json").await;
+    assert_eq!(
+        cases, 7,
+        "shipments, airfreight, idled lines and shortfalls"
+    );
 }
 
 #[both_stores]
@@ -473,6 +499,29 @@ async fn bad_questions_get_clear_answers() {
                         days: 731,
                     },
                 ],
+                shipments: vec![
+                    pb::ScenarioShipment {
+                        component_id: "MAG-TM".into(),
+                        units: 5000.0,
+                        arrives_on: "2025-06-16".into(),
+                    },
+                    pb::ScenarioShipment {
+                        component_id: "NO-SUCH-PART".into(),
+                        units: 0.0,
+                        arrives_on: "2025-06-16".into(),
+                    },
+                    pb::ScenarioShipment {
+                        component_id: "MAG-TM".into(),
+                        units: f64::NAN,
+                        arrives_on: String::new(),
+                    },
+                    pb::ScenarioShipment {
+                        component_id: "MAG-TM".into(),
+                        units: -3.0,
+                        arrives_on: "the 16th".into(),
+                    },
+                ],
+                idled_lines: vec!["WOB-HEV1".into(), "WOB-HEV1".into(), "NO-SUCH-LINE".into()],
             }),
             ..Default::default()
         })
@@ -495,6 +544,14 @@ async fn bad_questions_get_clear_answers() {
         "scenario.outages[1].supplier_id",
         "scenario.outages[2].supplier_id",
         "scenario.outages[2].starts_on",
+        "scenario.shipments[1].component_id",
+        "scenario.shipments[1].units",
+        "scenario.shipments[2].units",
+        "scenario.shipments[2].arrives_on",
+        "scenario.shipments[3].units",
+        "scenario.shipments[3].arrives_on",
+        "scenario.idled_lines[1]",
+        "scenario.idled_lines[2]",
         "scenario.outages[2].days",
     ] {
         assert!(

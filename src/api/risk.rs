@@ -11,7 +11,7 @@ use super::refuse_if_any;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
 use super::watch::{WatchStream, WatchStreams};
 use crate::domain::risk::report;
-use crate::domain::risk::{check_outages, check_overrides};
+use crate::domain::risk::{check_idled_lines, check_outages, check_overrides, check_shipments};
 use crate::domain::validate::identifier_problem;
 use crate::domain::{Error, Violation};
 use crate::engine::{Abandon, Answer, Decided, Decision, Decisions, Query, RiskEngine};
@@ -153,6 +153,16 @@ fn check_scenario_ids(query: &Query, view: &View, violations: &mut Vec<Violation
     check_outages(
         &query.scenario,
         |id| identifier_problem(id).is_some() || view.suppliers.contains_key(id),
+        violations,
+    );
+    check_shipments(
+        &query.scenario,
+        |id| identifier_problem(id).is_some() || view.components.contains_key(id),
+        violations,
+    );
+    check_idled_lines(
+        &query.scenario,
+        |id| identifier_problem(id).is_some() || view.lines.contains_key(id),
         violations,
     );
 }

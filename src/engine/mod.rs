@@ -185,7 +185,7 @@ impl RiskEngine {
             simulated = tracing::field::Empty,
         );
         let _entered = span.enter();
-        let structure = self.structure(view);
+        let structure = self.structure_for(view, &query.scenario.idled_lines);
         let started = std::time::Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
         let outages = Outages::new(&structure, &query.scenario, query.as_of);
@@ -412,6 +412,23 @@ impl RiskEngine {
             .cloned()
     }
 
+    /// The structure with the lines `idled` taken off: the network's,
+    /// kept, when none is; built for the question otherwise (their demand is
+    /// gone, and with it what the pools must give).
+    fn structure_for(&self, view: &View, idled: &[String]) -> Arc<Structure> {
+        if idled.is_empty() {
+            return self.structure(view);
+        }
+        Arc::new(Structure::build_with(
+            view.materials.values().map(|m| &**m),
+            view.suppliers.values().map(|s| &**s),
+            view.components.values().map(|c| &**c),
+            view.lines.values().map(|l| &**l),
+            view.shipments.values().map(|s| &**s),
+            idled,
+        ))
+    }
+
     fn structure(&self, view: &View) -> Arc<Structure> {
         let at = (view.epoch, view.structure_revision);
         if let Some((built_at, structure)) = &*self.structure.lock() {
@@ -420,11 +437,13 @@ impl RiskEngine {
             }
         }
         let started = std::time::Instant::now();
-        let structure = Arc::new(Structure::build(
+        let structure = Arc::new(Structure::build_with(
             view.materials.values().map(|m| &**m),
             view.suppliers.values().map(|s| &**s),
             view.components.values().map(|c| &**c),
             view.lines.values().map(|l| &**l),
+            view.shipments.values().map(|s| &**s),
+            &[],
         ));
         tracing::debug!(
             revision = view.structure_revision,

@@ -14,8 +14,8 @@ use crate::domain::risk::forecast::{
 };
 use crate::domain::risk::report::{Exposure, LineRisk, PoolCoverage, Scope};
 use crate::domain::risk::{
-    LicenseOverride, PendingAssumption, Query, Scenario, SupplierOutage, DEFAULT_HORIZON_DAYS,
-    MAX_DAYS, MAX_OUTAGE_DAYS,
+    LicenseOverride, PendingAssumption, Query, Scenario, ScenarioShipment, SupplierOutage,
+    DEFAULT_HORIZON_DAYS, MAX_DAYS, MAX_OUTAGE_DAYS,
 };
 use crate::domain::validate::identifier_problem;
 use crate::domain::Violation;
@@ -85,7 +85,57 @@ pub fn scenario_from_pb(scenario: pb::Scenario, violations: &mut Vec<Violation>)
         decision_delay_days: delay.clamp(0, MAX_DAYS as i32) as u32,
         overrides: overrides_from_pb(scenario.overrides, violations),
         outages: outages_from_pb(scenario.outages, violations),
+        shipments: shipments_from_pb(scenario.shipments, violations),
+        idled_lines: idled_lines_from_pb(scenario.idled_lines, violations),
     }
+}
+
+/// The scenario's arrivals; one without a valid date is reported and left
+/// out (the request is refused).
+fn shipments_from_pb(
+    shipments: Vec<pb::ScenarioShipment>,
+    violations: &mut Vec<Violation>,
+) -> Vec<ScenarioShipment> {
+    let mut read = Vec::with_capacity(shipments.len());
+    for (i, s) in shipments.into_iter().enumerate() {
+        let path = format!("scenario.shipments[{i}]");
+        if let Some(problem) = identifier_problem(&s.component_id) {
+            violations.push(Violation::new(format!("{path}.component_id"), problem));
+        }
+        if s.arrives_on.is_empty() {
+            violations.push(Violation::new(
+                format!("{path}.arrives_on"),
+                "must be a date (YYYY-MM-DD)",
+            ));
+        }
+        if !(s.units.is_finite() && s.units > 0.0) {
+            violations.push(Violation::new(
+                format!("{path}.units"),
+                format!("must be a finite number > 0, not {}", s.units),
+            ));
+        }
+        let arrives_on = DateReader { path, violations }.read("arrives_on", &s.arrives_on);
+        if let Some(arrives_on) = arrives_on {
+            read.push(ScenarioShipment {
+                component_id: s.component_id,
+                units: s.units,
+                arrives_on,
+            });
+        }
+    }
+    read
+}
+
+fn idled_lines_from_pb(lines: Vec<String>, violations: &mut Vec<Violation>) -> Vec<String> {
+    for (i, id) in lines.iter().enumerate() {
+        if let Some(problem) = identifier_problem(id) {
+            violations.push(Violation::new(
+                format!("scenario.idled_lines[{i}]"),
+                problem,
+            ));
+        }
+    }
+    lines
 }
 
 fn overrides_from_pb(
@@ -335,6 +385,8 @@ pub fn line_risk_to_pb(line: LineRisk) -> pb::LineRisk {
             .collect(),
         blocking_license_ids: line.blocking_license_ids,
         blocking_supplier_ids: line.blocking_supplier_ids,
+        shortfall_units: line.shortfall_units,
+        idled: line.idled,
     }
 }
 

@@ -178,6 +178,41 @@ def main(address):
         scenario=risk.Scenario(pending=risk.PENDING_ASSUMPTION_APPROVED_AS_EXPECTED)))
     check(hopeful.lines[0].days_to_stop == 15,
           "the pending licence comes too late to save day 15")
+
+    # Shipments: 200 magnets on their way, due on day 3, last 20 days more;
+    # the motors' stock then 5. The magnets missing over the 60 days are
+    # the shortfall.
+    shipment = records.Shipment(id="PY-SH-1", component_id="PY-MAGNET", units=200,
+                                arrives_on="2025-06-05", reference="PO 4500000001/10")
+    rec.UpsertRecords(records.UpsertRecordsRequest(
+        records=[records.Record(shipment=shipment)]))
+    check(rec.GetShipment(records.GetShipmentRequest(id="PY-SH-1")).units == 200,
+          "GetShipment")
+    check([s.id for s in rec.ListShipments(records.ListShipmentsRequest(
+        component_id="PY-MAGNET")).shipments] == ["PY-SH-1"], "ListShipments by component")
+    refused(lambda: rec.DeleteRecords(records.DeleteRecordsRequest(
+        refs=[records.RecordRef(component="PY-MAGNET"), records.RecordRef(line="PY-LINE")])),
+        Code.FAILED_PRECONDITION, "STILL_REFERENCED")
+    shipped = rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(
+        as_of="2025-06-02", horizon_days=60)).lines[0]
+    check(shipped.days_to_stop == 35 and shipped.shortfall_units == 300,
+          f"a shipment moves the stop ({shipped.days_to_stop}, {shipped.shortfall_units})")
+    flown = rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(
+        as_of="2025-06-02", horizon_days=60, scenario=risk.Scenario(shipments=[
+            risk.ScenarioShipment(component_id="PY-MAGNET", units=100,
+                                  arrives_on="2025-06-10")]))).lines[0]
+    check(flown.days_to_stop == 45 and flown.shortfall_units == 200,
+          f"an airfreight what-if ({flown.days_to_stop}, {flown.shortfall_units})")
+    idle = rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(
+        as_of="2025-06-02", horizon_days=60,
+        scenario=risk.Scenario(idled_lines=["PY-LINE"]))).lines[0]
+    check(idle.idled and idle.days_to_stop == 0 and idle.units_lost == 600
+          and idle.shortfall_units == 0, "an idled line stops by decision")
+    refused(lambda: rsk.ListAtRiskLines(risk.ListAtRiskLinesRequest(scenario=risk.Scenario(
+        shipments=[risk.ScenarioShipment(component_id="PY-MAGNET", units=0,
+                                         arrives_on="2025-06-10")]))),
+        Code.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    rec.DeleteRecords(records.DeleteRecordsRequest(refs=[records.RecordRef(shipment="PY-SH-1")]))
     exposure = rsk.GetExposure(risk.GetExposureRequest(supplier_id="PY-MAG",
                                                        as_of="2025-06-02"))
     check(exposure.lines_in_scope == 1 and exposure.lines_at_risk == 1

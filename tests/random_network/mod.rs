@@ -8,7 +8,7 @@ use lodestone::domain::record::{
     BomItem, Component, ComponentInput, License, LicenseStatus, Material, MaterialContent,
     ProductionLine, Source, Supplier,
 };
-use lodestone::domain::risk::{PendingAssumption, Scenario, SupplierOutage};
+use lodestone::domain::risk::{PendingAssumption, Scenario, ScenarioShipment, SupplierOutage};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -198,16 +198,18 @@ fn build(
     }
 }
 
-/// Scenarios: either pending assumption, a delay, and up to two suppliers
-/// out (of `S0`..`S5`; outages naming a supplier a network lacks are left
-/// out by [`for_network`]).
+/// Scenarios: either pending assumption, a delay, up to two suppliers out
+/// (of `S0`..`S5`), and up to three arrivals (of `C00`..`C15`, some past
+/// due, some beyond the horizon); what names a record a network lacks is
+/// left out by [`for_network`].
 pub fn scenarios() -> impl Strategy<Value = Scenario> {
     (
         any::<bool>(),
         0u32..30,
         proptest::collection::vec((0usize..6, proptest::option::of(0i64..40), 0u32..30), 0..3),
+        proptest::collection::vec((0usize..16, 1u32..400, -5i64..70), 0..4),
     )
-        .prop_map(|(approved, delay, outages)| {
+        .prop_map(|(approved, delay, outages, arrivals)| {
             let mut seen = std::collections::HashSet::new();
             Scenario {
                 pending: if approved {
@@ -226,6 +228,15 @@ pub fn scenarios() -> impl Strategy<Value = Scenario> {
                         days,
                     })
                     .collect(),
+                shipments: arrivals
+                    .into_iter()
+                    .map(|(c, units, arrives)| ScenarioShipment {
+                        component_id: format!("C{c:02}"),
+                        units: f64::from(units * 10),
+                        arrives_on: day(arrives),
+                    })
+                    .collect(),
+                idled_lines: vec![],
             }
         })
 }
@@ -235,5 +246,8 @@ pub fn for_network(mut scenario: Scenario, net: &Net) -> Scenario {
     scenario
         .outages
         .retain(|o| net.suppliers.iter().any(|s| s.id == o.supplier_id));
+    scenario
+        .shipments
+        .retain(|a| net.components.iter().any(|c| c.id == a.component_id));
     scenario
 }

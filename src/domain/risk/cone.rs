@@ -307,6 +307,11 @@ impl<'a> Sim<'a> {
                 );
         }
         let size = self.cone.positions.len();
+        for &(_, k, units) in self.base.outages.arriving(t as u32) {
+            if let Ok(i) = self.cone.positions.binary_search(&k) {
+                self.inventory[i] += units;
+            }
+        }
         for f in 0..self.frontier.len() {
             self.values[size + f] = self.frontier_avail[f * self.horizon + t];
         }
@@ -422,11 +427,18 @@ pub fn run(
     let mut outcomes: Vec<ConeLine> = cone
         .lines
         .iter()
-        .map(|&line| ConeLine {
-            line,
-            units_lost: 0.0,
-            days_to_stop: None,
-            first_worse: None,
+        .map(|&line| {
+            // An idled line stops on day 0 whatever the change.
+            let start = LineOutcome::start(
+                &structure.lines[line as usize],
+                base.evaluation.horizon_days,
+            );
+            ConeLine {
+                line,
+                units_lost: start.units_lost,
+                days_to_stop: start.days_to_stop,
+                first_worse: None,
+            }
         })
         .collect();
     for t in 0..horizon {
@@ -435,6 +447,9 @@ pub fn run(
         }
         sim.step(t);
         for (i, outcome) in outcomes.iter_mut().enumerate() {
+            if structure.lines[outcome.line as usize].idled {
+                continue;
+            }
             let out = sim.line_out(i);
             if outcome.first_worse.is_none() && out < base_out[i * horizon + t] - EPS {
                 outcome.first_worse = Some(t as u32);
@@ -472,10 +487,8 @@ pub fn rerun(
     let horizon = sim.horizon;
     let mut lines = evaluation.lines.clone();
     for &l in &cone.lines {
-        lines[l as usize] = LineOutcome {
-            output_fraction: 1.0,
-            ..LineOutcome::default()
-        };
+        lines[l as usize] =
+            LineOutcome::start(&structure.lines[l as usize], evaluation.horizon_days);
     }
     let mut pools = evaluation.pools.clone();
     for &p in &cone.pools {
@@ -498,6 +511,9 @@ pub fn rerun(
         }
         changes.components(t, &sim);
         for (i, &l) in cone.lines.iter().enumerate() {
+            if structure.lines[l as usize].idled {
+                continue;
+            }
             let out = sim.line_out(i);
             changes.line(t, i, out);
             if out < 1.0 - EPS {

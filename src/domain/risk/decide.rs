@@ -123,12 +123,33 @@ impl<'a> Weighing<'a> {
         self.each(cone).map(|(_, loss, _)| loss).sum()
     }
 
-    /// The earliest stop date among the lines in scope.
-    fn earliest_stop(&self, cone: &[ConeLine]) -> Option<Date> {
-        let first = self.each(cone).filter_map(|(_, _, d)| d).min()?;
-        Some(date_of(
-            day_number(self.base.evaluation.as_of) + first as i32,
-        ))
+    /// The earliest stop dates under `denied` and under `granted` (runs of
+    /// one cone) among the lines at stake: in scope, not idled, losing more
+    /// under `denied` than under `granted` by more than the margin.
+    fn stops_at_stake(
+        &self,
+        denied: &[ConeLine],
+        granted: &[ConeLine],
+    ) -> (Option<Date>, Option<Date>) {
+        let structure = self.base.structure;
+        let at_stake = denied.iter().zip(granted).filter(|(d, g)| {
+            let l = d.line as usize;
+            self.in_scope[l]
+                && !structure.lines[l].idled
+                && d.units_lost > g.units_lost + LOSS_MARGIN
+        });
+        let (mut if_denied, mut if_granted) = (None::<u32>, None::<u32>);
+        for (d, g) in at_stake {
+            if let Some(t) = d.days_to_stop {
+                if_denied = Some(if_denied.map_or(t, |e| e.min(t)));
+            }
+            if let Some(t) = g.days_to_stop {
+                if_granted = Some(if_granted.map_or(t, |e| e.min(t)));
+            }
+        }
+        let start = day_number(self.base.evaluation.as_of);
+        let date = |t: Option<u32>| t.map(|t| date_of(start + t as i32));
+        (date(if_denied), date(if_granted))
     }
 
     /// The cone lines in scope whose loss under `a` exceeds `b`'s (the base
@@ -341,6 +362,8 @@ pub fn license_stakes<'a>(
                 let granted = as_decided(LicenseStatus::Approved, Some(granted_on));
                 let denied = weighing.run(&cone, &denied, scratch, abandoned)?;
                 let granted = weighing.run(&cone, &granted, scratch, abandoned)?;
+                let (stop_date_if_denied, stop_date_if_granted) =
+                    weighing.stops_at_stake(&denied, &granted);
                 Some(LicenseStake {
                     license_id: license.id.clone(),
                     supplier_id: license.supplier_id.clone(),
@@ -349,8 +372,8 @@ pub fn license_stakes<'a>(
                     granted_on,
                     units_at_stake: weighing.total(&denied) - weighing.total(&granted),
                     lines_at_stake: weighing.lines_worse(&denied, Some(&granted)),
-                    stop_date_if_denied: weighing.earliest_stop(&denied),
-                    stop_date_if_granted: weighing.earliest_stop(&granted),
+                    stop_date_if_denied,
+                    stop_date_if_granted,
                 })
             },
         )

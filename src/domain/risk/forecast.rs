@@ -460,6 +460,7 @@ mod tests {
                 id: "L".into(),
                 plant: "P".into(),
                 units_per_day: 1.0,
+                idled: false,
                 bom: vec![],
             }],
             ..Structure::default()

@@ -82,13 +82,47 @@ impl SupplierOutage {
     }
 }
 
-/// A what-if: the outcomes assumed for licences, and the suppliers out.
+/// A what-if arrival of a component (an airfreighted batch, a spot
+/// purchase), added to the stored shipments.
+#[derive(Clone, Debug)]
+pub struct ScenarioShipment {
+    pub component_id: String,
+    /// Finite and positive (the request is refused otherwise).
+    pub units: f64,
+    pub arrives_on: Date,
+}
+
+// A scenario is a cache key: its units compare and hash by their bits.
+impl PartialEq for ScenarioShipment {
+    fn eq(&self, other: &Self) -> bool {
+        self.component_id == other.component_id
+            && self.units.to_bits() == other.units.to_bits()
+            && self.arrives_on == other.arrives_on
+    }
+}
+
+impl Eq for ScenarioShipment {}
+
+impl std::hash::Hash for ScenarioShipment {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.component_id.hash(state);
+        self.units.to_bits().hash(state);
+        self.arrives_on.hash(state);
+    }
+}
+
+/// A what-if: the outcomes assumed for licences, the suppliers out, the
+/// arrivals added, and the lines taken off.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Scenario {
     pub pending: PendingAssumption,
     pub decision_delay_days: u32,
     pub overrides: Vec<LicenseOverride>,
     pub outages: Vec<SupplierOutage>,
+    /// Arrivals on top of the stored shipments, in the order given.
+    pub shipments: Vec<ScenarioShipment>,
+    /// Lines taken off for the whole horizon, each at most once.
+    pub idled_lines: Vec<String>,
 }
 
 /// A risk question: what an evaluation depends on besides the network.
@@ -158,6 +192,48 @@ pub fn check_outages(
                     "must be 0 to {MAX_OUTAGE_DAYS} days (0 means to the end of the horizon), not {}",
                     o.days
                 ),
+            ));
+        }
+    }
+}
+
+/// Appends a violation for every idled line that names no line (by
+/// `exists`) or names one a second time. Field paths are under `scenario`.
+pub fn check_idled_lines(
+    scenario: &Scenario,
+    exists: impl Fn(&str) -> bool,
+    violations: &mut Vec<super::Violation>,
+) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, id) in scenario.idled_lines.iter().enumerate() {
+        let path = format!("scenario.idled_lines[{i}]");
+        if !seen.insert(id.as_str()) {
+            violations.push(super::Violation::new(
+                path,
+                format!("line {id:?} is idled more than once"),
+            ));
+        } else if !exists(id) {
+            violations.push(super::Violation::new(
+                path,
+                format!("no line {id:?} exists"),
+            ));
+        }
+    }
+}
+
+/// Appends a violation for every scenario shipment whose component does
+/// not exist (by `exists`). (Its units and date were checked as it was
+/// read.)
+pub fn check_shipments(
+    scenario: &Scenario,
+    exists: impl Fn(&str) -> bool,
+    violations: &mut Vec<super::Violation>,
+) {
+    for (i, s) in scenario.shipments.iter().enumerate() {
+        if !exists(&s.component_id) {
+            violations.push(super::Violation::new(
+                format!("scenario.shipments[{i}].component_id"),
+                format!("no component {:?} exists", s.component_id),
             ));
         }
     }

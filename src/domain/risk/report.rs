@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use super::date_of;
 use super::simulate::{Evaluation, LineOutcome};
 use super::structure::Structure;
-use super::{day_number, Date};
+use super::{day_number, Date, EPS};
 use crate::domain::record::Kind;
 use crate::domain::Error;
 
@@ -36,6 +36,10 @@ pub struct LineRisk {
     pub blocking_pools: Vec<(String, String)>,
     pub blocking_license_ids: Vec<String>,
     pub blocking_supplier_ids: Vec<String>,
+    /// Units of the root cause's last component missing over the horizon.
+    pub shortfall_units: f64,
+    /// Taken off by the scenario's idled lines.
+    pub idled: bool,
 }
 
 impl LineRisk {
@@ -58,6 +62,8 @@ impl LineRisk {
             blocking_pools: Vec::new(),
             blocking_license_ids: Vec::new(),
             blocking_supplier_ids: Vec::new(),
+            shortfall_units: 0.0,
+            idled: false,
         }
     }
 }
@@ -130,7 +136,27 @@ pub fn line_report(structure: &Structure, evaluation: &Evaluation, l: u32) -> Li
             .iter()
             .map(|&s| structure.supplier_ids[s as usize].clone())
             .collect(),
+        shortfall_units: match outcome.root_cause_path.last() {
+            Some(&c) if !line.idled => shortfall(structure, evaluation, c),
+            _ => 0.0,
+        },
+        idled: line.idled,
     }
+}
+
+/// Σ over the days on which component `c` (by index) is short, in day
+/// order, of D(c) × (1 - avail(c)): what stock on hand on day 0 would have
+/// kept it fully available throughout.
+fn shortfall(structure: &Structure, evaluation: &Evaluation, c: u32) -> f64 {
+    let k = structure.flat.position[c as usize] as usize;
+    let demand = structure.flat.demand[k];
+    let mut avail = vec![1.0; evaluation.horizon_days as usize];
+    evaluation.history.avail.expand(k, &mut avail);
+    avail
+        .iter()
+        .filter(|&&a| a < 1.0 - EPS)
+        .map(|a| demand * (1.0 - a))
+        .sum()
 }
 
 fn pool_coverage(structure: &Structure, evaluation: &Evaluation, p: usize) -> PoolCoverage {
@@ -210,7 +236,11 @@ pub fn exposure(
             .map(|&l| structure.lines[l as usize].units_per_day)
             .sum(),
         units_at_risk: lines.iter().map(|l| l.units_lost).sum(),
-        earliest_stop_date: at_risk.iter().filter_map(|l| l.stop_date).min(),
+        earliest_stop_date: at_risk
+            .iter()
+            .filter(|l| !l.idled)
+            .filter_map(|l| l.stop_date)
+            .min(),
         lines,
         pools,
     })

@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use super::structure::{Flat, Structure, NO_SUPPLIER};
+use super::structure::{Flat, LineNode, Structure, NO_SUPPLIER};
 use super::{day_number, LicenseOverride, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
 use crate::domain::date::Date;
 use crate::domain::record::{License, LicenseStatus};
@@ -36,6 +37,36 @@ pub struct LineOutcome {
     /// On the stop day: the sources of the path's last component that are
     /// out, by supplier index.
     pub blocking_suppliers: Vec<u32>,
+}
+
+impl LineOutcome {
+    /// A line taken off by the scenario: stopped from day 0, building
+    /// nothing over the `horizon_days`, with no cause.
+    pub fn idled(units_per_day: f64, horizon_days: u32) -> LineOutcome {
+        LineOutcome {
+            days_to_stop: Some(0),
+            output_fraction: 0.0,
+            units_lost: units_per_day * horizon_days as f64,
+            ..LineOutcome::default()
+        }
+    }
+
+    /// A line not short (yet).
+    pub fn running() -> LineOutcome {
+        LineOutcome {
+            output_fraction: 1.0,
+            ..LineOutcome::default()
+        }
+    }
+
+    /// The outcome a line starts a run with.
+    pub fn start(line: &LineNode, horizon_days: u32) -> LineOutcome {
+        if line.idled {
+            LineOutcome::idled(line.units_per_day, horizon_days)
+        } else {
+            LineOutcome::running()
+        }
+    }
 }
 
 /// What the simulation found for one pool.
@@ -471,11 +502,15 @@ pub(super) fn cover(usable: &mut [Usable], required: f64, controlled_from: i32, 
     true
 }
 
-/// Suppliers out under a scenario: by supplier index, the day numbers out,
-/// `[first, end)`.
+/// What a scenario brings about over the horizon besides licences: the
+/// suppliers out (by supplier index, the day numbers out, `[first, end)`),
+/// and the arrivals of components, stored and the scenario's.
 #[derive(Clone, Debug, Default)]
 pub struct Outages {
     windows: Vec<(u32, i32, i32)>,
+    /// (day t, position, units), by day; within a day the stored shipments
+    /// in id order, then the scenario's in the order given.
+    arrivals: Arc<Vec<(u32, u32, f64)>>,
 }
 
 impl Outages {
@@ -492,7 +527,35 @@ impl Outages {
             })
             .collect();
         windows.sort_unstable();
-        Outages { windows }
+        let start = day_number(as_of);
+        let stored = structure
+            .shipments
+            .iter()
+            .map(|&(c, units, day)| (c, units, day));
+        let what_if = scenario.shipments.iter().filter_map(|s| {
+            let c = *structure.component_index.get(&s.component_id)?;
+            Some((c, s.units, day_number(s.arrives_on)))
+        });
+        let mut arrivals: Vec<(u32, u32, f64)> = stored
+            .chain(what_if)
+            .map(|(c, units, day)| {
+                let t = (day - start).max(0) as u32;
+                (t, structure.flat.position[c as usize], units)
+            })
+            .collect();
+        // Stable: the order within a day stays.
+        arrivals.sort_by_key(|a| a.0);
+        Outages {
+            windows,
+            arrivals: Arc::new(arrivals),
+        }
+    }
+
+    /// What arrives on day `t`: (day, position, units).
+    pub fn arriving(&self, t: u32) -> &[(u32, u32, f64)] {
+        let from = self.arrivals.partition_point(|a| a.0 < t);
+        let to = self.arrivals.partition_point(|a| a.0 <= t);
+        &self.arrivals[from..to]
     }
 
     /// These outages with supplier `s`'s replaced by `[first, end)`.
@@ -501,7 +564,10 @@ impl Outages {
             self.windows.iter().copied().filter(|w| w.0 != s).collect();
         windows.push((s, first, end));
         windows.sort_unstable();
-        Outages { windows }
+        Outages {
+            windows,
+            arrivals: self.arrivals.clone(),
+        }
     }
 
     /// The days supplier `s` is out, `[first, end)`; empty when never.
@@ -690,13 +756,11 @@ impl<'a> FullRun<'a> {
             visit: (0..n).filter(|&k| visited[k]).collect(),
             dirty: visited,
             drawing: Vec::new(),
-            lines: vec![
-                LineOutcome {
-                    output_fraction: 1.0,
-                    ..LineOutcome::default()
-                };
-                structure.lines.len()
-            ],
+            lines: structure
+                .lines
+                .iter()
+                .map(|l| LineOutcome::start(l, horizon_days))
+                .collect(),
             line_out: vec![1.0f64; structure.lines.len()],
             line_dirty: vec![true; structure.lines.len()],
             uncovered: vec![0u64; structure.pools.len() * words],
@@ -711,6 +775,7 @@ impl<'a> FullRun<'a> {
     fn day(&mut self, t: usize) {
         let day = self.start + t as i32;
         self.suppliers(day);
+        self.receive(t);
         self.cover_pools(t, day);
         self.supply_components(t);
         self.run_lines(t);
@@ -741,6 +806,15 @@ impl<'a> FullRun<'a> {
                     self.mark(flat.position[c as usize]);
                 }
             }
+        }
+    }
+
+    /// The shipments that arrive on day `t` join their components' stock.
+    fn receive(&mut self, t: usize) {
+        let outages = self.outages;
+        for &(_, k, units) in outages.arriving(t as u32) {
+            self.inventory[k as usize] += units;
+            self.dirty[k as usize] = true;
         }
     }
 
@@ -825,6 +899,9 @@ impl<'a> FullRun<'a> {
     fn run_lines(&mut self, t: usize) {
         let (structure, flat) = (self.structure, self.flat);
         for l in 0..structure.lines.len() {
+            if structure.lines[l].idled {
+                continue;
+            }
             if self.line_dirty[l] {
                 self.line_dirty[l] = false;
                 let out_l = flat

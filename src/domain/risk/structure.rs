@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::day_number;
-use crate::domain::record::{Component, License, Material, ProductionLine, Supplier};
+use crate::domain::record::{Component, License, Material, ProductionLine, Shipment, Supplier};
 
 /// The supplier index of a source whose supplier the network lacks.
 pub const NO_SUPPLIER: u32 = u32::MAX;
@@ -50,6 +50,8 @@ pub struct LineNode {
     pub id: String,
     pub plant: String,
     pub units_per_day: f64,
+    /// Taken off by the scenario: no demand, builds nothing.
+    pub idled: bool,
     /// BOM components, by index (= by id).
     pub bom: Vec<u32>,
 }
@@ -93,6 +95,9 @@ pub struct Structure {
     pub components_by_supplier: HashMap<String, Vec<u32>>,
     /// The components that contain each material (more than 0 g).
     pub components_by_material: HashMap<String, Vec<u32>>,
+    /// The stored shipments, in id order: (component index, units,
+    /// day number of arrival).
+    pub shipments: Vec<(u32, f64, i32)>,
 }
 
 /// The component graph laid out for the simulation's inner loop, which
@@ -285,6 +290,19 @@ impl Structure {
         components: impl IntoIterator<Item = &'a Component>,
         lines: impl IntoIterator<Item = &'a ProductionLine>,
     ) -> Structure {
+        Structure::build_with(materials, suppliers, components, lines, [], &[])
+    }
+
+    /// [`Structure::build`] with the stored shipments (in any order) and
+    /// the lines a scenario idles, whose demand is gone.
+    pub fn build_with<'a>(
+        materials: impl IntoIterator<Item = &'a Material>,
+        suppliers: impl IntoIterator<Item = &'a Supplier>,
+        components: impl IntoIterator<Item = &'a Component>,
+        lines: impl IntoIterator<Item = &'a ProductionLine>,
+        shipments: impl IntoIterator<Item = &'a Shipment>,
+        idled: &[String],
+    ) -> Structure {
         let materials: HashMap<&str, &Material> = materials
             .into_iter()
             .map(|m| (m.code.as_str(), m))
@@ -312,8 +330,23 @@ impl Structure {
 
         let inputs = inputs_by_index(&components, &component_index);
         let topological = topological_order(&inputs);
-        let line_nodes = line_nodes(&lines, &component_index);
-        let demand = gross_demand(&lines, &inputs, &topological, &component_index);
+        let idled: HashSet<&str> = idled.iter().map(String::as_str).collect();
+        let line_nodes = line_nodes(&lines, &component_index, &idled);
+        let working: Vec<&ProductionLine> = lines
+            .iter()
+            .copied()
+            .filter(|l| !idled.contains(l.id.as_str()))
+            .collect();
+        let demand = gross_demand(&working, &inputs, &topological, &component_index);
+        let mut shipments: Vec<&Shipment> = shipments.into_iter().collect();
+        shipments.sort_by(|a, b| a.id.cmp(&b.id));
+        let shipments = shipments
+            .into_iter()
+            .filter_map(|s| {
+                let c = *component_index.get(&s.component_id)?;
+                Some((c, s.units, day_number(s.arrives_on?)))
+            })
+            .collect();
         let licensing = Licensing {
             materials: &materials,
             countries: &countries,
@@ -363,6 +396,7 @@ impl Structure {
             supplier_ids: supplier_ids.iter().map(|s| s.to_string()).collect(),
             supplier_index,
             materials: materials.keys().map(|m| m.to_string()).collect(),
+            shipments,
         }
     }
 
@@ -461,7 +495,11 @@ fn inputs_by_index(
         .collect()
 }
 
-fn line_nodes(lines: &[&ProductionLine], component_index: &HashMap<String, u32>) -> Vec<LineNode> {
+fn line_nodes(
+    lines: &[&ProductionLine],
+    component_index: &HashMap<String, u32>,
+    idled: &HashSet<&str>,
+) -> Vec<LineNode> {
     lines
         .iter()
         .map(|l| {
@@ -475,6 +513,7 @@ fn line_nodes(lines: &[&ProductionLine], component_index: &HashMap<String, u32>)
                 id: l.id.clone(),
                 plant: l.plant.clone(),
                 units_per_day: l.units_per_day,
+                idled: idled.contains(l.id.as_str()),
                 bom,
             }
         })
