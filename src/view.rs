@@ -427,6 +427,13 @@ impl View {
         }
     }
 
+    /// Whether some line is of `plant`.
+    pub fn has_plant(&self, plant: &str) -> bool {
+        indexed(&self.indexes.lines_by_plant, plant, None)
+            .next()
+            .is_some()
+    }
+
     /// The licences of supplier `supplier_id`, in id order.
     pub fn licences_of<'a>(
         &'a self,

@@ -8,7 +8,7 @@ use lodestone_test_macros::both_stores;
 use common::{expect_error, fixture, metadata, spawn_app};
 use lodestone::pb::{self, json};
 use serde_json::Value;
-use tonic::Code;
+use tonic::{Code, Status};
 
 fn close(actual: f64, expected: f64, what: &str) {
     let scale = expected.abs().max(1e-12);
@@ -987,7 +987,7 @@ async fn decision_listings_page_alike_whatever_the_page_size_from_one_revision()
 
 #[both_stores]
 #[tokio::test]
-async fn bad_decision_questions_are_refused_and_a_plant_without_lines_is_empty() {
+async fn bad_decision_questions_are_refused_and_a_plant_without_lines_is_not_found() {
     let app = spawn_app().await;
     app.load_seed().await;
     let mut risk = app.risk.clone();
@@ -1029,25 +1029,34 @@ async fn bad_decision_questions_are_refused_and_a_plant_without_lines_is_empty()
     let fields = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
     assert_eq!(fields[0].0, "scenario.outages[0].supplier_id");
 
-    let empty = risk
+    // A plant with no line is not found, never "nothing at risk".
+    let unknown = risk
         .list_supplier_impacts(pb::ListSupplierImpactsRequest {
             plant: "NOWHERE".into(),
             ..impacts_request(0, String::new())
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((empty.total_size, empty.impacts.len()), (0, 0));
-    assert_eq!(empty.recovery_days, 30);
-    let empty = risk
+        .unwrap_err();
+    expect_no_such_plant(&unknown, "NOWHERE");
+    let unknown = risk
         .list_license_stakes(pb::ListLicenseStakesRequest {
             plant: "NOWHERE".into(),
             ..stakes_request(0, String::new())
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((empty.total_size, empty.stakes.len()), (0, 0));
+        .unwrap_err();
+    expect_no_such_plant(&unknown, "NOWHERE");
+}
+
+/// `status` is NOT_FOUND naming `plant`.
+fn expect_no_such_plant(status: &Status, plant: &str) {
+    expect_error(status, Code::NotFound, "NOT_FOUND");
+    let info = tonic_types::StatusExt::get_error_details(status)
+        .error_info()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.metadata.get("plant").map(String::as_str), Some(plant));
+    assert!(status.message().contains(plant), "{status:?}");
 }
 
 fn forecasts_request(page_size: i32, page_token: String) -> pb::ListLineForecastsRequest {
@@ -1154,13 +1163,30 @@ async fn forecasts_page_from_one_revision_and_refuse_bad_questions() {
         let fields = expect_error(&status, Code::InvalidArgument, "INVALID_ARGUMENT");
         assert_eq!(fields[0].0, field, "{fields:?}");
     }
-    let empty = risk
+    let unknown = risk
         .list_line_forecasts(pb::ListLineForecastsRequest {
             plant: "NOWHERE".into(),
             ..forecasts_request(0, String::new())
         })
         .await
-        .unwrap()
-        .into_inner();
-    assert_eq!((empty.total_size, empty.forecasts.len()), (0, 0));
+        .unwrap_err();
+    expect_no_such_plant(&unknown, "NOWHERE");
+    // A mistyped plant, in the listing and the watch alike.
+    let unknown = risk
+        .list_at_risk_lines(pb::ListAtRiskLinesRequest {
+            plant: "EMDN".into(),
+            ..list_request(0, String::new())
+        })
+        .await
+        .unwrap_err();
+    expect_no_such_plant(&unknown, "EMDN");
+    let unknown = risk
+        .watch_at_risk_lines(pb::WatchAtRiskLinesRequest {
+            plant: "Emden".into(),
+            as_of: "2025-06-02".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    expect_no_such_plant(&unknown, "Emden");
 }

@@ -142,6 +142,19 @@ impl RiskApi {
     }
 }
 
+/// A plant named (not empty) must have a line in `view`: a mistyped plant
+/// must never read as "nothing at risk".
+fn check_plant(plant: &str, view: &View) -> Result<(), Status> {
+    if plant.is_empty() || view.has_plant(plant) {
+        Ok(())
+    } else {
+        Err(Error::NoSuchPlant {
+            plant: plant.to_string(),
+        }
+        .into())
+    }
+}
+
 /// Every id a scenario names must name a record of `view` (an id that is
 /// malformed was reported already).
 fn check_scenario_ids(query: &Query, view: &View, violations: &mut Vec<Violation>) {
@@ -206,6 +219,7 @@ impl RiskService for RiskApi {
         let mut violations = Vec::new();
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         refuse_if_any(violations)?;
+        check_plant(&r.plant, &view)?;
         // The listing as asked: an empty `as_of` stays empty here, so that a
         // listing's later pages still match after midnight.
         let listing = format!(
@@ -255,6 +269,7 @@ impl RiskService for RiskApi {
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         let recovery_days = pb::recovery_days_from_pb(r.recovery_days, &mut violations);
         refuse_if_any(violations)?;
+        check_plant(&r.plant, &view)?;
         let listing = format!(
             "supplier-impacts as_of={:?} horizon={} {:?} plant={:?} recovery={recovery_days}",
             r.as_of, query.horizon_days, query.scenario, r.plant
@@ -296,6 +311,7 @@ impl RiskService for RiskApi {
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         let statuses = pb::stake_statuses_from_pb(&r.statuses, &mut violations);
         refuse_if_any(violations)?;
+        check_plant(&r.plant, &view)?;
         let listing = format!(
             "license-stakes as_of={:?} horizon={} {:?} plant={:?} statuses={statuses:?}",
             r.as_of, query.horizon_days, query.scenario, r.plant
@@ -338,6 +354,7 @@ impl RiskService for RiskApi {
             &mut violations,
         );
         refuse_if_any(violations)?;
+        check_plant(&r.plant, &view)?;
         let listing = format!(
             "line-forecasts as_of={:?} horizon={} {:?} plant={:?} samples={} seed={} p={:?} spread={}",
             r.as_of,
@@ -401,6 +418,7 @@ impl RiskService for RiskApi {
         let query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
         let heartbeat = pb::heartbeat_from_pb(r.heartbeat_seconds, &mut violations);
         refuse_if_any(violations)?;
+        check_plant(&r.plant, &view)?;
         let question = Question::asked(&query, !r.as_of.is_empty(), r.plant);
         Ok(Response::new(self.watches.watch(question, heartbeat)?))
     }

@@ -24,16 +24,19 @@ pub(crate) struct AtRiskChange {
 }
 
 /// Whether two reports of a line say the same: `output_fraction` to 9
-/// decimal places, `units_lost` to 3, everything else exactly.
+/// decimal places, `units_lost` and `shortfall_units` to 3, everything
+/// else exactly.
 pub(crate) fn same(a: &LineRisk, b: &LineRisk) -> bool {
     let round = |x: f64, places: i32| (x * 10f64.powi(places)).round();
     let rest = |l: &LineRisk| LineRisk {
         output_fraction: 0.0,
         units_lost: 0.0,
+        shortfall_units: 0.0,
         ..l.clone()
     };
     round(a.output_fraction, 9) == round(b.output_fraction, 9)
         && round(a.units_lost, 3) == round(b.units_lost, 3)
+        && round(a.shortfall_units, 3) == round(b.shortfall_units, 3)
         && rest(a) == rest(b)
 }
 
