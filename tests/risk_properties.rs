@@ -3,6 +3,7 @@
 mod random_network;
 
 use lodestone::domain::record::LicenseStatus;
+use lodestone::domain::risk::report::line_report;
 use lodestone::domain::risk::simulate::{evaluate, Evaluation};
 use lodestone::domain::risk::structure::Structure;
 use lodestone::domain::risk::Scenario;
@@ -58,6 +59,30 @@ proptest! {
         let after = run(&more, &scenario);
         for (b, a) in before.lines.iter().zip(&after.lines) {
             prop_assert!(no_earlier(a.days_to_stop, b.days_to_stop), "{:?} -> {:?}", b.days_to_stop, a.days_to_stop);
+        }
+    }
+
+    /// `shortfall_units` is what to expedite: on hand on day 0 besides the
+    /// stock there, it keeps the root cause fully available every day.
+    #[test]
+    fn a_lines_shortfall_on_hand_keeps_its_root_cause_available_throughout(net in network(), scenario in scenarios()) {
+        let structure = Structure::build(&net.materials, &net.suppliers, &net.components, &net.lines);
+        let evaluation = evaluate(&structure, &net.licenses, &scenario, as_of(), 60);
+        for l in 0..structure.lines.len() {
+            let report = line_report(&structure, &evaluation, l as u32);
+            let Some(cause) = report.root_cause_path.last() else {
+                prop_assert_eq!(report.shortfall_units, 0.0);
+                continue;
+            };
+            prop_assert!(report.shortfall_units > 0.0, "{report:?}");
+            let mut expedited = net.clone();
+            let component = expedited.components.iter_mut().find(|c| &c.id == cause).unwrap();
+            component.on_hand_units += report.shortfall_units;
+            let after = run(&expedited, &scenario);
+            let k = structure.flat.position[structure.component_index[cause] as usize] as usize;
+            let mut avail = vec![1.0; 60];
+            after.history.avail.expand(k, &mut avail);
+            prop_assert!(avail.iter().all(|&a| a >= 1.0 - 1e-9), "{cause}: {avail:?}");
         }
     }
 

@@ -8,11 +8,13 @@ use super::decide::{grant_date, license_stakes, supplier_impacts, LicenseStake, 
 use super::report::{at_risk_order_of, exposure, line_report, Scope};
 use super::simulate::{evaluate, Evaluation, Licensing, Outages};
 use super::structure::Structure;
-use super::{day_number, LicenseOverride, PendingAssumption, Scenario, SupplierOutage};
+use super::{
+    day_number, LicenseOverride, PendingAssumption, Scenario, ScenarioShipment, SupplierOutage,
+};
 use crate::domain::date::{parse_date, Date};
 use crate::domain::record::{
     BomItem, Component, ComponentInput, License, LicenseStatus, Material, MaterialContent,
-    ProductionLine, Source, Supplier,
+    ProductionLine, Shipment, Source, Supplier,
 };
 
 const AS_OF: &str = "2025-06-02";
@@ -32,6 +34,7 @@ struct Net {
     components: Vec<Component>,
     lines: Vec<ProductionLine>,
     licenses: Vec<License>,
+    shipments: Vec<Shipment>,
 }
 
 impl Net {
@@ -116,17 +119,34 @@ impl Net {
         self
     }
 
+    fn shipment(mut self, id: &str, component: &str, units: f64, arrives: Date) -> Self {
+        self.shipments.push(Shipment {
+            id: id.into(),
+            component_id: component.into(),
+            units,
+            arrives_on: Some(arrives),
+            ..Default::default()
+        });
+        self
+    }
+
     fn structure(&self) -> Structure {
-        Structure::build(
+        self.structure_idling(&[])
+    }
+
+    fn structure_idling(&self, idled: &[String]) -> Structure {
+        Structure::build_with(
             &self.materials,
             &self.suppliers,
             &self.components,
             &self.lines,
+            &self.shipments,
+            idled,
         )
     }
 
     fn run(&self, horizon: u32, scenario: &Scenario) -> (Structure, Evaluation) {
-        let structure = self.structure();
+        let structure = self.structure_idling(&scenario.idled_lines);
         let evaluation = evaluate(&structure, &self.licenses, scenario, date(AS_OF), horizon);
         (structure, evaluation)
     }
@@ -660,4 +680,112 @@ fn licence_stakes_weigh_denial_against_a_grant_on_the_expected_day() {
     );
     let ids: Vec<&str> = stakes.iter().map(|s| s.license_id.as_str()).collect();
     assert_eq!(ids, ["A", "B"]);
+}
+
+/// A magnet with no licence and `stock` units, one line drawing 10 a day:
+/// it runs while the stock lasts.
+fn unlicensed(stock: f64) -> Net {
+    Net::default()
+        .dy(None)
+        .supplier("S", "CN")
+        .component("MAG", &[("S", 1.0)], 10.0, &[], stock)
+        .line("L", 10.0, &["MAG"])
+}
+
+#[test]
+fn a_shipment_joins_the_stock_on_its_day_before_the_draw() {
+    // 50 units last days 0-4; 30 arriving on day 5 last days 5-7.
+    let net = unlicensed(50.0).shipment("SH", "MAG", 30.0, day(5));
+    let (_, evaluation) = net.run(20, &Scenario::default());
+    assert_eq!(evaluation.lines[0].days_to_stop, Some(8));
+    // A day earlier: the stock carries over, the stop is the same.
+    let late = unlicensed(50.0).shipment("SH", "MAG", 30.0, day(4));
+    assert_eq!(
+        late.run(20, &Scenario::default()).1.lines[0].days_to_stop,
+        Some(8)
+    );
+    let early = unlicensed(50.0).shipment("SH", "MAG", 30.0, day(6));
+    assert_eq!(
+        early.run(20, &Scenario::default()).1.lines[0].days_to_stop,
+        Some(5)
+    );
+}
+
+#[test]
+fn a_past_due_shipment_arrives_on_day_0_and_one_past_the_horizon_never() {
+    let past_due = unlicensed(0.0).shipment("SH", "MAG", 25.0, day(-10));
+    let (_, evaluation) = past_due.run(10, &Scenario::default());
+    assert_eq!(evaluation.lines[0].days_to_stop, Some(2));
+    // 5 of the 10 on day 2.
+    assert!((evaluation.lines[0].output_fraction - 0.5).abs() < 1e-12);
+    let beyond = unlicensed(0.0).shipment("SH", "MAG", 1000.0, day(10));
+    let (_, evaluation) = beyond.run(10, &Scenario::default());
+    assert_eq!(evaluation.lines[0].days_to_stop, Some(0));
+    assert!((evaluation.lines[0].units_lost - 100.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_scenario_shipment_arrives_after_the_stored_ones_of_its_day() {
+    let net = unlicensed(10.0).shipment("SH", "MAG", 10.0, day(1));
+    let airfreight = Scenario {
+        shipments: vec![ScenarioShipment {
+            component_id: "MAG".into(),
+            units: 20.0,
+            arrives_on: day(1),
+        }],
+        ..Scenario::default()
+    };
+    // 10 on hand, 10 + 20 on day 1: four days.
+    let (_, evaluation) = net.run(10, &airfreight);
+    assert_eq!(evaluation.lines[0].days_to_stop, Some(4));
+    let (_, stored_only) = net.run(10, &Scenario::default());
+    assert_eq!(stored_only.lines[0].days_to_stop, Some(2));
+}
+
+#[test]
+fn shortfall_units_are_the_root_causes_missing_units_over_the_horizon() {
+    // 10 a day for 10 days; 35 on hand: 3.5 days, then nothing.
+    let net = unlicensed(35.0);
+    let (structure, evaluation) = net.run(10, &Scenario::default());
+    let line = line_report(&structure, &evaluation, 0);
+    assert_eq!(line.root_cause_path, vec!["MAG".to_string()]);
+    assert!(
+        (line.shortfall_units - 65.0).abs() < 1e-9,
+        "{}",
+        line.shortfall_units
+    );
+    // With the shortfall on hand, the component never falls short.
+    let (_, enough) = unlicensed(35.0 + line.shortfall_units).run(10, &Scenario::default());
+    assert_eq!(enough.lines[0].days_to_stop, None);
+    // A line not at risk lacks nothing.
+    let (structure, evaluation) = unlicensed(100.0).run(10, &Scenario::default());
+    assert_eq!(line_report(&structure, &evaluation, 0).shortfall_units, 0.0);
+}
+
+#[test]
+fn an_idled_line_leaves_its_material_to_the_others_and_is_reported_idled() {
+    // Two lines share 100 magnets: 20 a day between them lasts 5 days;
+    // idling one leaves 10 a day, 10 days.
+    let net = unlicensed(100.0).line("M", 10.0, &["MAG"]);
+    let (_, both) = net.run(20, &Scenario::default());
+    assert_eq!(both.lines[0].days_to_stop, Some(5));
+    let idle = Scenario {
+        idled_lines: vec!["M".into()],
+        ..Scenario::default()
+    };
+    let (structure, evaluation) = net.run(20, &idle);
+    assert_eq!(evaluation.lines[0].days_to_stop, Some(10));
+    let idled = line_report(&structure, &evaluation, 1);
+    assert!(idled.idled);
+    assert_eq!(idled.days_to_stop, Some(0));
+    assert_eq!(idled.stop_date, Some(date(AS_OF)));
+    assert_eq!(idled.output_fraction, 0.0);
+    assert_eq!(idled.units_lost, 10.0 * 20.0);
+    assert_eq!(idled.shortfall_units, 0.0);
+    assert!(idled.bottleneck_component_id.is_empty() && idled.root_cause_path.is_empty());
+    // Counted at risk, but not in the earliest stop date.
+    let whole = exposure(&structure, &evaluation, &Scope::Network).unwrap();
+    assert_eq!(whole.lines_at_risk, 2);
+    assert_eq!(whole.earliest_stop_date, Some(day(10)));
+    assert_eq!(structure.pools[0].required_kg_per_day, 0.1);
 }
