@@ -130,10 +130,6 @@ impl Net {
         self
     }
 
-    fn structure(&self) -> Structure {
-        self.structure_idling(&[])
-    }
-
     fn structure_idling(&self, idled: &[String]) -> Structure {
         Structure::build_with(
             &self.materials,
