@@ -161,7 +161,7 @@ async fn erp_csv_files_import_as_one_network() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("imported 12 records from 8 files"),
+        stderr.contains("imported 15 records from 9 files"),
         "{stderr}"
     );
 
@@ -199,6 +199,31 @@ async fn erp_csv_files_import_as_one_network() {
         .into_inner();
     assert_eq!(licence.status, lodestone::pb::LicenseStatus::Pending as i32);
     assert_eq!(licence.expected_decision_on, "2025-07-10");
+    // Schedule lines of purchase orders: the id from order, item and
+    // schedule line; the reference as the ERP wrote it, or the order.
+    let shipments = records
+        .list_shipments(lodestone::pb::ListShipmentsRequest {
+            component_id: "KOS-ROTOR-MAG".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .shipments;
+    let ids: Vec<&str> = shipments.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["4500123456-10-1", "4500123456-10-2"]);
+    assert_eq!(
+        (shipments[1].units, shipments[1].arrives_on.as_str()),
+        (3000.0, "2025-07-18")
+    );
+    let past_due = records
+        .get_shipment(lodestone::pb::GetShipmentRequest {
+            id: "4500123790-20".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(past_due.reference, "past due");
 }
 
 #[both_stores]

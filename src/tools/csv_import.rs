@@ -64,6 +64,7 @@ enum Kind {
     Lines,
     Bom,
     Licences,
+    Shipments,
 }
 
 impl Kind {
@@ -79,6 +80,7 @@ impl Kind {
             ("bom", Kind::Bom),
             ("licences", Kind::Licences),
             ("licenses", Kind::Licences),
+            ("shipments", Kind::Shipments),
         ]
         .into_iter()
         .find(|(prefix, _)| name.starts_with(prefix))
@@ -107,13 +109,18 @@ impl Kind {
                     "valid_until",
                 ],
             ),
+            // An open purchase order's schedule line, as ERPs export them.
+            Kind::Shipments => (
+                &["component_id", "units", "arrives_on"],
+                &["id", "purchase_order", "item", "schedule_line", "reference"],
+            ),
         }
     }
 }
 
 /// The file names this reader knows, for messages.
 pub(crate) const KINDS: &str =
-    "materials, suppliers, components, sources, contents, lines, bom, licences";
+    "materials, suppliers, components, sources, contents, lines, bom, licences, shipments";
 
 /// One data row: its place and its cells by column.
 struct Row {
@@ -278,6 +285,9 @@ pub(crate) fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Resul
     for row in rows.of(Kind::Licences) {
         located.push(licence(row, problems));
     }
+    for row in rows.of(Kind::Shipments) {
+        located.push(shipment(row, problems));
+    }
     Ok(located)
 }
 
@@ -359,6 +369,52 @@ fn licence(row: &Row, problems: &mut Vec<String>) -> Located {
             decided_on: row.date("decided_on", problems),
             valid_from: row.date("valid_from", problems),
             valid_until: row.date("valid_until", problems),
+            revision: 0,
+        }),
+        row,
+    )
+}
+
+/// A schedule line: its id is `id`, or the purchase order and item (and
+/// the schedule line, when given); its reference says the order when the
+/// row gives none.
+fn shipment(row: &Row, problems: &mut Vec<String>) -> Located {
+    let units = row.number("units", problems);
+    let (order, item, schedule) = (
+        row.text("purchase_order"),
+        row.text("item"),
+        row.text("schedule_line"),
+    );
+    let id = match (row.text("id"), order.is_empty() || item.is_empty()) {
+        (id, _) if !id.is_empty() => id,
+        (_, false) if schedule.is_empty() => format!("{order}-{item}"),
+        (_, false) => format!("{order}-{item}-{schedule}"),
+        (_, true) => {
+            problems.push(format!(
+                "{}: id: empty; give an id, or the purchase_order and item",
+                row.place
+            ));
+            String::new()
+        }
+    };
+    let reference = match row.text("reference") {
+        r if !r.is_empty() => r,
+        _ if !order.is_empty() => format!("PO {order}/{item}"),
+        _ => String::new(),
+    };
+    if row.text("arrives_on").is_empty() {
+        problems.push(format!(
+            "{}: arrives_on: empty; a shipment arrives on a day (YYYY-MM-DD)",
+            row.place
+        ));
+    }
+    whole(
+        pb::record::Record::Shipment(pb::Shipment {
+            id,
+            component_id: row.text("component_id"),
+            units,
+            arrives_on: row.date("arrives_on", problems),
+            reference,
             revision: 0,
         }),
         row,
@@ -533,6 +589,44 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn schedule_lines_become_shipments_and_every_problem_of_the_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "shipments-open-orders.csv",
+            "purchase_order,item,schedule_line,component_id,units,arrives_on\n\
+             4500000001,10,2,MAG,300,2025-06-20\n\
+             ,,,MAG,many,2025-06-20\n\
+             4500000002,20,,MAG,5,\n\
+             4500000003,10,,MAG,5,20.6.2025\n",
+        );
+        let mut problems = Vec::new();
+        let located = read(&[file.as_path()], &mut problems).unwrap();
+        let Some(pb::record::Record::Shipment(first)) = &located[0].record.record else {
+            panic!("{located:?}");
+        };
+        assert_eq!(first.id, "4500000001-10-2");
+        assert_eq!(first.reference, "PO 4500000001/10");
+        assert_eq!(
+            (first.units, first.arrives_on.as_str()),
+            (300.0, "2025-06-20")
+        );
+        let ends = |line: usize, text: &str| {
+            problems.iter().any(|p| {
+                p.contains(&format!("shipments-open-orders.csv:{line}:")) && p.contains(text)
+            })
+        };
+        assert!(ends(3, "id: empty"), "{problems:?}");
+        assert!(ends(3, "units: \"many\" is not a number"), "{problems:?}");
+        assert!(ends(4, "arrives_on: empty"), "{problems:?}");
+        assert!(
+            ends(5, "arrives_on: \"20.6.2025\" is not a date"),
+            "{problems:?}"
+        );
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
     #[test]
