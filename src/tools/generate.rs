@@ -6,7 +6,7 @@
 use crate::domain::date::{parse_date, Date};
 use crate::domain::record::{
     BomItem, Component, ComponentInput, License, LicenseStatus, Material, MaterialContent,
-    ProductionLine, Record, Source, Supplier,
+    ProductionLine, Record, Shipment, Source, Supplier,
 };
 use crate::domain::risk::structure::{PoolNode, Structure};
 
@@ -130,6 +130,7 @@ pub fn network(size: Size, seed: u64) -> Vec<Record> {
         component.on_hand_units = (demand * rng.between(0.0, 42.0)).round();
     }
     let licenses = licenses(&mut rng, size.licenses, &structure);
+    let shipments = shipments(&mut rng, &components, &structure);
     materials
         .into_iter()
         .map(Record::Material)
@@ -137,6 +138,41 @@ pub fn network(size: Size, seed: u64) -> Vec<Record> {
         .chain(components.into_iter().map(Record::Component))
         .chain(lines.into_iter().map(Record::Line))
         .chain(licenses.into_iter().map(Record::License))
+        .chain(shipments.into_iter().map(Record::Shipment))
+        .collect()
+}
+
+/// The day shipments are dated around: the benchmark's and the demo's
+/// `as_of`.
+const PLANNING_DAY: &str = "2025-06-02";
+
+/// One open schedule line for every fifth component, of a component some
+/// line needs: 2 to 12 days of its demand, 15% past due, 65% within 90 days
+/// of the planning day, the rest later.
+fn shipments(rng: &mut Rng, components: &[Component], structure: &Structure) -> Vec<Shipment> {
+    let planning = parse_date(PLANNING_DAY).expect("a valid date");
+    (0..components.len() / 5)
+        .filter_map(|i| {
+            let component = &components[rng.below(components.len())];
+            let demand = structure.demand[structure.component_index[&component.id] as usize];
+            let days = rng.between(2.0, 12.0);
+            let roll = rng.between(0.0, 1.0);
+            let offset = if roll < 0.15 {
+                -(1 + rng.below(14) as i64)
+            } else if roll < 0.80 {
+                rng.below(90) as i64
+            } else {
+                90 + rng.below(120) as i64
+            };
+            (demand > 0.0).then(|| Shipment {
+                id: format!("SH-{:010}-{:02}", 4_500_000_000u64 + i as u64, 10),
+                component_id: component.id.clone(),
+                units: (demand * days).round().max(1.0),
+                arrives_on: Some(planning + chrono::TimeDelta::days(offset)),
+                reference: format!("PO {}/10", 4_500_000_000u64 + i as u64),
+                revision: 0,
+            })
+        })
         .collect()
 }
 
