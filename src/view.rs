@@ -261,8 +261,9 @@ pub struct View {
     /// gives to another write, so whatever is cached by revision is cached
     /// by (epoch, revision).
     pub epoch: u64,
-    /// The revision of the last change to anything but a licence: the risk
-    /// model's structure stays valid while this stays the same.
+    /// The revision of the last change to anything but a licence or a
+    /// shipment: the risk model's structure stays valid while this stays
+    /// the same.
     pub structure_revision: u64,
     /// The licence log's head at this revision: every licence change up to
     /// it is in the view.
@@ -277,12 +278,16 @@ pub struct View {
     /// change, (revision, supplier id, material) of the licence before it
     /// and after it. The risk engine re-simulates only those pools' cones.
     pub license_touches: imbl::Vector<(u64, String, String)>,
-    /// Every licence change after this revision is in `license_touches`.
+    /// The components whose shipments the newest changes touched, oldest
+    /// first: (revision, component id). Their cones are simulated again.
+    pub shipment_touches: imbl::Vector<(u64, String)>,
+    /// Every licence and shipment change after this revision is in
+    /// `license_touches` and `shipment_touches`.
     pub touches_after: u64,
     indexes: Indexes,
 }
 
-/// Licence touches a view keeps, at most.
+/// Licence touches, and shipment touches, a view keeps, at most.
 const MAX_TOUCHES: usize = 4096;
 
 impl View {
@@ -399,7 +404,22 @@ impl View {
         self.revision = revision;
         for change in changes {
             let key = change.key();
-            if key.kind != Kind::License {
+            if key.kind == Kind::Shipment {
+                let before = self.shipments.get(&key.id).cloned();
+                let after = match &change.new {
+                    Some(Record::Shipment(s)) => Some(s),
+                    _ => None,
+                };
+                for s in before.as_deref().into_iter().chain(after) {
+                    self.shipment_touches
+                        .push_back((revision, s.component_id.clone()));
+                }
+                while self.shipment_touches.len() > MAX_TOUCHES {
+                    if let Some((gone, ..)) = self.shipment_touches.pop_front() {
+                        self.touches_after = self.touches_after.max(gone);
+                    }
+                }
+            } else if key.kind != Kind::License {
                 self.structure_revision = revision;
             } else {
                 let before = self.licenses.get(&key.id).cloned();
@@ -459,6 +479,21 @@ impl View {
                 .iter()
                 .skip(first)
                 .map(|(_, s, m)| (s.as_str(), m.as_str()))
+                .collect(),
+        )
+    }
+
+    /// The components of every shipment changed after `revision`, if this
+    /// view still knows them all.
+    pub fn shipment_touches_since(&self, revision: u64) -> Option<Vec<&str>> {
+        if revision < self.touches_after {
+            return None;
+        }
+        Some(
+            self.shipment_touches
+                .iter()
+                .filter(|(r, _)| *r > revision)
+                .map(|(_, c)| c.as_str())
                 .collect(),
         )
     }

@@ -45,6 +45,7 @@ impl Model {
         evaluate(
             &self.structure,
             &self.net.licenses,
+            [],
             scenario,
             as_of(),
             HORIZON,
@@ -91,7 +92,7 @@ impl Model {
             as_of(),
             HORIZON,
         );
-        let outages = Outages::new(&self.structure, scenario, as_of());
+        let outages = Outages::new(&self.structure, [], scenario, as_of());
         let base = || Base {
             structure: &self.structure,
             evaluation: &evaluation,
@@ -433,7 +434,7 @@ proptest! {
         let structure = &model.structure;
         let base = model.run(&scenario);
         let licensing = Licensing::new(structure, &model.net.licenses, &scenario, as_of(), HORIZON);
-        let outages = Outages::new(structure, &scenario, as_of());
+        let outages = Outages::new(structure, [], &scenario, as_of());
         let mut scratch = Scratch::new(structure);
         let (cone, change, changed) = match license_change {
             Some((l, status, effective)) if !model.net.licenses.is_empty() => {
@@ -517,12 +518,12 @@ proptest! {
         let base = model.run(&scenario);
         let before = Licensing::new(structure, &model.net.licenses, &scenario, as_of(), HORIZON);
         let after = Licensing::new(structure, &licenses, &scenario, as_of(), HORIZON);
-        let outages = Outages::new(structure, &scenario, as_of());
+        let outages = Outages::new(structure, [], &scenario, as_of());
         let base_ref = Base { structure, evaluation: &base, licensing: &before, outages: &outages };
         let mut scratch = Scratch::new(structure);
         let cone = Cone::of_pools(structure, &touched, &mut scratch);
         let again = cone::rerun(&base_ref, &cone, &after, &mut scratch, &AtomicBool::new(false)).unwrap();
-        let full = evaluate(structure, &licenses, &scenario, as_of(), HORIZON);
+        let full = evaluate(structure, &licenses, [], &scenario, as_of(), HORIZON);
         prop_assert_eq!(again, full);
     }
 

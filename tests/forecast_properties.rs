@@ -38,9 +38,16 @@ fn forecast_of(net: &Net, scenario: &Scenario, question: &Question, threads: usi
     let structure = structure(net);
     let sampled = sampled_licences(&net.licenses, scenario);
     let base_scenario = base_scenario(scenario, &sampled);
-    let evaluation = evaluate(&structure, &net.licenses, &base_scenario, as_of(), HORIZON);
+    let evaluation = evaluate(
+        &structure,
+        &net.licenses,
+        [],
+        &base_scenario,
+        as_of(),
+        HORIZON,
+    );
     let licensing = Licensing::new(&structure, &net.licenses, &base_scenario, as_of(), HORIZON);
-    let outages = Outages::new(&structure, &base_scenario, as_of());
+    let outages = Outages::new(&structure, [], &base_scenario, as_of());
     let base = Base {
         structure: &structure,
         evaluation: &evaluation,
@@ -89,7 +96,8 @@ fn by_definition(net: &Net, scenario: &Scenario, question: &Question) -> Vec<(u3
                 effective_on: granted.then(|| date_of(day)),
             });
         }
-        let evaluation: Evaluation = evaluate(&structure, &net.licenses, &sample, as_of(), HORIZON);
+        let evaluation: Evaluation =
+            evaluate(&structure, &net.licenses, [], &sample, as_of(), HORIZON);
         for (l, line) in evaluation.lines.iter().enumerate() {
             let tally = &mut tallies[l];
             tally.0 += u32::from(line.days_to_stop.is_some());
@@ -171,7 +179,7 @@ proptest! {
             (1e-12, PendingAssumption::Denied),
         ] {
             let certain = Scenario { pending, ..scenario.clone() };
-            let answer = evaluate(&structure, &net.licenses, &certain, as_of(), HORIZON);
+            let answer = evaluate(&structure, &net.licenses, [], &certain, as_of(), HORIZON);
             let forecast = forecast_of(&net, &scenario, &question(5, seed, odds, 0), 2);
             for (l, line) in answer.lines.iter().enumerate() {
                 let found = forecast.lines.iter().find(|f| f.line_id == structure.lines[l].id);

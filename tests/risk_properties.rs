@@ -12,7 +12,7 @@ use random_network::{as_of, network, scenarios, Net};
 
 fn run(net: &Net, scenario: &Scenario) -> Evaluation {
     let structure = Structure::build(&net.materials, &net.suppliers, &net.components, &net.lines);
-    evaluate(&structure, &net.licenses, scenario, as_of(), 60)
+    evaluate(&structure, &net.licenses, [], scenario, as_of(), 60)
 }
 
 /// Whether `later` stops no earlier than `earlier` (never stopping is latest).
@@ -67,7 +67,7 @@ proptest! {
     #[test]
     fn a_lines_shortfall_on_hand_keeps_its_root_cause_available_throughout(net in network(), scenario in scenarios()) {
         let structure = Structure::build(&net.materials, &net.suppliers, &net.components, &net.lines);
-        let evaluation = evaluate(&structure, &net.licenses, &scenario, as_of(), 60);
+        let evaluation = evaluate(&structure, &net.licenses, [], &scenario, as_of(), 60);
         for l in 0..structure.lines.len() {
             let report = line_report(&structure, &evaluation, l as u32);
             let Some(cause) = report.root_cause_path.last() else {

@@ -188,10 +188,15 @@ impl RiskEngine {
         let structure = self.structure_for(view, &query.scenario.idled_lines);
         let started = std::time::Instant::now();
         self.running.fetch_add(1, Ordering::Relaxed);
-        let outages = Outages::new(&structure, &query.scenario, query.as_of);
+        let outages = Outages::new(
+            &structure,
+            view.shipments.values().map(|s| &**s),
+            &query.scenario,
+            query.as_of,
+        );
         let evaluated = match self.earlier(view, query, &structure) {
-            Some((earlier, pools)) => {
-                self.rerun(view, query, &earlier, &pools, &outages, abandoned)
+            Some((earlier, changed)) => {
+                self.rerun(view, query, &earlier, &changed, &outages, abandoned)
             }
             None => {
                 let licensing = Licensing::new(
@@ -285,7 +290,12 @@ impl RiskEngine {
         let answer = self.answer_unless(view, &base_query, abandoned)?;
         let started = std::time::Instant::now();
         let structure = &answer.structure;
-        let outages = Outages::new(structure, &query.scenario, query.as_of);
+        let outages = Outages::new(
+            structure,
+            view.shipments.values().map(|s| &**s),
+            &query.scenario,
+            query.as_of,
+        );
         let base = Base {
             structure,
             evaluation: &answer.evaluation,
@@ -424,7 +434,6 @@ impl RiskEngine {
             view.suppliers.values().map(|s| &**s),
             view.components.values().map(|c| &**c),
             view.lines.values().map(|l| &**l),
-            view.shipments.values().map(|s| &**s),
             idled,
         ))
     }
@@ -442,7 +451,6 @@ impl RiskEngine {
             view.suppliers.values().map(|s| &**s),
             view.components.values().map(|c| &**c),
             view.lines.values().map(|l| &**l),
-            view.shipments.values().map(|s| &**s),
             &[],
         ));
         tracing::debug!(
@@ -688,6 +696,7 @@ mod tests {
             let full = evaluate(
                 &answer.structure,
                 view.licenses.values().map(|l| &**l),
+                view.shipments.values().map(|s| &**s),
                 &query.scenario,
                 query.as_of,
                 query.horizon_days,
@@ -714,6 +723,71 @@ mod tests {
         let after = engine.answer(&view, &query);
         assert_eq!(after.revision, view.revision);
         assert!(Arc::ptr_eq(&before.evaluation, &after.evaluation));
+    }
+
+    /// A shipment written, changed or deleted re-simulates only its
+    /// component's cone, on the same structure, as a licence decision does.
+    #[test]
+    fn an_answer_after_shipment_changes_simulates_only_their_cones() {
+        use crate::domain::record::{Record, Shipment};
+        use crate::domain::risk::simulate::evaluate;
+        use crate::domain::write::Change;
+        let (mut view, query) = medium();
+        let engine = RiskEngine::new(8, DEFAULT_CACHE_BYTES);
+        let first = engine.answer(&view, &query);
+        let at_risk = first.at_risk_order(None);
+        assert!(!at_risk.is_empty());
+        // Magnets for the first lines at risk: their root causes.
+        let causes: Vec<String> = at_risk
+            .iter()
+            .take(4)
+            .filter_map(|&l| {
+                first.evaluation.lines[l as usize]
+                    .root_cause_path
+                    .last()
+                    .copied()
+            })
+            .map(|c| first.structure.components[c as usize].id.clone())
+            .collect();
+        let mut reruns = 0;
+        for (step, component) in causes.iter().enumerate() {
+            let id = format!("SH-TEST-{step}");
+            let shipment = Shipment {
+                id: id.clone(),
+                component_id: component.clone(),
+                units: 50_000.0,
+                arrives_on: Some(query.as_of + chrono::TimeDelta::days(3 + step as i64)),
+                ..Shipment::default()
+            };
+            let old = view
+                .shipments
+                .get(&id)
+                .map(|s| Record::Shipment((**s).clone()));
+            for new in [Some(Record::Shipment(shipment.clone())), None] {
+                let old = match &new {
+                    Some(_) => old.clone(),
+                    None => Some(Record::Shipment(shipment.clone())),
+                };
+                view.apply(view.revision + 1, vec![Change { old, new }]);
+                let answer = engine.answer(&view, &query);
+                let full = evaluate(
+                    &answer.structure,
+                    view.licenses.values().map(|l| &**l),
+                    view.shipments.values().map(|s| &**s),
+                    &query.scenario,
+                    query.as_of,
+                    query.horizon_days,
+                );
+                assert_eq!(*answer.evaluation, full, "after change {step}");
+                // The arrival counts; gone again, the answer is the first.
+                let added = view.shipments.contains_key(&id);
+                assert_eq!(added, *answer.evaluation != *first.evaluation, "{step}");
+                assert!(Arc::ptr_eq(&first.structure, &answer.structure));
+                reruns += 1;
+                assert_eq!(engine.reruns(), reruns, "after change {step}");
+            }
+        }
+        assert!(reruns >= 2);
     }
 
     /// A decision listing whose caller has gone stops its candidates' runs

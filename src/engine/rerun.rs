@@ -1,7 +1,8 @@
-//! The rerun policy: after licence changes, an answer is the one before
-//! with the changed pools' cones simulated again, when the earlier answer is
-//! still kept, of the same structure, and the changed pools are few; else
-//! the whole network is simulated.
+//! The rerun policy: after licence and shipment changes, an answer is the
+//! one before with the cones of the changed pools and of the components
+//! whose shipments changed simulated again, when the earlier answer is
+//! still kept, of the same structure, and the changes are few; else the
+//! whole network is simulated.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,18 +18,29 @@ use super::Abandon;
 /// Most pools changed since an earlier answer that are simulated again
 /// from it; beyond, the whole network is.
 const MAX_RERUN_POOLS: usize = 64;
+/// Most components whose shipments changed since an earlier answer that are
+/// simulated again from it.
+const MAX_RERUN_COMPONENTS: usize = 256;
+
+/// What changed since an earlier answer, by index, ascending: the pools
+/// whose licences changed, and the positions of the components whose
+/// shipments did.
+#[derive(Debug, Default)]
+pub(super) struct Changed {
+    pub(super) pools: Vec<u32>,
+    pub(super) positions: Vec<u32>,
+}
 
 impl RiskEngine {
     /// The newest kept answer to `query` on an earlier revision of the same
-    /// network structure, with the pools whose licences changed since (by
-    /// index, ascending), when the view still knows them all and they are
-    /// few.
+    /// network structure, with what changed since, when the view still
+    /// knows it all and it is little.
     pub(super) fn earlier(
         &self,
         view: &View,
         query: &Query,
         structure: &Arc<Structure>,
-    ) -> Option<(Answer, Vec<u32>)> {
+    ) -> Option<(Answer, Changed)> {
         let earlier = self
             .answers
             .lock()
@@ -50,28 +62,39 @@ impl RiskEngine {
             .collect();
         pools.sort_unstable();
         pools.dedup();
-        (pools.len() <= MAX_RERUN_POOLS).then_some((earlier, pools))
+        let mut positions: Vec<u32> = view
+            .shipment_touches_since(earlier.revision)?
+            .into_iter()
+            .filter_map(|c| structure.component_index.get(c))
+            .map(|&c| structure.flat.position[c as usize])
+            .collect();
+        positions.sort_unstable();
+        positions.dedup();
+        let few = pools.len() <= MAX_RERUN_POOLS && positions.len() <= MAX_RERUN_COMPONENTS;
+        few.then_some((earlier, Changed { pools, positions }))
     }
 
     /// The answer to `query` on `view` from an earlier answer: the cones of
-    /// the pools whose licences changed since are simulated again, the rest
-    /// is the earlier answer's. A cone too large to gain from is simulated
-    /// in full instead. `None` once `abandoned` is set.
+    /// what changed since are simulated again (with `outages`' arrivals,
+    /// which are the view's), the rest is the earlier answer's. A cone too
+    /// large to gain from is simulated in full instead. `None` once
+    /// `abandoned` is set.
     pub(super) fn rerun(
         &self,
         view: &View,
         query: &Query,
         earlier: &Answer,
-        pools: &[u32],
+        changed: &Changed,
         outages: &Outages,
         abandoned: &Abandon,
     ) -> Option<(Arc<Evaluation>, Arc<Licensing>, &'static str)> {
         let structure = &earlier.structure;
-        if pools.is_empty() {
+        let pools = changed.pools.as_slice();
+        if pools.is_empty() && changed.positions.is_empty() {
             return Some((
                 earlier.evaluation.clone(),
                 earlier.licensing.clone(),
-                "nothing: no pool changed",
+                "nothing: no pool or shipment changed",
             ));
         }
         // The licences of the changed pools, as they are now.
@@ -90,7 +113,7 @@ impl RiskEngine {
             pools,
         );
         let mut scratch = Scratch::new(structure);
-        let cone = Cone::of_pools(structure, pools, &mut scratch);
+        let cone = Cone::of_changes(structure, pools, &changed.positions, &mut scratch);
         if cone.positions.len() > structure.components.len() / 4 {
             return run(
                 structure,
@@ -113,7 +136,7 @@ impl RiskEngine {
         Some((
             Arc::new(evaluation),
             Arc::new(licensing),
-            "the changed pools' cones",
+            "the changed cones",
         ))
     }
 }

@@ -122,6 +122,29 @@ impl Cone {
         Cone::above(structure, seeds.into_iter(), pools.to_vec(), scratch)
     }
 
+    /// The cone of pools `pools` (ascending) and of the components at
+    /// `positions` (whose stock changed): everything above any of them;
+    /// the pools are simulated afresh.
+    pub fn of_changes(
+        structure: &Structure,
+        pools: &[u32],
+        positions: &[u32],
+        scratch: &mut Scratch,
+    ) -> Cone {
+        let mut cone = Cone::of_pools(structure, pools, scratch);
+        if positions.is_empty() {
+            return cone;
+        }
+        let seeds = cone
+            .positions
+            .iter()
+            .chain(positions)
+            .copied()
+            .collect::<Vec<_>>();
+        cone = Cone::above(structure, seeds.into_iter(), cone.pools, scratch);
+        cone
+    }
+
     fn above(
         structure: &Structure,
         seeds: impl Iterator<Item = u32>,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::structure::{Flat, LineNode, Structure, NO_SUPPLIER};
 use super::{day_number, LicenseOverride, PendingAssumption, Scenario, EPS, REVIEW_DAYS};
 use crate::domain::date::Date;
-use crate::domain::record::{License, LicenseStatus};
+use crate::domain::record::{License, LicenseStatus, Shipment};
 
 /// What the simulation found for one line.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -515,8 +515,14 @@ pub struct Outages {
 
 impl Outages {
     /// The outages of `scenario` (valid: each names an existing supplier,
-    /// at most once) for a simulation from `as_of`.
-    pub fn new(structure: &Structure, scenario: &Scenario, as_of: Date) -> Outages {
+    /// at most once), and the arrivals of the stored `shipments` and the
+    /// scenario's, for a simulation from `as_of`.
+    pub fn new<'a>(
+        structure: &Structure,
+        shipments: impl IntoIterator<Item = &'a Shipment>,
+        scenario: &Scenario,
+        as_of: Date,
+    ) -> Outages {
         let mut windows: Vec<(u32, i32, i32)> = scenario
             .outages
             .iter()
@@ -528,10 +534,12 @@ impl Outages {
             .collect();
         windows.sort_unstable();
         let start = day_number(as_of);
-        let stored = structure
-            .shipments
-            .iter()
-            .map(|&(c, units, day)| (c, units, day));
+        let mut shipments: Vec<&Shipment> = shipments.into_iter().collect();
+        shipments.sort_by(|a, b| a.id.cmp(&b.id));
+        let stored = shipments.into_iter().filter_map(|s| {
+            let c = *structure.component_index.get(&s.component_id)?;
+            Some((c, s.units, day_number(s.arrives_on?)))
+        });
         let what_if = scenario.shipments.iter().filter_map(|s| {
             let c = *structure.component_index.get(&s.component_id)?;
             Some((c, s.units, day_number(s.arrives_on)))
@@ -600,36 +608,16 @@ impl Outages {
 pub fn evaluate<'a>(
     structure: &Structure,
     licenses: impl IntoIterator<Item = &'a License>,
+    shipments: impl IntoIterator<Item = &'a Shipment>,
     scenario: &Scenario,
     as_of: Date,
     horizon_days: u32,
 ) -> Evaluation {
     let never = AtomicBool::new(false);
-    evaluate_unless(structure, licenses, scenario, as_of, horizon_days, &never)
-        .expect("an evaluation nobody abandons ends")
-}
-
-/// `evaluate`, given up (`None`) once `abandoned` is set: it is looked at
-/// before every simulated day, so a caller that has gone (a passed deadline,
-/// a cancelled call) stops costing CPU within a day's work.
-pub fn evaluate_unless<'a>(
-    structure: &Structure,
-    licenses: impl IntoIterator<Item = &'a License>,
-    scenario: &Scenario,
-    as_of: Date,
-    horizon_days: u32,
-    abandoned: &AtomicBool,
-) -> Option<Evaluation> {
     let licensing = Licensing::new(structure, licenses, scenario, as_of, horizon_days);
-    let outages = Outages::new(structure, scenario, as_of);
-    run(
-        structure,
-        &licensing,
-        &outages,
-        as_of,
-        horizon_days,
-        abandoned,
-    )
+    let outages = Outages::new(structure, shipments, scenario, as_of);
+    run(structure, &licensing, &outages, as_of, horizon_days, &never)
+        .expect("an evaluation nobody abandons ends")
 }
 
 /// The daily simulation of every pool, component and line, from the pools'

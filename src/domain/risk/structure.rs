@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::day_number;
-use crate::domain::record::{Component, License, Material, ProductionLine, Shipment, Supplier};
+use crate::domain::record::{Component, License, Material, ProductionLine, Supplier};
 
 /// The supplier index of a source whose supplier the network lacks.
 pub const NO_SUPPLIER: u32 = u32::MAX;
@@ -95,9 +95,6 @@ pub struct Structure {
     pub components_by_supplier: HashMap<String, Vec<u32>>,
     /// The components that contain each material (more than 0 g).
     pub components_by_material: HashMap<String, Vec<u32>>,
-    /// The stored shipments, in id order: (component index, units,
-    /// day number of arrival).
-    pub shipments: Vec<(u32, f64, i32)>,
 }
 
 /// The component graph laid out for the simulation's inner loop, which
@@ -290,17 +287,16 @@ impl Structure {
         components: impl IntoIterator<Item = &'a Component>,
         lines: impl IntoIterator<Item = &'a ProductionLine>,
     ) -> Structure {
-        Structure::build_with(materials, suppliers, components, lines, [], &[])
+        Structure::build_with(materials, suppliers, components, lines, &[])
     }
 
-    /// [`Structure::build`] with the stored shipments (in any order) and
-    /// the lines a scenario idles, whose demand is gone.
+    /// [`Structure::build`] with the lines a scenario idles, whose demand
+    /// is gone.
     pub fn build_with<'a>(
         materials: impl IntoIterator<Item = &'a Material>,
         suppliers: impl IntoIterator<Item = &'a Supplier>,
         components: impl IntoIterator<Item = &'a Component>,
         lines: impl IntoIterator<Item = &'a ProductionLine>,
-        shipments: impl IntoIterator<Item = &'a Shipment>,
         idled: &[String],
     ) -> Structure {
         let materials: HashMap<&str, &Material> = materials
@@ -338,15 +334,7 @@ impl Structure {
             .filter(|l| !idled.contains(l.id.as_str()))
             .collect();
         let demand = gross_demand(&working, &inputs, &topological, &component_index);
-        let mut shipments: Vec<&Shipment> = shipments.into_iter().collect();
-        shipments.sort_by(|a, b| a.id.cmp(&b.id));
-        let shipments = shipments
-            .into_iter()
-            .filter_map(|s| {
-                let c = *component_index.get(&s.component_id)?;
-                Some((c, s.units, day_number(s.arrives_on?)))
-            })
-            .collect();
+
         let licensing = Licensing {
             materials: &materials,
             countries: &countries,
@@ -396,7 +384,6 @@ impl Structure {
             supplier_ids: supplier_ids.iter().map(|s| s.to_string()).collect(),
             supplier_index,
             materials: materials.keys().map(|m| m.to_string()).collect(),
-            shipments,
         }
     }
 

@@ -136,14 +136,20 @@ impl Net {
             &self.suppliers,
             &self.components,
             &self.lines,
-            &self.shipments,
             idled,
         )
     }
 
     fn run(&self, horizon: u32, scenario: &Scenario) -> (Structure, Evaluation) {
         let structure = self.structure_idling(&scenario.idled_lines);
-        let evaluation = evaluate(&structure, &self.licenses, scenario, date(AS_OF), horizon);
+        let evaluation = evaluate(
+            &structure,
+            &self.licenses,
+            &self.shipments,
+            scenario,
+            date(AS_OF),
+            horizon,
+        );
         (structure, evaluation)
     }
 }
@@ -505,7 +511,7 @@ fn decide(
 ) -> (Vec<SupplierImpact>, Vec<LicenseStake>) {
     let (structure, evaluation) = net.run(horizon, scenario);
     let licensing = Licensing::new(&structure, &net.licenses, scenario, date(AS_OF), horizon);
-    let outages = Outages::new(&structure, scenario, date(AS_OF));
+    let outages = Outages::new(&structure, [], scenario, date(AS_OF));
     let base = || Base {
         structure: &structure,
         evaluation: &evaluation,
