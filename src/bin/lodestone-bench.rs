@@ -287,6 +287,7 @@ const JOBS: &[(Option<&str>, Job)] = &[
     (None, exposures),
     (Some("ListAtRiskLines warm"), at_risk_lines_warm),
     (Some("ListAtRiskLines cold"), at_risk_lines_cold),
+    (Some("after a shipment"), at_risk_lines_after_shipment),
     (None, decision_listings),
     (Some("UpdateLicenseStatus"), update_license_status),
     (Some("stream fan-out"), stream_fan_out),
@@ -754,6 +755,58 @@ fn at_risk_lines_cold(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
             cold,
             None,
             "180-day horizon".into(),
+        ));
+        Ok(())
+    })
+}
+
+/// Cold listings after a shipment is written: one arrival of a component
+/// that a line at risk lacks, a different one each round.
+fn at_risk_lines_after_shipment(bench: &mut Bench) -> BoxFuture<'_, anyhow::Result<()>> {
+    Box::pin(async move {
+        eprintln!("ListAtRiskLines cold after a shipment");
+        let mut risk = RiskServiceClient::new(bench.channel.clone());
+        let mut records = RecordServiceClient::new(bench.channel.clone());
+        let at_risk = risk
+            .list_at_risk_lines(pb::ListAtRiskLinesRequest {
+                page_size: 1000,
+                ..bench.at_risk()
+            })
+            .await?
+            .into_inner()
+            .lines;
+        let causes: Vec<String> = at_risk
+            .iter()
+            .filter_map(|l| l.root_cause_path.last().cloned())
+            .collect();
+        anyhow::ensure!(!causes.is_empty(), "no line is at risk");
+        let mut cold = Vec::new();
+        for i in 0..20 {
+            let shipment = pb::Shipment {
+                id: format!("SH-BENCH-{i:03}"),
+                component_id: causes[i * 7 % causes.len()].clone(),
+                units: 1000.0,
+                arrives_on: "2025-06-20".into(),
+                reference: "lodestone-bench".into(),
+                revision: 0,
+            };
+            records
+                .upsert_records(pb::UpsertRecordsRequest {
+                    records: vec![pb::Record {
+                        record: Some(pb::record::Record::Shipment(shipment)),
+                    }],
+                    validate_only: false,
+                })
+                .await?;
+            let t = Instant::now();
+            risk.list_at_risk_lines(bench.at_risk()).await?;
+            cold.push(t.elapsed());
+        }
+        bench.rows.push(row(
+            "ListAtRiskLines first page, cold (after a shipment is written)",
+            cold,
+            None,
+            "the component's cone simulated again".into(),
         ));
         Ok(())
     })
