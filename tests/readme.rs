@@ -302,6 +302,7 @@ async fn every_command_in_the_readme_works() {
         if s.comment.contains("refused") {
             assert!(!output.status.success(), "should be refused: {shown_as}");
             assert!(err.contains("InvalidArgument"), "{shown_as}");
+            continue;
         } else {
             assert!(output.status.success(), "failed: {shown_as}");
             assert!(
@@ -319,7 +320,15 @@ async fn every_command_in_the_readme_works() {
             assert!(out.contains("\"rootCausePath\""), "{shown_as}");
             if !s.command.contains("scenario") {
                 check_table(&readme_table(&readme), &out);
+                check_what_if(&readme, "as stored", &out);
+            } else if s.command.contains("idled_lines") {
+                check_what_if(&readme, "idled", &out);
+            } else if s.command.contains("\"shipments\"") {
+                check_what_if(&readme, "airfreight", &out);
             }
+        }
+        if s.command.contains("ListShipments") {
+            assert!(out.contains("\"arrivesOn\""), "{shown_as}");
         }
         if s.command.contains("ListSupplierImpacts") {
             check_decisions(&readme, SUPPLIER_TABLE, &out, "impacts", &IMPACT_COLUMNS);
@@ -438,6 +447,70 @@ fn check_table(table: &[Told], answer: &str) {
         }
     }
 }
+
+/// The README's table of what the planner could do, headed
+/// `| what if | line | … | units to expedite |`: its rows for `what_if` (the
+/// first column) hold the answer's lines, each stopping on the day told (or
+/// `idled`), building the share told, and short of the units told of the
+/// component told (the last of its root-cause path).
+fn check_what_if(readme: &str, what_if: &str, answer: &str) {
+    let answer: serde_json::Value = serde_json::from_str(answer).expect("grpcurl prints JSON");
+    let lines = answer["lines"].as_array().expect("lines");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| what if | line | stops on |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|row| row.split('|').map(str::trim).collect::<Vec<_>>())
+        .filter(|cells| cells[1] == what_if)
+        .collect();
+    assert!(
+        !rows.is_empty(),
+        "the README's what-if table has rows for {what_if}"
+    );
+    for cells in rows {
+        for id in cells[2].split('`').skip(1).step_by(2) {
+            let line = lines
+                .iter()
+                .find(|l| l["lineId"] == id)
+                .unwrap_or_else(|| panic!("{what_if}: {id} is in the answer"));
+            let idled = line["idled"].as_bool() == Some(true);
+            if cells[3] == "idled" {
+                assert!(idled, "{what_if}: {id} is idled");
+                assert_eq!(line["stopDate"], AS_OF, "{what_if}: {id}");
+            } else {
+                assert!(!idled, "{what_if}: {id} is not idled");
+                assert_eq!(line["stopDate"], cells[3], "{what_if}: {id}");
+            }
+            let fraction = line["outputFraction"].as_f64().unwrap_or(0.0);
+            assert_eq!(
+                format!("{}%", (fraction * 100.0).round()),
+                cells[4],
+                "{what_if}: {id} builds {fraction} of its rate"
+            );
+            let mut told = cells[5].split('`');
+            let units: f64 = told
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .expect("units to expedite");
+            let shortfall = line["shortfallUnits"].as_f64().unwrap_or(0.0);
+            assert_eq!(shortfall.round(), units, "{what_if}: {id}'s shortfall");
+            if let Some(component) = told.next() {
+                let path = line["rootCausePath"].as_array().expect("a root cause");
+                assert_eq!(
+                    path.last().unwrap(),
+                    component,
+                    "{what_if}: {id}'s root cause"
+                );
+            }
+        }
+    }
+}
+
+/// The day the README's listings are asked as of: an idled line's stop date.
+const AS_OF: &str = "2025-06-02";
 
 /// The README's table of the demo's supplier impacts, and of its licence
 /// stakes, by their headers.
@@ -607,5 +680,33 @@ fn a_decision_table_is_held_to_the_answer() {
             check_decisions(readme, SUPPLIER_TABLE, &wrong, "impacts", &IMPACT_COLUMNS)
         });
         assert!(held.is_err(), "{wrong}");
+    }
+}
+
+#[test]
+fn a_what_if_table_is_held_to_the_answer() {
+    let readme = "| what if | line | stops on | builds that day | units to expedite |\n\
+                  |---|---|---|---:|---:|\n\
+                  | airfreight | `A`, `B` | 2025-06-20 | 40% | 1200 `MAG` |\n\
+                  | idled | `C` | idled | 0% | 0 |\n";
+    let answer = r#"{"lines": [
+        {"lineId": "A", "stopDate": "2025-06-20", "outputFraction": 0.4, "shortfallUnits": 1200.2, "rootCausePath": ["M", "MAG"]},
+        {"lineId": "B", "stopDate": "2025-06-20", "outputFraction": 0.4, "shortfallUnits": 1200.2, "rootCausePath": ["MAG"]},
+        {"lineId": "C", "stopDate": "2025-06-02", "idled": true}]}"#;
+    check_what_if(readme, "airfreight", answer);
+    check_what_if(readme, "idled", answer);
+    for (what_if, wrong) in [
+        ("airfreight", answer.replace("1200.2", "1201.2")),
+        ("airfreight", answer.replace("[\"MAG\"]", "[\"M\"]")),
+        ("airfreight", answer.replace("0.4,", "0.5,")),
+        ("airfreight", answer.replace("\"B\"", "\"D\"")),
+        (
+            "idled",
+            answer.replace("\"idled\": true", "\"idled\": false"),
+        ),
+        ("idled", answer.replace("2025-06-02", "2025-06-03")),
+    ] {
+        let held = std::panic::catch_unwind(|| check_what_if(readme, what_if, &wrong));
+        assert!(held.is_err(), "{what_if}: {wrong}");
     }
 }
