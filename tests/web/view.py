@@ -106,6 +106,25 @@ def main(expected, open_url, token_url, reader_token, screenshot):
             .get_attribute("aria-expanded") == "true",
             "the chosen line says it is expanded",
         )
+
+        # How many of which part to expedite, by when: the server's shortfall.
+        answer = requests.post(
+            open_url + "/lodestone.v1.RiskService/ListAtRiskLines",
+            json={"asOf": "2025-06-02"}, timeout=WAIT,
+        ).json()
+        told = next(l for l in answer["lines"] if l["lineId"] == expected[0][0])
+        expedite = (f"{round(told['shortfallUnits']):,} × {told['rootCausePath'][-1]}"
+                    f" by {told['stopDate']}")
+        check(told["shortfallUnits"] > 0 and expedite in why,
+              f"the reason says what to expedite ({expedite}): {why!r}")
+        # The shipments on their way for the line's parts.
+        inbound = eventually(
+            lambda: [e.get_attribute("data-shipment")
+                     for e in driver.find_elements(By.CSS_SELECTOR, "#inbound li")],
+            "the line's inbound shipments are listed",
+        )
+        check(inbound == ["SH-BTM-4500119047-20"],
+              f"the hybrid magnets on the water, and nothing else: {inbound}")
         eventually(
             lambda: driver.find_elements(By.CSS_SELECTOR, "#impacts tbody tr")
             and driver.find_elements(By.CSS_SELECTOR, "#stakes tbody tr"),
@@ -136,6 +155,41 @@ def main(expected, open_url, token_url, reader_token, screenshot):
         check("plant=VIGO" in driver.current_url, "the address holds the plant")
         Select(driver.find_element(By.ID, "plant")).select_by_value("")
         eventually(lambda: shown_lines(driver) == expected, "every plant's lines again")
+
+        # Idling a line leaves its parts to the others; the address keeps it.
+        def stop_of(line_id):
+            return dict(map(tuple, shown_lines(driver))).get(line_id)
+
+        Select(driver.find_element(By.ID, "idle")).select_by_value("VIG-PHEV1")
+        eventually(
+            lambda: stop_of("VIG-PHEV1") == "idled" and stop_of("GYR-HEV1") > expected[0][1],
+            "the van is idled and the Gyor hybrid stops later",
+        )
+        check("idle=VIG-PHEV1" in driver.current_url, "the address holds the idled line")
+        Select(driver.find_element(By.ID, "idle")).select_by_value("")
+        eventually(lambda: shown_lines(driver) == expected, "no line idled: the README's answer")
+
+        # An airfreight arrival, typed in, kept in the address across a reload.
+        driver.find_element(By.ID, "air-component").send_keys("MAG-HEV")
+        driver.find_element(By.ID, "air-units").send_keys("4500")
+        driver.execute_script(
+            "const on = arguments[0]; on.value = '2025-06-24';"
+            " on.dispatchEvent(new Event('change', {bubbles: true}))",
+            driver.find_element(By.ID, "air-on"),
+        )
+        flown = eventually(
+            lambda: (s := stop_of("GYR-HEV1")) and s > expected[0][1] and s,
+            "the airfreight keeps the Gyor hybrid running longer",
+        )
+        address = driver.current_url
+        check("air_component=MAG-HEV" in address and "air_units=4500" in address
+              and "air_on=2025-06-24" in address, f"the address holds the arrival: {address}")
+        driver.get(address)
+        eventually(lambda: stop_of("GYR-HEV1") == flown, "the same answer after a reload")
+        check(driver.find_element(By.ID, "air-units").get_attribute("value") == "4500",
+              "the switches are read back from the address")
+        driver.get(open_url + "/?as_of=2025-06-02")
+        eventually(lambda: shown_lines(driver) == expected, "without it, the README's answer")
 
         # A decision recorded through the API reaches the feed and the lines
         # without a reload.

@@ -96,13 +96,25 @@ function today() {
   return new Date().toISOString().slice(0, 10);
 }
 
+// The airfreight arrival the planner filled in, once it is whole.
+function airfreight() {
+  const componentId = $("air-component").value.trim();
+  const units = Number($("air-units").value);
+  const arrivesOn = $("air-on").value;
+  return componentId && units > 0 && arrivesOn ? { componentId, units, arrivesOn } : null;
+}
+
 function question() {
   const pending = document.querySelector("input[name=pending]:checked").value;
+  const scenario = { pending, decisionDelayDays: Number($("delay").value) || 0 };
+  if ($("idle").value) scenario.idledLines = [$("idle").value];
+  const air = airfreight();
+  if (air) scenario.shipments = [air];
   return {
     asOf: $("as-of").value,
     horizonDays: Number($("horizon").value) || 90,
     plant: $("plant").value,
-    scenario: { pending, decisionDelayDays: Number($("delay").value) || 0 },
+    scenario,
   };
 }
 
@@ -118,7 +130,10 @@ function readAddress() {
     const radio = document.querySelector(`input[name=pending][value="${pending}"]`);
     if (radio) radio.checked = true;
   }
-  return params.get("plant") || "";
+  $("air-component").value = params.get("air_component") || "";
+  $("air-units").value = params.get("air_units") || "";
+  $("air-on").value = params.get("air_on") || "";
+  return { plant: params.get("plant") || "", idle: params.get("idle") || "" };
 }
 
 function writeAddress() {
@@ -127,21 +142,38 @@ function writeAddress() {
   if (q.plant) params.set("plant", q.plant);
   if (q.scenario.pending !== "PENDING_ASSUMPTION_DENIED") params.set("pending", q.scenario.pending);
   if (q.scenario.decisionDelayDays) params.set("delay", q.scenario.decisionDelayDays);
+  if (q.scenario.idledLines) params.set("idle", q.scenario.idledLines[0]);
+  const air = airfreight();
+  if (air) {
+    params.set("air_component", air.componentId);
+    params.set("air_units", air.units);
+    params.set("air_on", air.arrivesOn);
+  }
   history.replaceState(null, "", "?" + params);
 }
 
-async function loadPlants(chosen) {
-  const plants = new Set();
+// Every production line, by id: the plants and the lines to idle are
+// chosen from them, and a line's bill of materials names the components
+// whose inbound shipments it lists.
+const lineRecords = new Map();
+
+async function loadLines(chosen) {
+  lineRecords.clear();
   let pageToken = "";
   do {
     const page = await call(RECORDS + "ListProductionLines", { pageSize: 1000, pageToken });
-    (page.lines || []).forEach((line) => plants.add(line.plant));
+    (page.lines || []).forEach((line) => lineRecords.set(line.id, line));
     pageToken = page.nextPageToken || "";
   } while (pageToken);
+  const plants = new Set([...lineRecords.values()].map((line) => line.plant));
   const select = $("plant");
   select.length = 1;
   [...plants].sort().forEach((plant) => select.add(new Option(plant, plant)));
-  select.value = plants.has(chosen) ? chosen : "";
+  select.value = plants.has(chosen.plant) ? chosen.plant : "";
+  const idle = $("idle");
+  idle.length = 1;
+  [...lineRecords.keys()].sort().forEach((id) => idle.add(new Option(id, id)));
+  idle.value = lineRecords.has(chosen.idle) ? chosen.idle : "";
 }
 
 // ---- Lines at risk, from the watch -------------------------------------
@@ -188,7 +220,7 @@ function renderLines() {
     });
     row.insertCell().append(button);
     cell(row, line.plant);
-    cell(row, line.stopDate, "stop-date");
+    cell(row, line.idled ? "idled" : line.stopDate, "stop-date");
     const track = document.createElement("div");
     track.className = "track";
     track.setAttribute("aria-hidden", "true");
@@ -216,7 +248,6 @@ function renderWhy() {
   if (!line) return;
   const article = document.createElement("article");
   const title = document.createElement("h3");
-  title.textContent = `Why ${line.lineId} stops on ${line.stopDate}`;
   const list = document.createElement("dl");
   const item = (term, value) => {
     const dt = document.createElement("dt");
@@ -226,6 +257,22 @@ function renderWhy() {
     list.append(dt, dd);
     return dd;
   };
+  const inbound = document.createElement("ul");
+  inbound.id = "inbound";
+  article.append(title, list);
+  why.append(article);
+  if (line.idled) {
+    title.textContent = `${line.lineId} is idled by the scenario`;
+    item("Units not built over the horizon", units(line.unitsLost));
+    return;
+  }
+  title.textContent = `Why ${line.lineId} stops on ${line.stopDate}`;
+  const path = line.rootCausePath || [];
+  if ((line.shortfallUnits || 0) > 0 && path.length) {
+    item("Expedite",
+      `${units(line.shortfallUnits)} × ${path[path.length - 1]} by ${line.stopDate}`)
+      .className = "expedite";
+  }
   item("Runs out of", line.bottleneckComponentId || "–");
   item("Root cause path", (line.rootCausePath || []).join(" ← ") || "–").className = "path";
   item("Uncovered licence pools",
@@ -236,8 +283,34 @@ function renderWhy() {
   }
   item("Builds on its stop day", percent(line.outputFraction));
   item("Units lost over the horizon", units(line.unitsLost));
-  article.append(title, list);
-  why.append(article);
+  item("Inbound shipments", "").append(inbound);
+  listInbound(line, inbound);
+}
+
+// The shipments on their way for the components the line fits and those
+// down its root-cause path, soonest first.
+async function listInbound(line, list) {
+  const record = lineRecords.get(line.lineId);
+  const components = new Set([
+    ...((record && record.bom) || []).map((entry) => entry.componentId),
+    ...(line.rootCausePath || []),
+  ]);
+  try {
+    const pages = await Promise.all([...components].map((componentId) =>
+      call(RECORDS + "ListShipments", { componentId, pageSize: 1000 })));
+    const shipments = pages.flatMap((page) => page.shipments || [])
+      .sort((a, b) => (a.arrivesOn < b.arrivesOn ? -1 : a.arrivesOn > b.arrivesOn ? 1 : 0));
+    list.replaceChildren(...shipments.map((s) => {
+      const entry = document.createElement("li");
+      entry.dataset.shipment = s.id;
+      entry.textContent = `${units(s.units)} × ${s.componentId} arriving ${s.arrivesOn}`
+        + (s.reference ? ` (${s.reference})` : "");
+      return entry;
+    }));
+    if (!shipments.length) list.replaceWith("none");
+  } catch (error) {
+    say(error.message, true);
+  }
 }
 
 function applyWatch(message) {
@@ -356,9 +429,9 @@ function feed() {
 
 async function start() {
   $("token").value = sessionStorage.getItem("lodestone-token") || "";
-  const plant = readAddress();
+  const chosen = readAddress();
   try {
-    await loadPlants(plant);
+    await loadLines(chosen);
   } catch (error) {
     say(error.message, true);
   }
@@ -376,7 +449,7 @@ async function start() {
   $("token").addEventListener("change", async () => {
     sessionStorage.setItem("lodestone-token", $("token").value.trim());
     try {
-      await loadPlants($("plant").value);
+      await loadLines({ plant: $("plant").value, idle: $("idle").value });
     } catch (error) {
       say(error.message, true);
     }
