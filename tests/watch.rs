@@ -1,6 +1,6 @@
 //! WatchAtRiskLines through the real gRPC stack: refusals before the stream,
-//! the snapshot as ListAtRiskLines answers it, a change after a decision,
-//! and the stream limit.
+//! the snapshot as ListAtRiskLines answers it, a change after a decision
+//! and after a shipment, and the stream limit.
 
 mod common;
 
@@ -100,6 +100,67 @@ async fn a_watch_starts_with_the_listing_and_follows_a_decision() {
         Event::Heartbeat(beat) => assert!(beat.revision >= decided.revision),
         other => panic!("nothing else changed: {other:?}"),
     }
+}
+
+#[both_stores]
+#[tokio::test]
+async fn a_watch_follows_a_shipment_as_it_follows_a_decision() {
+    let app = spawn_app().await;
+    app.load_seed().await;
+    let mut risk = app.risk.clone();
+    let mut stream = risk
+        .watch_at_risk_lines(question())
+        .await
+        .unwrap()
+        .into_inner();
+    let Event::Snapshot(snapshot) = next(&mut stream).await else {
+        panic!("a snapshot first")
+    };
+    // Plenty of the first line's root cause, landing tomorrow.
+    let first = snapshot.lines.first().expect("a line at risk").clone();
+    let cause = first.root_cause_path.last().expect("a root cause").clone();
+    let written = app
+        .upsert(vec![pb::Record {
+            record: Some(pb::record::Record::Shipment(pb::Shipment {
+                id: "SH-WATCHED".into(),
+                component_id: cause.clone(),
+                units: 1.0e7,
+                arrives_on: "2025-06-03".into(),
+                reference: "airfreight".into(),
+                revision: 0,
+            })),
+        }])
+        .await
+        .unwrap();
+    let change = loop {
+        match next(&mut stream).await {
+            Event::Change(change) => break change,
+            Event::Heartbeat(beat) => assert!(beat.revision < written.revision),
+            Event::Snapshot(_) => panic!("one snapshot"),
+        }
+    };
+    assert_eq!(
+        (change.from_revision, change.revision),
+        (snapshot.revision, written.revision)
+    );
+    assert!(change.license_sequences.is_empty(), "no licence changed");
+    let after = listing(&mut risk).await;
+    let changed = change
+        .changed
+        .iter()
+        .find(|l| l.line_id == first.line_id)
+        .unwrap_or_else(|| panic!("{} changed: {change:?}", first.line_id));
+    match after.lines.iter().find(|l| l.line_id == first.line_id) {
+        Some(listed) => assert_eq!(changed, listed),
+        None => assert!(!changed.at_risk, "{changed:?}"),
+    }
+    assert_ne!(
+        after.lines.iter().find(|l| l.line_id == first.line_id),
+        Some(&first),
+        "{cause} on hand changes {}",
+        first.line_id
+    );
+    assert_eq!(change.total_size, after.total_size);
 }
 
 #[both_stores]
