@@ -68,8 +68,9 @@ fn licence(id: &str) -> pb::Record {
 struct Writes {
     /// Licences whose creation was acknowledged, and the revision of each.
     acknowledged: Vec<(String, u64)>,
-    /// Refusals, by code, and the longest any call took.
+    /// Refusals, by code and by reason, and the longest any call took.
     refused: Vec<Code>,
+    reasons: BTreeSet<String>,
     longest: Duration,
 }
 
@@ -99,6 +100,7 @@ async fn write_until(
             Ok(r) => w.acknowledged.push((id, r.into_inner().revision)),
             Err(status) => {
                 w.refused.push(status.code());
+                w.reasons.insert(common::error_reason(&status));
                 drop(w);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -246,6 +248,106 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
         let (_, head) = apps[0].network.store().latest().await.unwrap();
         read_stream_to(&mut stream, &mut seen, head).await;
         assert_eq!(seen, (1..=head).collect::<Vec<u64>>());
+    }
+}
+
+/// Ends every connection the replicas hold to database `name`, as the
+/// database does when its postmaster dies or an operator terminates them
+/// (SQLSTATE 57P01); the number ended.
+async fn terminate_connections(url: &str, name: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// A connection the database ends (57P01, as when an operator terminates
+/// it or the postmaster dies before a failover) makes the database
+/// unavailable for a moment: the writes it catches are refused with
+/// `UNAVAILABLE` and `DATABASE_UNAVAILABLE`, and the next ones go through on
+/// a new connection. Never the sticky `STORAGE_FAILED` of a full local disk,
+/// which on PostgreSQL nothing would clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_leave_the_replicas_writing_again() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let Some(cluster) = common::postgres::cluster() else {
+        return;
+    };
+    let name = "faults_terminated";
+    let url = common::postgres::database(cluster, name).await;
+    let apps = [replica(&url).await, replica(&url).await];
+    apps[0].load_seed().await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writes: Arc<Mutex<Writes>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, app) in apps.iter().enumerate() {
+        for writer in 0..2 {
+            let (stop, writes) = (stop.clone(), writes.clone());
+            let records = app.records.clone();
+            let name = format!("T{i}-{writer}");
+            tasks.spawn(async move { write_until(records, &name, stop, writes).await });
+        }
+    }
+    let rounds = if long() { 10 } else { 3 };
+    println!("\n| round | connections ended | writes again after |");
+    println!("|---:|---:|---:|");
+    for round in 1..=rounds {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ended = terminate_connections(&cluster.url("postgres"), name).await;
+        let at = Instant::now();
+        // Each replica acknowledges a write begun after the connections ended.
+        for (i, app) in apps.iter().enumerate() {
+            eventually(Duration::from_secs(60), || async {
+                let mut request = tonic::Request::new(pb::UpsertRecordsRequest {
+                    records: vec![licence(&format!("AFTER-{round}-{i}"))],
+                    validate_only: false,
+                });
+                request.set_timeout(Duration::from_secs(10));
+                let written = app.records.clone().upsert_records(request).await;
+                if written.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                written.ok()
+            })
+            .await;
+        }
+        println!("| {round} | {ended} | {:.1?} |", at.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    while tasks.join_next().await.is_some() {}
+    let w = writes.lock().await;
+    println!(
+        "{} writes acknowledged, {} refused ({:?}), the longest call {:.1?}",
+        w.acknowledged.len(),
+        w.refused.len(),
+        w.reasons,
+        w.longest
+    );
+    assert!(
+        w.reasons.iter().all(|r| r == "DATABASE_UNAVAILABLE"),
+        "an ended connection is the database unavailable, not a failed store: {:?}",
+        w.reasons
+    );
+    assert!(
+        w.refused.iter().all(|c| *c == Code::Unavailable),
+        "{:?}",
+        w.refused
+    );
+    let newest = w.acknowledged.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    let acknowledged: BTreeSet<String> = w.acknowledged.iter().map(|(id, _)| id.clone()).collect();
+    for app in &apps {
+        let held = licence_ids(app, newest).await;
+        let lost: Vec<_> = acknowledged.difference(&held).collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     }
 }
 

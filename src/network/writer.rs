@@ -127,7 +127,7 @@ impl Network {
         let begun = match self.begin_turn(&*store, &staged).await {
             Ok(begun) => begun,
             Err(error) => {
-                recovery::note_failure(&self.failure, &error);
+                self.note_failure(&error);
                 return fail_all(batch, &error);
             }
         };
@@ -277,7 +277,7 @@ impl Network {
                 Some(next)
             }
             Err(error) => {
-                recovery::note_failure(&self.failure, &error);
+                self.note_failure(&error);
                 fail(&mut planned.replies, committing, &error);
                 Some(planned.base.clone())
             }
@@ -288,8 +288,17 @@ impl Network {
     /// up from the feed; sled's store is opened again and read whole.
     fn lost_from_view(&self, why: &str) {
         tracing::error!(error = why, "a committed batch is missing from the view");
+        self.note_failure(&Error::Storage(why.to_string()));
+    }
+
+    /// A storage failure of a store that can be opened again (sled's, whose
+    /// disk may fill) refuses writes until a probe finds the disk writable.
+    /// A store that cannot (PostgreSQL, whose transaction rolled back) fails
+    /// only the batch: the next turn begins afresh and catches up from the
+    /// feed, so nothing sticks that nothing would clear.
+    fn note_failure(&self, error: &Error) {
         if self.recovery.is_some() {
-            recovery::note_failure(&self.failure, &Error::Storage(why.to_string()));
+            recovery::note_failure(&self.failure, error);
         }
     }
 }

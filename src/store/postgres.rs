@@ -209,14 +209,35 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
     Error::DatabaseUnavailable(format!("{what}: {e}"))
 }
 
-/// A database error: the database's own refusals are storage failures;
-/// everything else (a lost connection, a timeout) is the database being
-/// unavailable.
+/// A database error. A lost connection or a timeout, and the database's
+/// errors that say it cannot serve now ([`transient`]), are the database
+/// being unavailable: the call is refused with `UNAVAILABLE` and the next
+/// one takes a new connection. The database's other refusals are storage
+/// failures.
 fn db(what: &'static str) -> impl Fn(tokio_postgres::Error) -> Error {
     move |e| match e.as_db_error() {
+        Some(d) if transient(d.code()) => {
+            unavailable(what, format!("{}: {}", d.code().code(), d.message()))
+        }
         Some(d) => Error::Storage(format!("{what}: {}: {}", d.code().code(), d.message())),
         None => unavailable(what, e),
     }
+}
+
+/// The SQLSTATEs of a database that cannot serve now but may in a moment:
+/// connection exceptions (class 08); operator intervention (57: a
+/// connection terminated, as when the postmaster dies or an operator ends
+/// it, 57P01, a crash or a shutdown under way, a query cancelled);
+/// insufficient resources (53: too many connections, out of memory or
+/// disk); a transaction rolled back for a serialization failure or a
+/// deadlock (40); the database's own system errors (58); and a read-only
+/// transaction (25006), as on a standby that is not yet promoted.
+fn transient(state: &tokio_postgres::error::SqlState) -> bool {
+    let code = state.code();
+    ["08", "57", "53", "40", "58"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || code == "25006"
 }
 
 fn int(value: u64) -> i64 {
@@ -869,4 +890,21 @@ async fn write_rows(client: &Object, rows: Rows) -> Result<(), Error> {
             .map_err(db("appending to the licence log"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn a_database_that_cannot_serve_now_is_told_from_one_that_refuses() {
+        for code in [
+            "57P01", "57P02", "57P03", "08006", "53300", "40001", "40P01", "25006",
+        ] {
+            assert!(super::transient(&SqlState::from_code(code)), "{code}");
+        }
+        for code in ["23505", "42P01", "22P02", "XX000", "25001"] {
+            assert!(!super::transient(&SqlState::from_code(code)), "{code}");
+        }
+    }
 }
