@@ -87,12 +87,20 @@ fn redacted(config: &tokio_postgres::Config) -> String {
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         })
         .collect();
-    let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+    let ports = config.get_ports();
+    // One port for every host, or one for all.
+    let addresses: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match ports.get(i).or(ports.first()) {
+            Some(port) => format!("{host}:{port}"),
+            None => host.clone(),
+        })
+        .collect();
     format!(
-        "postgres://{}@{}:{}/{}",
+        "postgres://{}@{}/{}",
         config.get_user().unwrap_or(""),
-        hosts.join(","),
-        ports.join(","),
+        addresses.join(","),
         config.get_dbname().unwrap_or("")
     )
 }
@@ -894,7 +902,26 @@ async fn write_rows(client: &Object, rows: Rows) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
+    use tokio_postgres::config::TargetSessionAttrs;
     use tokio_postgres::error::SqlState;
+
+    #[test]
+    fn a_url_of_a_primary_and_its_standby_names_each_and_asks_for_the_writable_one() {
+        let url = "postgres://lodestone:secret@db-a:5432,db-b:5433/lodestone?target_session_attrs=read-write";
+        let config = tokio_postgres::Config::from_str(url).unwrap();
+        assert_eq!(
+            super::redacted(&config),
+            "postgres://lodestone@db-a:5432,db-b:5433/lodestone"
+        );
+        assert_eq!(
+            config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        let one_port = tokio_postgres::Config::from_str("postgres://u@a,b:6000/x").unwrap();
+        assert_eq!(super::redacted(&one_port), "postgres://u@a:5432,b:6000/x");
+    }
 
     #[test]
     fn a_database_that_cannot_serve_now_is_told_from_one_that_refuses() {
