@@ -497,9 +497,16 @@ impl Application {
     /// The services: health, reflection, and the contract's two.
     fn routes(&self, health: HealthServer<impl Health>) -> anyhow::Result<Routes> {
         // Reflection serves the contract, health, and the google.rpc error
-        // details, so that grpcurl decodes ErrorInfo and BadRequest.
+        // details, so that grpcurl decodes ErrorInfo and BadRequest; and both
+        // reflection services, so that a client listing through either
+        // version sees both.
         let reflection = || {
             tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
                 .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
