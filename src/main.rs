@@ -75,9 +75,7 @@ async fn main() -> std::process::ExitCode {
         Command::Export(args) => cli::export(&args).await,
         Command::Token(args) => cli::token(&args),
         Command::Health(args) => cli::health(&args).await,
-        Command::Openapi => std::io::stdout()
-            .write_all(lodestone::transport::web::openapi_text().as_bytes())
-            .map_err(Into::into),
+        Command::Openapi => print(&lodestone::transport::web::openapi_text()),
     };
     telemetry.shutdown().await;
     match result {
@@ -94,6 +92,16 @@ async fn main() -> std::process::ExitCode {
             }
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to standard output. A reader that stops reading early
+/// (`lodestone openapi | head`) is no failure.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(Into::into),
     }
 }
 

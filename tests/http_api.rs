@@ -510,6 +510,27 @@ fn the_published_openapi_description_is_the_one_the_contract_gives() {
     );
 }
 
+#[test]
+fn a_reader_that_stops_early_is_no_failure() {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; \"{}\" openapi | head -c 100 > /dev/null",
+            env!("CARGO_BIN_EXE_lodestone")
+        ))
+        .output()
+        .expect("bash runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`lodestone openapi | head` fails: {said}"
+    );
+    assert!(
+        said.is_empty(),
+        "`lodestone openapi | head` complains: {said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_serving_port_serves_the_openapi_description_and_every_path_in_it() {
     let app = spawn_app().await;
