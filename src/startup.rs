@@ -470,7 +470,14 @@ impl Application {
         let listener = self.listener.take().expect("the listener is taken once");
         let address = listener.local_addr()?;
         let server = self.server(listener, routes, metrics)?;
-        tracing::info!(%address, tls = self.tls.is_some(), "serving lodestone.v1");
+        let (web_view, json_api) = self.addresses(address);
+        tracing::info!(
+            %address,
+            tls = self.tls.is_some(),
+            web_view = web_view.as_deref().unwrap_or("off"),
+            %json_api,
+            "serving lodestone.v1"
+        );
         self.spawn_background(&tasks, &health);
         let served = self.drain(server, stop, &health).await;
         // Also when the server failed: the background tasks stop on it.
@@ -492,6 +499,27 @@ impl Application {
             .context("the final flush failed")?;
         tracing::info!("stopped; the store is flushed");
         Ok(())
+    }
+
+    /// Where a person finds the web view (off with `--no-web-view`; on the
+    /// demonstration network's date with `--demo`) and the JSON API, on the
+    /// serving address (this machine's loopback when it listens on every
+    /// interface).
+    fn addresses(&self, address: std::net::SocketAddr) -> (Option<String>, String) {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut shown = address;
+        if shown.ip().is_unspecified() {
+            shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let base = format!("{scheme}://{shown}");
+        let web_view = (!self.config.no_web_view).then(|| match self.config.demo {
+            true => format!("{base}/?as_of={}", crate::tools::demo::AS_OF),
+            false => format!("{base}/"),
+        });
+        (
+            web_view,
+            format!("{base}/lodestone.v1.RiskService/ListAtRiskLines"),
+        )
     }
 
     /// The services: health, reflection, and the contract's two.

@@ -378,6 +378,24 @@ async fn the_server_may_be_named_without_a_scheme_and_a_missing_one_is_said_plai
     );
     assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
 
+    // https:// to a server that serves plaintext says so.
+    let tls = lodestone_async(vec![
+        "health".into(),
+        "--server".into(),
+        format!("https://{}", app.address),
+    ])
+    .await;
+    assert!(!tls.status.success());
+    let err = String::from_utf8_lossy(&tls.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "lodestone: the server at https://{0} does not speak TLS (it serves plaintext): \
+             use http://{0}",
+            app.address
+        )
+    );
+
     // Nobody listens on a port just freed.
     let nobody = format!("127.0.0.1:{}", common::free_port());
     for command in ["health", "export"] {
@@ -497,6 +515,20 @@ async fn serve_takes_its_flags_from_the_environment_and_logs_json() {
     };
     assert!(said("loaded the demonstration network"), "{logs}");
     assert!(said("serving lodestone.v1"), "{logs}");
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "serving lodestone.v1")
+        .unwrap();
+    assert_eq!(
+        serving["web_view"],
+        format!("http://127.0.0.1:{port}/?as_of=2025-06-02"),
+        "the log says where the web view is, on the demo's date: {serving}"
+    );
+    assert_eq!(
+        serving["json_api"],
+        format!("http://127.0.0.1:{port}/lodestone.v1.RiskService/ListAtRiskLines"),
+        "{serving}"
+    );
     assert!(said("stopped; the store is flushed"), "{logs}");
     assert!(!has_ansi(&logs));
 }

@@ -240,8 +240,32 @@ async fn channel(server: &ServerArgs) -> anyhow::Result<Channel> {
             // connect error: tcp connect error: ..."): say it once, with the
             // innermost cause.
             let mut cause: &dyn std::error::Error = &error;
-            while let Some(source) = cause.source() {
-                cause = source;
+            let mut plaintext = false;
+            loop {
+                // A TLS hello answered in plain HTTP/2 (rustls's error, as
+                // itself or inside an io::Error, whose source skips it).
+                let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+                    cause
+                        .downcast_ref::<std::io::Error>()
+                        .and_then(|e| e.get_ref())
+                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                });
+                plaintext |= matches!(
+                    tls,
+                    Some(rustls::Error::InvalidMessage(
+                        rustls::InvalidMessage::InvalidContentType
+                    ))
+                );
+                match cause.source() {
+                    Some(source) => cause = source,
+                    None => break,
+                }
+            }
+            if plaintext {
+                let plain = uri.replacen("https://", "http://", 1);
+                return anyhow::anyhow!(
+                    "the server at {uri} does not speak TLS (it serves plaintext): use {plain}"
+                );
             }
             anyhow::anyhow!(
                 "no server answers at {uri} ({cause}); is `lodestone serve` running there?"

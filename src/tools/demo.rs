@@ -12,6 +12,9 @@ use crate::domain::Error;
 use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, json};
 
+/// The day the demonstration network tells its story as of.
+pub(crate) const AS_OF: &str = "2025-06-02";
+
 /// The network, as an `UpsertRecordsRequest` in protobuf JSON.
 const NETWORK_JSON: &str = include_str!("../../demo/network.json");
 
