@@ -416,6 +416,50 @@ async fn the_server_may_be_named_without_a_scheme_and_a_missing_one_is_said_plai
     }
 }
 
+/// Shares that do not sum to 1 are the sources' fault: the refusal names
+/// the rows of sources.csv, with the sum as a person writes it, and the
+/// verdict counts the problems rather than repeating them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_csv_import_names_the_rows_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = dir.path().join("components.csv");
+    let sources = dir.path().join("sources.csv");
+    let suppliers = dir.path().join("suppliers.csv");
+    std::fs::write(&suppliers, "id,country\nS1,CN\nS2,JP\n").unwrap();
+    std::fs::write(&components, "id,name\nMAG,magnet\n").unwrap();
+    std::fs::write(
+        &sources,
+        "component_id,supplier_id,share\nMAG,S1,0.5\nMAG,S2,0.4\n",
+    )
+    .unwrap();
+    let app = spawn_app().await;
+    let mut args = vec!["import".to_string()];
+    for file in [&suppliers, &components, &sources] {
+        args.push(file.to_str().unwrap().to_string());
+    }
+    args.extend(["--server".to_string(), format!("http://{}", app.address)]);
+    let out = lodestone_async(args).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let sources = sources.display();
+    assert!(
+        err.contains(&format!(
+            "{sources}:2, {sources}:3: records[2].component.sources: shares must sum to 1 \
+             (within 0.000001), not 0.9"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim().lines().last(),
+        Some(
+            "lodestone: 1 problem(s) in 3 files; the server refused the import (3 records) \
+             and nothing was imported"
+        ),
+        "{err}"
+    );
+    assert_eq!(app.export().await, (0, vec![]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_problem_of_a_csv_file_is_reported_at_once() {
     let dir = tempfile::tempdir().unwrap();

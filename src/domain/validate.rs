@@ -72,6 +72,13 @@ pub fn check_record(record: &Record, path: &str, out: &mut Vec<Violation>) {
     }
 }
 
+/// A sum of decimal fractions as a person writes it: floating-point noise
+/// below the ninth decimal dropped (0.5 + 0.4 reads 0.9, not
+/// 0.8999999999999999).
+fn as_written(x: f64) -> f64 {
+    (x * 1e9).round() / 1e9
+}
+
 /// Joins a record path and a field name: `records[0].license` + `status`.
 pub fn field_path(path: &str, field: &str) -> String {
     if path.is_empty() {
@@ -202,7 +209,10 @@ impl Checker<'_> {
         if !c.sources.is_empty() && shares_finite && (share_sum - 1.0).abs() > SHARE_SUM_TOLERANCE {
             self.violation(
                 "sources",
-                format!("shares must sum to 1 (within {SHARE_SUM_TOLERANCE}), not {share_sum}"),
+                format!(
+                    "shares must sum to 1 (within {SHARE_SUM_TOLERANCE}), not {}",
+                    as_written(share_sum)
+                ),
             );
         }
         self.unique(

@@ -436,9 +436,17 @@ pub async fn import(args: &ImportArgs) -> anyhow::Result<()> {
             if violations.len() > 50 {
                 eprintln!("... and {} more", violations.len() - 50);
             }
+            if violations.is_empty() {
+                bail!(
+                    "the server refused the import ({count} records), nothing was imported: {}",
+                    status.message()
+                )
+            }
+            // Each problem is on its line above; the verdict counts them.
             bail!(
-                "the server refused the import ({count} records), nothing was imported: {}",
-                status.message()
+                "{} problem(s) in {files}; the server refused the import ({count} records) \
+                 and nothing was imported",
+                violations.len()
             )
         }
     }

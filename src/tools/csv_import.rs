@@ -9,7 +9,7 @@
 //! | `components` | component | id, name, on_hand_units |
 //! | `sources` | supplier of a component | component_id, supplier_id, share |
 //! | `contents` | material in a component | component_id, material, grams_per_unit |
-//! | `lines` | production line | id, name, plant, units_per_day |
+//! | `lines` | production line | id, plant, units_per_day, name |
 //! | `bom` | bill-of-materials line | parent_id, component_id, quantity |
 //! | `licences` or `licenses` | export licence | id, supplier_id, material, status, quantity_kg, used_kg, submitted_on, expected_decision_on, decided_on, valid_from, valid_until |
 //!
@@ -38,19 +38,38 @@ pub(crate) struct Located {
 }
 
 impl Located {
-    /// Where the violation at `path` (inside this record) comes from.
-    pub(crate) fn place_of(&self, path: &str) -> &Place {
+    /// Where the violation at `path` (inside this record) comes from: the
+    /// part that holds it, or, for a violation of a whole list of parts
+    /// (`component.sources`: shares that do not sum to 1), the rows of its
+    /// parts; else the record's own row.
+    pub(crate) fn place_of(&self, path: &str) -> Place {
         // The longest part path that prefixes the violation's path.
-        self.parts
+        let holder = self
+            .parts
             .iter()
             .filter(|(part, _)| {
                 path == part.as_str()
                     || path.starts_with(&format!("{part}."))
                     || path.starts_with(&format!("{part}["))
             })
-            .max_by_key(|(part, _)| part.len())
-            .map(|(_, place)| place)
-            .unwrap_or(&self.place)
+            .max_by_key(|(part, _)| part.len());
+        if let Some((_, place)) = holder {
+            return place.clone();
+        }
+        let mut members: Vec<(&String, &Place)> = self
+            .parts
+            .iter()
+            .filter(|(part, _)| part.starts_with(&format!("{path}[")))
+            .collect();
+        if members.is_empty() {
+            return self.place.clone();
+        }
+        members.sort();
+        members
+            .into_iter()
+            .map(|(_, place)| place.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -95,7 +114,7 @@ impl Kind {
             Kind::Components => (&["id"], &["name", "on_hand_units"]),
             Kind::Sources => (&["component_id", "supplier_id", "share"], &[]),
             Kind::Contents => (&["component_id", "material", "grams_per_unit"], &[]),
-            Kind::Lines => (&["id"], &["name", "plant", "units_per_day"]),
+            Kind::Lines => (&["id", "plant", "units_per_day"], &["name"]),
             Kind::Bom => (&["parent_id", "component_id", "quantity"], &[]),
             Kind::Licences => (
                 &["id", "supplier_id", "material", "status"],
@@ -298,6 +317,9 @@ impl Rows {
     fn read(paths: &[&Path], problems: &mut Vec<String>) -> anyhow::Result<Rows> {
         let mut by_kind: BTreeMap<u8, Vec<Row>> = BTreeMap::new();
         for path in paths {
+            if !path.exists() {
+                anyhow::bail!("{}: no such file", path.display());
+            }
             let Some(kind) = Kind::of(path) else {
                 anyhow::bail!(
                     "{}: the file name must start with the kind of its rows ({KINDS})",
@@ -679,6 +701,7 @@ mod tests {
         assert!(mag
             .1
             .place_of("component.sources[1].share")
+            .as_str()
             .ends_with("sources.csv:3"));
         assert!(mag.1.place_of("component.id").ends_with("components.csv:3"));
         let motor_inputs = located.iter().find_map(|l| match &l.record.record {
@@ -744,6 +767,39 @@ mod tests {
         assert_eq!(problems.len(), 7, "{all}");
 
         let unnamed = write(d, "erp-export.csv", "id\nX\n");
-        assert!(read(&[unnamed.as_path()], &mut Vec::new()).is_err());
+        let error = read(&[unnamed.as_path()], &mut Vec::new()).unwrap_err();
+        assert!(
+            format!("{error}").contains("must start with the kind"),
+            "{error}"
+        );
+        let missing = d.join("licences-june.csv");
+        let error = read(&[missing.as_path()], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            format!("{}: no such file", missing.display())
+        );
+    }
+
+    #[test]
+    fn a_violation_of_a_whole_list_is_placed_at_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = [
+            write(d, "components.csv", "id\nA\n"),
+            write(
+                d,
+                "sources.csv",
+                "component_id,supplier_id,share\nA,S1,0.5\nA,S2,0.4\n",
+            ),
+        ];
+        let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+        let located = read(&paths, &mut Vec::new()).unwrap();
+        let a = &located[0];
+        let sources = d.join("sources.csv").display().to_string();
+        assert_eq!(
+            a.place_of("component.sources"),
+            format!("{sources}:2, {sources}:3")
+        );
+        assert!(a.place_of("component.id").ends_with("components.csv:2"));
     }
 }
