@@ -159,7 +159,11 @@ async fn a_large_import_that_fails_late_is_never_seen() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]);
+    // The server's log, read at the end: a full disk is an error it must
+    // report, so it is checked here rather than printed among passing tests.
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = ServerProcess::start_logging_to(&data, port, &[], log.into());
     let channel = server.connect_with_deadline(Duration::from_secs(120)).await;
     let mut records = RecordServiceClient::new(channel.clone());
     records
@@ -209,6 +213,18 @@ async fn a_large_import_that_fails_late_is_never_seen() {
     assert_eq!(recovered.into_inner().quantity_kg, 1234.0);
     assert!(!present(&mut records, supplier_id(0)).await.unwrap());
     server.kill_9();
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let said = |what: &str| logged.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        said("the store failed to write; writes are refused until the disk takes them again"),
+        1,
+        "the failure is reported once: {logged}"
+    );
+    assert_eq!(
+        said("the store takes writes again"),
+        1,
+        "and the recovery: {logged}"
+    );
     let port = free_port();
     let server = ServerProcess::start(&data, port, &[]);
     let mut records =
