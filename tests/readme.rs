@@ -125,6 +125,18 @@ fn shell(prelude: &str, command: &str, dir: &std::path::Path, port: u16) -> Comm
         .arg(format!("{prelude}\n{command}"))
         .current_dir(dir)
         .env("LODESTONE_SERVER", format!("127.0.0.1:{port}"));
+    // As a newcomer's terminal has it: without what cargo sets for a test
+    // (OUT_DIR, CARGO_PKG_*, …), which build scripts track, so that the
+    // release build this test makes is the one the README's next
+    // `cargo run --release` finds, not one it must build again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = name == "OUT_DIR"
+            || (name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR");
+        if set_by_cargo {
+            shell.env_remove(name.as_ref());
+        }
+    }
     shell
 }
 
