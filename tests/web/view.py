@@ -91,6 +91,42 @@ def main(expected, open_url, token_url, reader_token, screenshot):
         )
         check(shown == expected, f"the lines and dates of the README, in order: {shown}")
 
+        # Each row says, in names, what the line runs out of and why.
+        runs_out = eventually(
+            lambda: (t := driver.find_element(By.CSS_SELECTOR, "#lines tbody tr .runs-out").text)
+            and "Hybrid-motor magnet set" in t and t,
+            "the first row names the part it runs out of",
+        )
+        check("(MAG-HEV)" in runs_out and "Baotou Magnet Works (BTM) · Dysprosium" in runs_out
+              and "Ganzhou Rare Earth Alloys (GZR) · Dysprosium" in runs_out,
+              f"with the suppliers and the material by name: {runs_out!r}")
+        # How likely, with the P10-P90 dates, from a sample count the page says.
+        chance = eventually(
+            lambda: (t := driver.find_element(By.CSS_SELECTOR, "#lines tbody tr .chance").text)
+            != "–" and t,
+            "the first row says how likely it is to stop",
+        )
+        check(chance.startswith("100% (2025-06-"), f"the hybrid line stops for sure, in June: {chance!r}")
+        check("sampled futures" in driver.find_element(By.ID, "forecast-note").text
+              and "200" in driver.find_element(By.ID, "forecast-note").text,
+              "the page says how many futures were sampled")
+        # A legend and a date axis on the timeline.
+        check("red" in driver.find_element(By.ID, "legend").text
+              and "amber" in driver.find_element(By.ID, "legend").text, "the timeline has a legend")
+        check(driver.find_element(By.ID, "axis-from").text == "2025-06-02"
+              and driver.find_element(By.ID, "axis-to").text == "2025-08-31",
+              "the timeline's axis runs from the day asked to the horizon's end")
+        # ISO dates in the controls.
+        check(driver.find_element(By.ID, "as-of").get_attribute("value") == "2025-06-02"
+              and driver.find_element(By.ID, "as-of").get_attribute("placeholder") == "YYYY-MM-DD",
+              "the date is written YYYY-MM-DD")
+        # The feed opens with the log's latest licence changes.
+        feed = driver.find_elements(By.CSS_SELECTOR, "#feed li")
+        feed = eventually(lambda: driver.find_elements(By.CSS_SELECTOR, "#feed li"),
+                          "the feed opens with recent licence changes")
+        check(len(feed) == 10 and not driver.find_element(By.ID, "feed-empty").is_displayed(),
+              f"the latest ten, not a blank feed: {len(feed)}")
+
         # A line's root cause, by keyboard.
         first = driver.find_element(By.CSS_SELECTOR, "#lines tbody tr button")
         first.send_keys(Keys.ENTER)
@@ -130,6 +166,31 @@ def main(expected, open_url, token_url, reader_token, screenshot):
             and driver.find_elements(By.CSS_SELECTOR, "#stakes tbody tr"),
             "the supplier and licence tables fill",
         )
+        impact = driver.find_element(By.CSS_SELECTOR, "#impacts tbody tr").text
+        check("Dresden Audio Systems (DAS)" in impact and "yes" in impact and "1.00" in impact,
+              f"the costliest supplier by name, critical, index 1.00: {impact!r}")
+        licences = eventually(lambda: (t := driver.find_element(By.ID, "licences").text)
+                              and "(rejected)" in t and t, "the licences' statuses show")
+        check("LIC-GZR-DY-0528 (pending)" in licences, f"each licence's status: {licences!r}")
+
+        # At 1,000 px nothing breaks inside an id or a date.
+        driver.set_window_size(1000, 900)
+        broken = driver.execute_script("""
+            return [...document.querySelectorAll(
+                '#lines td:not(.runs-out), #impacts td, #stakes td')].filter((td) => {
+              // A text that wraps has its pieces on more than one line.
+              const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+              for (let text = walk.nextNode(); text; text = walk.nextNode()) {
+                const range = document.createRange();
+                range.selectNodeContents(text);
+                const tops = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+                if (tops.size > 1) return true;
+              }
+              return false;
+            }).map((td) => td.textContent);
+        """)
+        check(not broken, f"no id, date or figure breaks across lines at 1,000 px: {broken}")
+        driver.set_window_size(1366, 900)
         if screenshot:
             driver.save_screenshot(screenshot)
             print(f"screenshot: {screenshot}")
@@ -202,9 +263,9 @@ def main(expected, open_url, token_url, reader_token, screenshot):
         )
         check(response.status_code == 200, f"the decision is recorded: {response.text}")
         entry = eventually(
-            lambda: driver.find_element(
+            lambda: (t := driver.find_element(
                 By.CSS_SELECTOR, "#feed li[data-licence=LIC-JXM-DY-0521]"
-            ).text,
+            ).text) and "approved" in t and t,
             "the decision appears in the feed",
         )
         check("approved" in entry and "(was pending)" in entry, f"the feed says what changed: {entry!r}")
@@ -217,6 +278,13 @@ def main(expected, open_url, token_url, reader_token, screenshot):
         # Nothing failed to load, nothing threw.
         errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         check(not errors, f"the browser reported no errors: {errors}")
+
+        # What the address asks and the page cannot show is said.
+        driver.get(open_url + "/?as_of=2025-13-40&plant=EMDN&horizon=lots")
+        warning = eventually(lambda: (w := driver.find_element(By.ID, "warning")).is_displayed()
+                             and "EMDN" in w.text and w.text, "a bad address is warned of")
+        check('"2025-13-40"' in warning and '"lots"' in warning,
+              f"each bad value named: {warning!r}")
 
         # With authentication on, a reader's token opens the view.
         driver.get(token_url + "/?as_of=2025-06-02")

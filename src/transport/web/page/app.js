@@ -118,21 +118,59 @@ function question() {
   };
 }
 
+// What the address asked that the page could not show: said, not
+// silently replaced.
+const warnings = [];
+
+function warn(text) {
+  warnings.push(text);
+  $("warning").textContent = warnings.join(" ");
+  $("warning").hidden = false;
+}
+
+// A calendar date written YYYY-MM-DD.
+function isDate(text) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const day = new Date(text + "T00:00:00Z");
+  return !Number.isNaN(day.getTime()) && day.toISOString().slice(0, 10) === text;
+}
+
+// `date` plus `days`, YYYY-MM-DD.
+function addDays(date, days) {
+  const day = new Date(date + "T00:00:00Z");
+  day.setUTCDate(day.getUTCDate() + days);
+  return day.toISOString().slice(0, 10);
+}
+
 // The question from the address (so that a view can be shared), then the
 // address from the question.
 function readAddress() {
   const params = new URLSearchParams(location.search);
-  $("as-of").value = params.get("as_of") || today();
-  if (params.get("horizon")) $("horizon").value = params.get("horizon");
-  if (params.get("delay")) $("delay").value = params.get("delay");
+  const asOf = params.get("as_of");
+  if (asOf !== null && !isDate(asOf)) {
+    warn(`The address's as_of "${asOf}" is not a date written YYYY-MM-DD: showing today.`);
+  }
+  $("as-of").value = asOf !== null && isDate(asOf) ? asOf : today();
+  const number = (name, id, min, max) => {
+    const text = params.get(name);
+    if (text === null) return;
+    const n = Number(text);
+    if (Number.isInteger(n) && n >= min && n <= max) $(id).value = text;
+    else warn(`The address's ${name} "${text}" is not a whole number from ${min} to ${max}: showing ${$(id).value}.`);
+  };
+  number("horizon", "horizon", 1, 730);
+  number("delay", "delay", 0, 730);
   const pending = params.get("pending");
   if (pending) {
     const radio = document.querySelector(`input[name=pending][value="${pending}"]`);
     if (radio) radio.checked = true;
+    else warn(`The address's pending "${pending}" is not an assumption this page knows: pending licences are denied.`);
   }
   $("air-component").value = params.get("air_component") || "";
   $("air-units").value = params.get("air_units") || "";
-  $("air-on").value = params.get("air_on") || "";
+  const airOn = params.get("air_on") || "";
+  if (airOn && !isDate(airOn)) warn(`The address's air_on "${airOn}" is not a date written YYYY-MM-DD.`);
+  $("air-on").value = airOn;
   return { plant: params.get("plant") || "", idle: params.get("idle") || "" };
 }
 
@@ -150,6 +188,57 @@ function writeAddress() {
     params.set("air_on", air.arrivesOn);
   }
   history.replaceState(null, "", "?" + params);
+}
+
+// Names to show beside codes: suppliers and materials loaded once,
+// components as lines name them.
+const names = { suppliers: new Map(), materials: new Map(), components: new Map() };
+
+async function loadNames() {
+  for (const [method, list, key, into] of [
+    ["ListSuppliers", "suppliers", "id", names.suppliers],
+    ["ListMaterials", "materials", "code", names.materials],
+  ]) {
+    let pageToken = "";
+    do {
+      const page = await call(RECORDS + method, { pageSize: 1000, pageToken });
+      (page[list] || []).forEach((r) => into.set(r[key], r));
+      pageToken = page.nextPageToken || "";
+    } while (pageToken);
+  }
+}
+
+const named = (map, id) => {
+  const record = map.get(id);
+  return record && record.name ? `${record.name} (${id})` : id;
+};
+
+// Fetches the names of components not known yet, then draws the lines again.
+let naming = false;
+async function nameComponents(ids) {
+  const missing = [...new Set(ids)].filter((id) => !names.components.has(id));
+  if (!missing.length || naming) return;
+  naming = true;
+  try {
+    const found = await Promise.all(missing.map((id) =>
+      call(RECORDS + "GetComponent", { id }).catch(() => ({ id }))));
+    found.forEach((c, i) => names.components.set(missing[i], c));
+  } finally {
+    naming = false;
+  }
+  renderLines();
+}
+
+// What a line runs out of, in words: the part at the end of its root-cause
+// path and the licence pools (supplier, material) or suppliers that fail it.
+function runsOut(line) {
+  if (line.idled) return "nothing: idled by the scenario";
+  const path = line.rootCausePath || [];
+  const part = path.length ? named(names.components, path[path.length - 1]) : "–";
+  const causes = (line.blockingPools || []).map((p) =>
+    `${named(names.suppliers, p.supplierId)} · ${(names.materials.get(p.material) || {}).name || p.material}`);
+  (line.blockingSupplierIds || []).forEach((id) => causes.push(`${named(names.suppliers, id)} out`));
+  return causes.length ? `${part}, for want of ${causes.join("; ")}` : part;
 }
 
 // Every production line, by id: the plants and the lines to idle are
@@ -170,10 +259,16 @@ async function loadLines(chosen) {
   select.length = 1;
   [...plants].sort().forEach((plant) => select.add(new Option(plant, plant)));
   select.value = plants.has(chosen.plant) ? chosen.plant : "";
+  if (chosen.plant && !plants.has(chosen.plant)) {
+    warn(`No plant "${chosen.plant}" (the address's plant): showing every plant.`);
+  }
   const idle = $("idle");
   idle.length = 1;
   [...lineRecords.keys()].sort().forEach((id) => idle.add(new Option(id, id)));
   idle.value = lineRecords.has(chosen.idle) ? chosen.idle : "";
+  if (chosen.idle && !lineRecords.has(chosen.idle)) {
+    warn(`No line "${chosen.idle}" (the address's idle): no line is idled.`);
+  }
 }
 
 // ---- Lines at risk, from the watch -------------------------------------
@@ -237,8 +332,44 @@ function renderLines() {
     when.title = `${line.daysToStop} days`;
     cell(row, percent(line.outputFraction), "number output");
     cell(row, units(line.unitsLost), "number");
+    cell(row, runsOut(line), "runs-out");
+    cell(row, chance(line.lineId), "chance");
   }
+  const asOf = question().asOf;
+  $("axis-from").textContent = asOf;
+  $("axis-to").textContent = isDate(asOf) ? addDays(asOf, horizon) : "";
+  nameComponents(ordered.flatMap((line) => line.rootCausePath || []));
   renderWhy();
+}
+
+// ---- Forecasts ---------------------------------------------------------
+
+const SAMPLES = 200;
+const forecasts = new Map();
+
+// The chance a line stops within the horizon, and its P10–P90 stop dates
+// (a percentile that runs on reads "runs on").
+function chance(lineId) {
+  const f = forecasts.get(lineId);
+  if (!f) return "–";
+  const asOf = question().asOf;
+  const at = (days) => (days === undefined ? "runs on" : addDays(asOf, days));
+  return `${percent(f.stopProbability)} (${at(f.daysToStopP10)} – ${at(f.daysToStopP90)})`;
+}
+
+async function refreshForecasts() {
+  try {
+    const answer = await call(RISK + "ListLineForecasts", {
+      ...question(), samples: SAMPLES, seed: 1, pageSize: 1000,
+    });
+    forecasts.clear();
+    (answer.forecasts || []).forEach((f) => forecasts.set(f.lineId, f));
+    $("forecast-note").textContent = `Chances from ${answer.samples} sampled futures of the `
+      + "pending licences, each granted or not by its material's record.";
+    renderLines();
+  } catch (error) {
+    say(error.message, true);
+  }
 }
 
 function renderWhy() {
@@ -277,7 +408,9 @@ function renderWhy() {
   item("Root cause path", (line.rootCausePath || []).join(" ← ") || "–").className = "path";
   item("Uncovered licence pools",
     (line.blockingPools || []).map((p) => `${p.supplierId} · ${p.material}`).join(", ") || "none");
-  item("Their licences", (line.blockingLicenseIds || []).join(", ") || "none");
+  const licences = item("Their licences", (line.blockingLicenseIds || []).join(", ") || "none");
+  licences.id = "licences";
+  statuses(line.blockingLicenseIds || [], licences);
   if ((line.blockingSupplierIds || []).length) {
     item("Suppliers out", line.blockingSupplierIds.join(", "));
   }
@@ -285,6 +418,18 @@ function renderWhy() {
   item("Units lost over the horizon", units(line.unitsLost));
   item("Inbound shipments", "").append(inbound);
   listInbound(line, inbound);
+}
+
+// Each licence with its status, as the store has it now.
+async function statuses(ids, into) {
+  if (!ids.length) return;
+  try {
+    const found = await Promise.all(ids.map((id) => call(RECORDS + "GetLicense", { id })));
+    into.textContent = found.map((l) =>
+      `${l.id} (${(l.status || "").replace("LICENSE_STATUS_", "").toLowerCase()})`).join(", ");
+  } catch (error) {
+    say(error.message, true);
+  }
 }
 
 // The shipments on their way for the components the line fits and those
@@ -325,6 +470,7 @@ function applyWatch(message) {
     }
     revisionShown(message.change.revision);
     refreshTables();
+    refreshForecasts();
   } else {
     return;
   }
@@ -349,19 +495,21 @@ async function refreshTables() {
     impactRows.replaceChildren();
     for (const i of impacts.impacts || []) {
       const row = impactRows.insertRow();
-      cell(row, i.supplierId);
+      cell(row, named(names.suppliers, i.supplierId));
       cell(row, i.country);
       cell(row, units(i.unitsLost), "number");
       cell(row, String(i.linesHit || 0), "number");
       cell(row, i.timeToSurviveDays === undefined ? "–" : String(i.timeToSurviveDays), "number");
+      cell(row, i.critical ? "yes" : "no", "critical");
+      cell(row, (i.riskExposureIndex || 0).toFixed(2), "number");
     }
     const stakeRows = $("stakes").tBodies[0];
     stakeRows.replaceChildren();
     for (const s of stakes.stakes || []) {
       const row = stakeRows.insertRow();
       cell(row, s.licenseId);
-      cell(row, s.supplierId);
-      cell(row, s.material);
+      cell(row, named(names.suppliers, s.supplierId));
+      cell(row, (names.materials.get(s.material) || {}).name || s.material);
       cell(row, units(s.unitsAtStake), "number");
       cell(row, s.stopDateIfDenied || "–");
     }
@@ -415,13 +563,41 @@ function ask() {
   const q = question();
   follow(RISK + "WatchAtRiskLines", () => ({ ...q, heartbeatSeconds: 15 }), applyWatch, watching.signal);
   refreshTables();
+  refreshForecasts();
 }
 
 let feeding = null;
 
-function feed() {
+// How many of the log's latest licence changes the feed opens with.
+const RECENT = 10;
+
+// The log's head: the first heartbeat of a stream from now.
+async function logHead() {
+  const asked = new AbortController();
+  let head = 0;
+  try {
+    await stream(RISK + "StreamLicenseUpdates", { fromNow: true, heartbeatSeconds: 1 }, (m) => {
+      if (m.heartbeat) {
+        head = Number(m.heartbeat.headSequence || 0);
+        asked.abort();
+      }
+    }, asked.signal);
+  } catch (error) {
+    if (!asked.signal.aborted) throw error;
+  }
+  return head;
+}
+
+async function feed() {
   if (feeding) feeding.abort();
   feeding = new AbortController();
+  if (lastSequence === null) {
+    try {
+      lastSequence = Math.max(0, (await logHead()) - RECENT);
+    } catch (error) {
+      say(error.message, true);
+    }
+  }
   follow(RISK + "StreamLicenseUpdates", () => (lastSequence === null
     ? { fromNow: true, heartbeatSeconds: 15 }
     : { afterSequence: String(lastSequence), heartbeatSeconds: 15 }), applyFeed, feeding.signal);
@@ -431,6 +607,7 @@ async function start() {
   $("token").value = sessionStorage.getItem("lodestone-token") || "";
   const chosen = readAddress();
   try {
+    await loadNames();
     await loadLines(chosen);
   } catch (error) {
     say(error.message, true);
@@ -449,6 +626,7 @@ async function start() {
   $("token").addEventListener("change", async () => {
     sessionStorage.setItem("lodestone-token", $("token").value.trim());
     try {
+      await loadNames();
       await loadLines({ plant: $("plant").value, idle: $("idle").value });
     } catch (error) {
       say(error.message, true);
