@@ -39,7 +39,7 @@ use crate::telemetry::prometheus::{self, Metrics};
 use crate::transport::auth::Tokens;
 use crate::transport::consistency::Consistency;
 use crate::transport::gate::Gate;
-use crate::transport::web::Front;
+use crate::transport::web::{Front, WebView};
 use crate::watch::SystemClock;
 
 /// The serving defaults, each written once: for the flags and for
@@ -615,7 +615,9 @@ impl Application {
             .layer(Front::new(
                 self.max_message(),
                 Some(metrics),
-                !config.no_web_view,
+                (!config.no_web_view).then(|| WebView {
+                    opens_on: config.demo.then(|| crate::tools::demo::AS_OF.to_string()),
+                }),
             ))
             .layer(GrpcWebLayer::new())
             .layer(

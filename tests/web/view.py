@@ -71,6 +71,14 @@ def shown_lines(driver):
     ]
 
 
+def open_streams(url):
+    """The server's open streams, from its metrics."""
+    for line in requests.get(f"{url}/metrics", timeout=WAIT).text.splitlines():
+        if line.startswith("lodestone_streams_open"):
+            return float(line.split()[-1])
+    return None
+
+
 def main(expected, open_url, token_url, reader_token, screenshot):
     driver = browser()
     try:
@@ -285,6 +293,27 @@ def main(expected, open_url, token_url, reader_token, screenshot):
                              and "EMDN" in w.text and w.text, "a bad address is warned of")
         check('"2025-13-40"' in warning and '"lots"' in warning,
               f"each bad value named: {warning!r}")
+
+        # Reloading ends the streams of the page left: a browser keeps six
+        # connections to a server, and streams that linger would hold them.
+        for _ in range(4):
+            driver.get(open_url + "/?as_of=2025-06-02")
+            eventually(lambda: len(shown_lines(driver)) > 0, "the page after a reload")
+        # Ended at once, not when the server next finds the connection gone
+        # (a lingering stream held it for about a minute): 15 s is plenty.
+        deadline = time.monotonic() + 15
+        while (streams := open_streams(open_url)) > 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check(streams <= 2, f"the streams of the pages left have ended: {streams} open")
+
+        # Plain / on the demonstration network opens on the demo's date.
+        driver.get(open_url + "/")
+        opened = eventually(lambda: driver.find_element(By.ID, "as-of").get_attribute("value"),
+                            "the date control fills")
+        check(opened == "2025-06-02", f"the demo's page opens on the demo's date: {opened}")
+        decided = [line for line in expected if line[0] != "VIG-LCV1"]
+        eventually(lambda: shown_lines(driver) == decided,
+                   "and tells the README's story, the panel van's licence since approved")
 
         # With authentication on, a reader's token opens the view.
         driver.get(token_url + "/?as_of=2025-06-02")

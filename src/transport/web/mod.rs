@@ -36,8 +36,16 @@ pub struct Front {
     shared: Arc<Shared>,
 }
 
+/// The web view, when it is on.
+pub struct WebView {
+    /// The day the page asks about when its address names none (the
+    /// demonstration network's date); today when `None`.
+    pub opens_on: Option<String>,
+}
+
 struct Shared {
-    web_view: bool,
+    /// The page, with the day it opens on, when the web view is on.
+    index: Option<Bytes>,
     transcoder: Transcoder,
     metrics: Option<Metrics>,
     openapi: Bytes,
@@ -46,11 +54,19 @@ struct Shared {
 impl Front {
     /// `max_message` bounds a JSON request's body as it bounds a gRPC
     /// message; `metrics`, when given, is served at `GET /metrics`; the web
-    /// view at `/` when `web_view`.
-    pub fn new(max_message: usize, metrics: Option<Metrics>, web_view: bool) -> Front {
+    /// view at `/` when `web_view` is given.
+    pub fn new(max_message: usize, metrics: Option<Metrics>, web_view: Option<WebView>) -> Front {
+        let index = web_view.map(|view| {
+            let opens_on = view
+                .opens_on
+                .filter(|day| crate::domain::date::parse_date(day).is_some())
+                .map(|day| format!("<meta name=\"lodestone-opens-on\" content=\"{day}\">\n  "))
+                .unwrap_or_default();
+            Bytes::from(INDEX.replacen("<title>", &format!("{opens_on}<title>"), 1))
+        });
         Front {
             shared: Arc::new(Shared {
-                web_view,
+                index,
                 transcoder: Transcoder::new(max_message),
                 metrics,
                 openapi: Bytes::from(openapi_text()),
@@ -102,18 +118,20 @@ const INDEX: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
 
-/// One file of the web view.
-fn page(path: &str) -> Response<Body> {
-    let (content_type, text) = match path {
-        "/web/app.js" => ("text/javascript; charset=utf-8", SCRIPT),
-        "/web/style.css" => ("text/css; charset=utf-8", STYLE),
-        _ => ("text/html; charset=utf-8", INDEX),
+/// One file of the web view; `index` is the page.
+fn page(path: &str, index: &Bytes) -> Response<Body> {
+    let (content_type, body) = match path {
+        "/web/app.js" => (
+            "text/javascript; charset=utf-8",
+            Bytes::from_static(SCRIPT.as_bytes()),
+        ),
+        "/web/style.css" => (
+            "text/css; charset=utf-8",
+            Bytes::from_static(STYLE.as_bytes()),
+        ),
+        _ => ("text/html; charset=utf-8", index.clone()),
     };
-    let mut answer = plain(
-        StatusCode::OK,
-        content_type,
-        Bytes::from_static(text.as_bytes()),
-    );
+    let mut answer = plain(StatusCode::OK, content_type, body);
     let headers = answer.headers_mut();
     // Nothing but this server's own files and calls.
     headers.insert(
@@ -177,8 +195,8 @@ where
                 };
                 Box::pin(async move { Ok(answer) })
             }
-            "/" | "/web/app.js" | "/web/style.css" if get && shared.web_view => {
-                let answer = page(path);
+            "/" | "/web/app.js" | "/web/style.css" if get && shared.index.is_some() => {
+                let answer = page(path, shared.index.as_ref().expect("checked"));
                 Box::pin(async move { Ok(answer) })
             }
             "/openapi.json" if get => {

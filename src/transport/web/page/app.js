@@ -146,11 +146,14 @@ function addDays(date, days) {
 // address from the question.
 function readAddress() {
   const params = new URLSearchParams(location.search);
+  // The day the server opens the page on (the demonstration network's),
+  // else today.
+  const opensOn = (document.querySelector("meta[name=lodestone-opens-on]") || {}).content;
   const asOf = params.get("as_of");
   if (asOf !== null && !isDate(asOf)) {
-    warn(`The address's as_of "${asOf}" is not a date written YYYY-MM-DD: showing today.`);
+    warn(`The address's as_of "${asOf}" is not a date written YYYY-MM-DD: showing ${opensOn || "today"}.`);
   }
-  $("as-of").value = asOf !== null && isDate(asOf) ? asOf : today();
+  $("as-of").value = asOf !== null && isDate(asOf) ? asOf : opensOn || today();
   const number = (name, id, min, max) => {
     const text = params.get(name);
     if (text === null) return;
@@ -637,5 +640,13 @@ async function start() {
   ask();
   feed();
 }
+
+// Leaving the page ends its streams at once: a browser keeps at most six
+// connections to a server over HTTP/1.1, and streams left to linger after a
+// reload would hold them.
+window.addEventListener("pagehide", () => {
+  if (watching) watching.abort();
+  if (feeding) feeding.abort();
+});
 
 start();
