@@ -251,6 +251,26 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
     }
 }
 
+/// Waits until every replica of `apps` acknowledges a write begun now (a
+/// licence `{prefix}-{i}` for replica i), each tried with a 10 s deadline.
+async fn writes_again(apps: &[TestApp], prefix: &str, limit: Duration) {
+    for (i, app) in apps.iter().enumerate() {
+        eventually(limit, || async {
+            let mut request = tonic::Request::new(pb::UpsertRecordsRequest {
+                records: vec![licence(&format!("{prefix}-{i}"))],
+                validate_only: false,
+            });
+            request.set_timeout(Duration::from_secs(10));
+            let written = app.records.clone().upsert_records(request).await;
+            if written.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            written.ok()
+        })
+        .await;
+    }
+}
+
 /// Ends every connection the replicas hold to database `name`, as the
 /// database does when its postmaster dies or an operator terminates them
 /// (SQLSTATE 57P01); the number ended.
@@ -305,21 +325,7 @@ async fn terminated_connections_leave_the_replicas_writing_again() {
         let ended = terminate_connections(&cluster.url("postgres"), name).await;
         let at = Instant::now();
         // Each replica acknowledges a write begun after the connections ended.
-        for (i, app) in apps.iter().enumerate() {
-            eventually(Duration::from_secs(60), || async {
-                let mut request = tonic::Request::new(pb::UpsertRecordsRequest {
-                    records: vec![licence(&format!("AFTER-{round}-{i}"))],
-                    validate_only: false,
-                });
-                request.set_timeout(Duration::from_secs(10));
-                let written = app.records.clone().upsert_records(request).await;
-                if written.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                written.ok()
-            })
-            .await;
-        }
+        writes_again(&apps, &format!("AFTER-{round}"), Duration::from_secs(60)).await;
         println!("| {round} | {ended} | {:.1?} |", at.elapsed());
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -695,21 +701,7 @@ async fn a_failover_to_the_synchronous_standby_loses_nothing_acknowledged() {
         primary.kill_postmaster().expect("the primary is killed");
         standby.promote().expect("the standby is promoted");
         let promoted = killed.elapsed();
-        for (i, app) in apps.iter().enumerate() {
-            eventually(Duration::from_secs(90), || async {
-                let mut request = tonic::Request::new(pb::UpsertRecordsRequest {
-                    records: vec![licence(&format!("PROMOTED-{round}-{i}"))],
-                    validate_only: false,
-                });
-                request.set_timeout(Duration::from_secs(10));
-                let written = app.records.clone().upsert_records(request).await;
-                if written.is_err() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                written.ok()
-            })
-            .await;
-        }
+        writes_again(&apps, &format!("PROMOTED-{round}"), Duration::from_secs(90)).await;
         let again = killed.elapsed();
         recovered.push(again);
         println!(
