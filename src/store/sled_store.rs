@@ -500,15 +500,21 @@ impl Sled {
     }
 
     fn compact_log_now(&self, through: u64) -> Result<u64, Error> {
-        let _committing = self.committing.lock();
+        let committing = self.committing.lock();
         let through = through.min(self.counters.read().log_head);
         let mut removed = 0;
         for key in self.log.range(..=keys::sequence(through)).keys() {
             self.log.remove(key.map_err(storage)?).map_err(storage)?;
             removed += 1;
         }
-        let mut counters = self.counters.write();
-        counters.log_oldest = counters.log_oldest.max(through + 1);
+        {
+            let mut counters = self.counters.write();
+            counters.log_oldest = counters.log_oldest.max(through + 1);
+        }
+        drop(committing);
+        // Removed from the oldest up, so a cut part-way leaves a shorter log
+        // that is still contiguous; synced, so a compaction reported done is.
+        self.make_durable()?;
         Ok(removed)
     }
 
