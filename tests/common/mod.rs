@@ -457,6 +457,26 @@ impl ServerProcess {
         extra: &[&str],
         log: std::process::Stdio,
     ) -> ServerProcess {
+        Self::spawn(dir, port, extra, log, &[])
+    }
+
+    /// `start`, with these variables in the server's environment.
+    pub fn start_with_env(
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        Self::spawn(dir, port, extra, std::process::Stdio::inherit(), env)
+    }
+
+    fn spawn(
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        log: std::process::Stdio,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"));
         command
             .args([
@@ -476,6 +496,7 @@ impl ServerProcess {
         let child = command
             .args(extra)
             .env("LODESTONE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
