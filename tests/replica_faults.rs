@@ -4,12 +4,14 @@
 //! Each prints a table of what it saw.
 
 mod common;
+mod history;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{eventually, spawn_app_with, TestApp};
+use history::{Logged, Outcome, Recorder, What};
 use lodestone::pb;
 use lodestone::pb::record_service_client::RecordServiceClient;
 use lodestone::pb::stream_license_updates_response::Event;
@@ -72,16 +74,22 @@ struct Writes {
     refused: Vec<Code>,
     reasons: BTreeSet<String>,
     longest: Duration,
+    /// Every write, read and event, for the history checker.
+    history: Arc<Recorder>,
 }
 
 /// Creates licences through `app`, one at a time, each with a 10 s
-/// deadline, until `stop` is set.
+/// deadline, until `stop` is set; after each acknowledgement, reads the
+/// licence back through `reader` (another replica) at the acknowledged
+/// revision.
 async fn write_until(
     records: RecordServiceClient<Channel>,
+    reader: Option<RecordServiceClient<Channel>>,
     name: &str,
     stop: Arc<std::sync::atomic::AtomicBool>,
     writes: Arc<Mutex<Writes>>,
 ) {
+    let history = writes.lock().await.history.clone();
     let mut n = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         n += 1;
@@ -92,8 +100,29 @@ async fn write_until(
         });
         request.set_timeout(Duration::from_secs(10));
         let started = Instant::now();
+        let began = history.now();
         let result = records.clone().upsert_records(request).await;
         let took = started.elapsed();
+        let outcome = match &result {
+            Ok(r) => Outcome::Ok(r.get_ref().revision),
+            Err(status) if matches!(status.code(), Code::InvalidArgument | Code::Aborted) => {
+                Outcome::Refused
+            }
+            Err(_) => Outcome::Unknown,
+        };
+        history.record(
+            name,
+            began,
+            What::Write {
+                key: id.clone(),
+                value: 10.0,
+                precondition: None,
+                outcome,
+            },
+        );
+        if let (Outcome::Ok(revision), Some(reader)) = (outcome, &reader) {
+            read_back(reader.clone(), &history, name, &id, revision).await;
+        }
         let mut w = writes.lock().await;
         w.longest = w.longest.max(took);
         match result {
@@ -106,6 +135,75 @@ async fn write_until(
             }
         }
     }
+}
+
+/// Reads licence `id` at `revision` at least through `reader`, into the
+/// history (nothing is recorded when the read gets no answer).
+async fn read_back(
+    mut reader: RecordServiceClient<Channel>,
+    history: &Recorder,
+    who: &str,
+    id: &str,
+    revision: u64,
+) {
+    let began = history.now();
+    let mut request = tonic::Request::new(pb::GetLicenseRequest { id: id.into() });
+    request.metadata_mut().insert(
+        "x-lodestone-min-revision",
+        revision.to_string().parse().unwrap(),
+    );
+    request.set_timeout(Duration::from_secs(10));
+    if let Ok(licence) = reader.get_license(request).await {
+        let licence = licence.into_inner();
+        history.record(
+            &format!("{who} reading elsewhere"),
+            began,
+            What::Read {
+                key: id.into(),
+                min_revision: revision,
+                seen: Some((licence.revision, licence.quantity_kg)),
+            },
+        );
+    }
+}
+
+/// The whole licence log, read through `channel` up to `head`.
+async fn whole_log(channel: Channel, head: u64) -> Vec<Logged> {
+    let mut stream = pb::risk_service_client::RiskServiceClient::new(channel)
+        .stream_license_updates(pb::StreamLicenseUpdatesRequest::default())
+        .await
+        .expect("the log is read")
+        .into_inner();
+    let mut log = Vec::new();
+    while log.last().map_or(0, |l: &Logged| l.sequence) < head {
+        if let Event::Update(u) = common::next_event(&mut stream).await {
+            let licence = u.license.unwrap_or_default();
+            log.push(Logged {
+                sequence: u.sequence,
+                revision: u.revision,
+                key: licence.id,
+                value: licence.quantity_kg,
+            });
+        }
+    }
+    log
+}
+
+/// Runs the history checker over a run's operations against the whole log;
+/// fails on any anomaly and prints what it checked.
+async fn check_history(history: &Recorder, channel: Channel, head: u64) {
+    let log = whole_log(channel, head).await;
+    let ops = history.ops();
+    let anomalies = history::check(&ops, &log);
+    assert!(
+        anomalies.is_empty(),
+        "the history checker found {anomalies:#?}"
+    );
+    let s = history::summary(&ops);
+    println!(
+        "history checked: {} writes acknowledged, {} refused, {} unanswered, {} reads on another replica at the acknowledged revision, {} events; no anomaly",
+        s.writes_acknowledged, s.writes_refused, s.writes_unknown, s.reads, s.events
+    );
 }
 
 /// Every licence id a replica holds, at `revision` at least.
@@ -170,16 +268,20 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
     println!("\n| round | NOT_SERVING after | SERVING again after | acknowledged | refused (all UNAVAILABLE) | longest call | reads failed |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut seen = Vec::new();
+    let history = Arc::new(Recorder::default());
     for round in 1..=rounds {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writes: Arc<Mutex<Writes>> = Arc::default();
+        let writes = Arc::new(Mutex::new(Writes {
+            history: history.clone(),
+            ..Writes::default()
+        }));
         let reads_failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for (i, app) in apps.iter().enumerate() {
             let (stop, writes) = (stop.clone(), writes.clone());
             let records = app.records.clone();
             let name = format!("{round}-{i}");
-            tasks.spawn(async move { write_until(records, &name, stop, writes).await });
+            tasks.spawn(async move { write_until(records, None, &name, stop, writes).await });
         }
         {
             let (stop, failed) = (stop.clone(), reads_failed.clone());
@@ -249,6 +351,8 @@ async fn the_database_stopping_and_starting_again_loses_nothing_acknowledged() {
         read_stream_to(&mut stream, &mut seen, head).await;
         assert_eq!(seen, (1..=head).collect::<Vec<u64>>());
     }
+    let (_, head) = apps[0].network.store().latest().await.unwrap();
+    check_history(&history, apps[0].channel.clone(), head).await;
 }
 
 /// Waits until every replica of `apps` acknowledges a write begun now (a
@@ -313,8 +417,11 @@ async fn terminated_connections_leave_the_replicas_writing_again() {
         for writer in 0..2 {
             let (stop, writes) = (stop.clone(), writes.clone());
             let records = app.records.clone();
+            let reader = apps[(i + 1) % apps.len()].records.clone();
             let name = format!("T{i}-{writer}");
-            tasks.spawn(async move { write_until(records, &name, stop, writes).await });
+            tasks.spawn(
+                async move { write_until(records, Some(reader), &name, stop, writes).await },
+            );
         }
     }
     let rounds = if long() { 10 } else { 3 };
@@ -355,6 +462,8 @@ async fn terminated_connections_leave_the_replicas_writing_again() {
         let lost: Vec<_> = acknowledged.difference(&held).collect();
         assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     }
+    let (_, head) = apps[0].network.store().latest().await.unwrap();
+    check_history(&w.history, apps[0].channel.clone(), head).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +548,9 @@ async fn follow_through_kills(
     port: u16,
     seen: Arc<Mutex<Vec<u64>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    history: Arc<Recorder>,
 ) {
+    let who = format!("subscriber on :{port}");
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let after = seen.lock().await.last().copied().unwrap_or(0);
         let channel =
@@ -471,6 +582,17 @@ async fn follow_through_kills(
                 Ok(Ok(Some(message))) => {
                     if let Some(Event::Update(u)) = message.event {
                         seen.lock().await.push(u.sequence);
+                        let licence = u.license.unwrap_or_default();
+                        history.record(
+                            &who,
+                            history.now(),
+                            What::Event {
+                                sequence: u.sequence,
+                                revision: u.revision,
+                                key: licence.id,
+                                value: licence.quantity_kg,
+                            },
+                        );
                     }
                 }
                 Ok(_) => break,
@@ -505,11 +627,13 @@ async fn replicas_killed_at_random_lose_nothing_and_converge() {
     let stop_following = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut followers = tokio::task::JoinSet::new();
     let seen: Vec<Arc<Mutex<Vec<u64>>>> = (0..3).map(|_| Arc::default()).collect();
+    let history = Arc::new(Recorder::default());
     for (i, seen) in seen.iter().enumerate() {
         followers.spawn(follow_through_kills(
             ports[i],
             seen.clone(),
             stop_following.clone(),
+            history.clone(),
         ));
     }
 
@@ -527,12 +651,17 @@ async fn replicas_killed_at_random_lose_nothing_and_converge() {
     let mut acknowledged: Vec<(String, u64)> = Vec::new();
     for round in 1..=rounds {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writes: Arc<Mutex<Writes>> = Arc::default();
+        let writes = Arc::new(Mutex::new(Writes {
+            history: history.clone(),
+            ..Writes::default()
+        }));
         let mut writers = tokio::task::JoinSet::new();
         for (i, client) in clients.iter().enumerate() {
             let (client, stop, writes) = (client.clone(), stop.clone(), writes.clone());
+            let reader = clients[(i + 1) % clients.len()].clone();
             let name = format!("K{round}-{i}");
-            writers.spawn(async move { write_until(client, &name, stop, writes).await });
+            writers
+                .spawn(async move { write_until(client, Some(reader), &name, stop, writes).await });
         }
         let victim = next(3) as usize;
         let after = Duration::from_millis(100 + next(600));
@@ -592,6 +721,8 @@ async fn replicas_killed_at_random_lose_nothing_and_converge() {
             "the subscriber of replica {i} saw every event once, in order"
         );
     }
+    let channel = servers[0].as_ref().unwrap().connect().await;
+    check_history(&history, channel, log_head).await;
 }
 
 /// The licence ids a replica (by port) holds at `revision` at least.
@@ -675,17 +806,24 @@ async fn a_failover_to_the_synchronous_standby_loses_nothing_acknowledged() {
     ];
     apps[0].load_seed().await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writes: Arc<Mutex<Writes>> = Arc::default();
+    let history = Arc::new(Recorder::default());
+    let writes = Arc::new(Mutex::new(Writes {
+        history: history.clone(),
+        ..Writes::default()
+    }));
     let mut tasks = tokio::task::JoinSet::new();
     let mut seen: Vec<Arc<Mutex<Vec<u64>>>> = Vec::new();
     for (i, app) in apps.iter().enumerate() {
         let (stopped, writes) = (stop.clone(), writes.clone());
         let records = app.records.clone();
-        tasks.spawn(async move { write_until(records, &format!("F{i}"), stopped, writes).await });
+        let reader = apps[(i + 1) % apps.len()].records.clone();
+        tasks.spawn(async move {
+            write_until(records, Some(reader), &format!("F{i}"), stopped, writes).await
+        });
         let followed: Arc<Mutex<Vec<u64>>> = Arc::default();
         seen.push(followed.clone());
-        let (port, stopped) = (app.address.port(), stop.clone());
-        tasks.spawn(async move { follow_through_kills(port, followed, stopped).await });
+        let (port, stopped, history) = (app.address.port(), stop.clone(), history.clone());
+        tasks.spawn(async move { follow_through_kills(port, followed, stopped, history).await });
     }
     let rounds = if long() { 6 } else { 2 };
     println!("\n| round | from → to | promoted after the kill | writes again on every replica after the kill |");
@@ -771,6 +909,7 @@ async fn a_failover_to_the_synchronous_standby_loses_nothing_acknowledged() {
         exports.windows(2).all(|e| e[0] == e[1]),
         "the replicas converge to one revision and one export"
     );
+    check_history(&history, apps[0].channel.clone(), log_head).await;
     println!(
         "replicas writing again {:.1?} to {:.1?} after the kill; {} events on every stream",
         recovered.iter().min().unwrap(),
