@@ -332,17 +332,7 @@ async fn follow(
         match stream.message().await {
             Ok(Some(message)) => {
                 if let Some(Event::Update(u)) = message.event {
-                    let licence = u.license.unwrap_or_default();
-                    history.record(
-                        &who,
-                        history.now(),
-                        What::Event {
-                            sequence: u.sequence,
-                            revision: u.revision,
-                            key: licence.id,
-                            value: licence.quantity_kg,
-                        },
-                    );
+                    history.event(&who, &u);
                     last.checkpoint = u.sequence;
                 }
             }
@@ -353,6 +343,23 @@ async fn follow(
             }
         }
     }
+}
+
+/// Starts every subscriber following from its checkpoint, into the history.
+fn follow_all(
+    channel: &Channel,
+    subscribers: &[Subscriber],
+    ledger: &Mutex<Ledger>,
+) -> Vec<tokio::task::JoinHandle<Subscriber>> {
+    let history = ledger.lock().unwrap().history.clone();
+    subscribers
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let who = format!("subscriber-{i}");
+            tokio::spawn(follow(channel.clone(), s, who, history.clone()))
+        })
+        .collect()
 }
 
 /// Checks a restarted server against what its clients were told, and
@@ -474,15 +481,7 @@ async fn acknowledged_writes_survive_many_kill_9s_and_subscribers_resume_without
     for round in 0..rounds() {
         let running = server.take().unwrap();
         let channel = running.connect().await;
-        let history = ledger.lock().unwrap().history.clone();
-        let following: Vec<_> = subscribers
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let who = format!("subscriber-{i}");
-                tokio::spawn(follow(channel.clone(), s, who, history.clone()))
-            })
-            .collect();
+        let following = follow_all(&channel, &subscribers, &ledger);
         let writers = tokio::spawn(write_until_killed(channel.clone(), round, ledger.clone()));
         tokio::time::sleep(Duration::from_millis(200 + rng.below(1300))).await;
         running.kill_9();
@@ -802,15 +801,7 @@ async fn power_cut_rounds(
     for round in 0..rounds {
         let running = server.take().unwrap();
         let channel = running.connect().await;
-        let history = ledger.lock().unwrap().history.clone();
-        let following: Vec<_> = subscribers
-            .iter()
-            .enumerate()
-            .map(|(i, &s)| {
-                let who = format!("subscriber-{i}");
-                tokio::spawn(follow(channel.clone(), s, who, history.clone()))
-            })
-            .collect();
+        let following = follow_all(&channel, &subscribers, &ledger);
         let writers = tokio::spawn(write_until_killed(channel.clone(), round, ledger.clone()));
         let import = Arc::new(Mutex::new(Import::Sending));
         let importer = (round % 2 == 1)

@@ -582,17 +582,7 @@ async fn follow_through_kills(
                 Ok(Ok(Some(message))) => {
                     if let Some(Event::Update(u)) = message.event {
                         seen.lock().await.push(u.sequence);
-                        let licence = u.license.unwrap_or_default();
-                        history.record(
-                            &who,
-                            history.now(),
-                            What::Event {
-                                sequence: u.sequence,
-                                revision: u.revision,
-                                key: licence.id,
-                                value: licence.quantity_kg,
-                            },
-                        );
+                        history.event(&who, &u);
                     }
                 }
                 Ok(_) => break,

@@ -115,6 +115,21 @@ impl Recorder {
         });
     }
 
+    /// Records that subscriber `who` has just been sent `update`.
+    pub fn event(&self, who: &str, update: &lodestone::pb::LicenseUpdate) {
+        let licence = update.license.clone().unwrap_or_default();
+        self.record(
+            who,
+            self.now(),
+            What::Event {
+                sequence: update.sequence,
+                revision: update.revision,
+                key: licence.id,
+                value: licence.quantity_kg,
+            },
+        );
+    }
+
     pub fn ops(&self) -> Vec<Op> {
         self.ops.lock().unwrap().clone()
     }
