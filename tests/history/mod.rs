@@ -133,6 +133,24 @@ impl Recorder {
     pub fn ops(&self) -> Vec<Op> {
         self.ops.lock().unwrap().clone()
     }
+
+    /// Checks the recorded operations against the store's whole `log`,
+    /// fails on any anomaly, and prints what was checked (`reads` says what
+    /// the reads were).
+    pub fn verify(&self, log: &[Logged], reads: &str) -> Summary {
+        let ops = self.ops();
+        let anomalies = check(&ops, log);
+        assert!(
+            anomalies.is_empty(),
+            "the history checker found {anomalies:#?}"
+        );
+        let s = summary(&ops);
+        println!(
+            "history checked: {} writes acknowledged, {} refused (nothing stored), {} unanswered, {} {reads}, {} events; no anomaly",
+            s.writes_acknowledged, s.writes_refused, s.writes_unknown, s.reads, s.events
+        );
+        s
+    }
 }
 
 /// One event of the store's log, as read after the run.

@@ -69,6 +69,11 @@ impl Node {
         }
     }
 
+    /// A node made by a request with `mode` under `umask`.
+    fn made(body: Body, mode: u32, umask: u32, req: &Request) -> Node {
+        Node::new(body, (mode & !umask & 0o7777) as u16, Some(req))
+    }
+
     fn attr(&self, ino: u64) -> FileAttr {
         let (kind, size, nlink) = match &self.body {
             Body::File { data, .. } => (FileType::RegularFile, data.len() as u64, 1),
@@ -421,7 +426,7 @@ impl Filesystem for PowerCutFs {
             entries: BTreeMap::new(),
             durable: BTreeMap::new(),
         };
-        let node = Node::new(body, (mode & !umask & 0o7777) as u16, Some(req));
+        let node = Node::made(body, mode, umask, req);
         entry(reply, self.state().add(parent, name, node));
     }
 
@@ -605,7 +610,7 @@ impl Filesystem for PowerCutFs {
             data: Vec::new(),
             durable: Vec::new(),
         };
-        let node = Node::new(body, (mode & !umask & 0o7777) as u16, Some(req));
+        let node = Node::made(body, mode, umask, req);
         match self.state().add(parent, name, node) {
             Ok(attr) => reply.created(
                 &TTL,
