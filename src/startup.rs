@@ -39,6 +39,7 @@ use crate::telemetry::prometheus::{self, Metrics};
 use crate::transport::auth::Tokens;
 use crate::transport::consistency::Consistency;
 use crate::transport::gate::Gate;
+use crate::transport::oidc::Verifier;
 use crate::transport::web::{Front, WebView};
 use crate::watch::SystemClock;
 
@@ -124,6 +125,9 @@ pub struct ServeConfig {
     /// loopback only, unless --allow-unauthenticated.
     #[arg(long, env = "LODESTONE_AUTH_TOKENS")]
     pub auth_tokens: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub oidc: crate::transport::oidc::OidcArgs,
 
     /// Serve without authentication on an address other than loopback.
     #[arg(long, env = "LODESTONE_ALLOW_UNAUTHENTICATED")]
@@ -215,6 +219,7 @@ impl ServeConfig {
             log_retain_days: 0,
             demo: false,
             auth_tokens: None,
+            oidc: crate::transport::oidc::OidcArgs::default(),
             allow_unauthenticated: false,
             tls_cert: None,
             tls_key: None,
@@ -355,10 +360,22 @@ impl Application {
             Some(path) => Some(Tokens::load(path)?),
             None => None,
         };
-        if tokens.is_none() && !config.allow_unauthenticated && !config.listen.ip().is_loopback() {
+        let oidc = if config.oidc.is_set() {
+            let verifier = Verifier::new(&config.oidc)?;
+            verifier.prefetch().await;
+            Some(verifier)
+        } else {
+            None
+        };
+        if tokens.is_none()
+            && oidc.is_none()
+            && !config.allow_unauthenticated
+            && !config.listen.ip().is_loopback()
+        {
             anyhow::bail!(
                 "refusing to serve {} without authentication: give --auth-tokens \
-                 (see `lodestone token`), listen on loopback, or pass --allow-unauthenticated",
+                 (see `lodestone token`) or --oidc-issuer, listen on loopback, or pass \
+                 --allow-unauthenticated",
                 config.listen
             );
         }
@@ -367,7 +384,7 @@ impl Application {
         }
         let tls = tls(&config)?;
         let cors = cors(&config.cors_origins)?;
-        let gate = Gate::new(tokens, config.max_concurrent_requests);
+        let gate = Gate::new(tokens, oidc, config.max_concurrent_requests);
         if config.sync_every_ms.is_some() {
             tracing::warn!(
                 "--sync-every-ms (LODESTONE_SYNC_EVERY_MS) is ignored: every write is synced \

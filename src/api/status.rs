@@ -261,6 +261,40 @@ pub(crate) fn permission_denied(
     )
 }
 
+/// A provider token that is genuine but gives no role of this service.
+pub(crate) fn permission_denied_because(message: &str) -> Status {
+    status(
+        Code::PermissionDenied,
+        message.to_string(),
+        "PERMISSION_DENIED",
+        Vec::new(),
+        None,
+    )
+}
+
+/// A token limited to some plants asking to write.
+pub(crate) fn plant_scoped_write(client: &str, method: &str) -> Status {
+    status(
+        Code::PermissionDenied,
+        format!("client {client:?} is limited to some plants and may not call {method}: such tokens only read"),
+        "PERMISSION_DENIED",
+        vec![("client", client.to_string()), ("method", method.to_string())],
+        None,
+    )
+}
+
+/// A token signed by a key the server has not fetched, and the identity
+/// provider does not answer: the token may be good, so retry.
+pub(crate) fn identity_provider_unavailable(issuer: &str, message: &str) -> Status {
+    status(
+        Code::Unavailable,
+        format!("{message}; retry with backoff"),
+        "IDENTITY_PROVIDER_UNAVAILABLE",
+        vec![("issuer", issuer.to_string())],
+        None,
+    )
+}
+
 /// The server is serving as many requests as it may; this one is shed
 /// rather than queued, so that a client can back off and retry.
 pub(crate) fn overloaded(limit: usize) -> Status {

@@ -27,6 +27,14 @@ pub enum Role {
     Reader,
     /// A reader that may also write.
     Writer,
+    /// A writer that may also administer: the audit trail, retention.
+    Admin,
+}
+
+impl Role {
+    pub fn may_write(self) -> bool {
+        matches!(self, Role::Writer | Role::Admin)
+    }
 }
 
 impl fmt::Display for Role {
@@ -34,6 +42,7 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Reader => "reader",
             Role::Writer => "writer",
+            Role::Admin => "admin",
         })
     }
 }
@@ -41,8 +50,27 @@ impl fmt::Display for Role {
 /// An authenticated caller; the gate puts it into each request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
+    /// The token file's name for it, or the provider token's subject.
     pub name: String,
     pub role: Role,
+    /// A provider token's subject (`sub`) and client (`client_id`, `azp`).
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+    /// The plants a provider token is limited to; `None`: every plant.
+    pub plants: Option<Vec<String>>,
+}
+
+impl Client {
+    /// A caller of the token file.
+    pub fn named(name: &str, role: Role) -> Client {
+        Client {
+            name: name.to_string(),
+            role,
+            subject: None,
+            client_id: None,
+            plants: None,
+        }
+    }
 }
 
 /// The name of the caller of `request`, or empty without authentication.
@@ -137,8 +165,11 @@ impl Tokens {
             let role = match *role {
                 "reader" => Role::Reader,
                 "writer" => Role::Writer,
+                "admin" => Role::Admin,
                 other => {
-                    problems.push(format!("line {at}: role {other:?} is not reader or writer"));
+                    problems.push(format!(
+                        "line {at}: role {other:?} is not reader, writer or admin"
+                    ));
                     continue;
                 }
             };
@@ -157,10 +188,7 @@ impl Tokens {
                 continue;
             }
             entries.push(Entry {
-                client: Client {
-                    name: name.to_string(),
-                    role,
-                },
+                client: Client::named(name, role),
                 hash,
             });
         }
@@ -220,10 +248,7 @@ mod tests {
         assert_eq!(tokens.len(), 2);
         assert_eq!(
             tokens.authenticate(&writer),
-            Some(&Client {
-                name: "erp-sap".into(),
-                role: Role::Writer
-            })
+            Some(&Client::named("erp-sap", Role::Writer))
         );
         assert_eq!(tokens.authenticate(&reader).unwrap().role, Role::Reader);
         assert_eq!(tokens.authenticate("guess"), None);
@@ -239,11 +264,11 @@ mod tests {
         // `u8::from_str_radix("+f", 16)` is 15: a sign is not a hex digit.
         let signed = format!("+f{}", &good[2..]);
         let text = format!(
-            "a writer {good}\nb admin {good}\nc reader 123\nd reader\na reader {good}\nbad/name reader {good}\ne reader {signed}\n",
+            "a writer {good}\nb root {good}\nc reader 123\nd reader\na reader {good}\nbad/name reader {good}\ne reader {signed}\n",
         );
         let error = format!("{:#}", Tokens::parse(&text).unwrap_err());
         for expected in [
-            "line 2: role \"admin\"",
+            "line 2: role \"root\"",
             "line 3: the hash",
             "line 4: expected",
             "line 5: client \"a\" appears twice",

@@ -16,7 +16,8 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::api::status;
-use crate::transport::auth::{Client, Role, Tokens};
+use crate::transport::auth::{Client, Tokens};
+use crate::transport::oidc::{Refusal, Verifier};
 
 /// What a method needs of its caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,7 @@ fn service_and_method(path: &str) -> (&str, &str) {
 
 struct Shared {
     tokens: Option<Tokens>,
+    oidc: Option<Arc<Verifier>>,
     permits: Arc<Semaphore>,
     max_concurrent: usize,
 }
@@ -68,59 +70,112 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    /// `tokens`: `None` serves without authentication. `max_concurrent`:
-    /// requests served at once (streams aside); more are refused with
-    /// RESOURCE_EXHAUSTED / OVERLOADED rather than queued.
-    pub(crate) fn new(tokens: Option<Tokens>, max_concurrent: usize) -> Gate {
+    /// `tokens` (a token file) and `oidc` (an identity provider's tokens):
+    /// with neither, the server serves without authentication.
+    /// `max_concurrent`: requests served at once (streams aside); more are
+    /// refused with RESOURCE_EXHAUSTED / OVERLOADED rather than queued.
+    pub(crate) fn new(
+        tokens: Option<Tokens>,
+        oidc: Option<Arc<Verifier>>,
+        max_concurrent: usize,
+    ) -> Gate {
         let max_concurrent = max_concurrent.max(1);
         Gate {
             shared: Arc::new(Shared {
                 tokens,
+                oidc,
                 permits: Arc::new(Semaphore::new(max_concurrent)),
                 max_concurrent,
             }),
         }
     }
 
-    /// Who is calling, or the status that refuses the call.
-    fn authenticate<B>(
+    /// Who is calling, or the status that refuses the call. A token that
+    /// has a JWT's shape goes to the identity provider's verifier when there
+    /// is one; any other to the token file.
+    async fn authenticate(
         &self,
-        request: &Request<B>,
+        header: Option<String>,
+        path: &str,
         access: Access,
     ) -> Result<Option<Client>, Status> {
-        let Some(tokens) = &self.shared.tokens else {
-            return Ok(None);
-        };
-        if access == Access::Open {
+        let shared = &self.shared;
+        if access == Access::Open || (shared.tokens.is_none() && shared.oidc.is_none()) {
             return Ok(None);
         }
-        let header = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| {
+        let Some(token) = header.as_deref().and_then(|h| {
             h.strip_prefix("Bearer ")
                 .or_else(|| h.strip_prefix("bearer "))
         }) else {
-            return Err(status::unauthenticated(
-                "this server requires a bearer token: send the metadata `authorization: Bearer <token>`",
+            return Err(refused(
+                "no_token",
+                status::unauthenticated(
+                    "this server requires a bearer token: send the metadata `authorization: Bearer <token>`",
+                ),
             ));
         };
-        let Some(client) = tokens.authenticate(token.trim()) else {
-            return Err(status::unauthenticated(
-                "the bearer token is not one this server knows",
-            ));
+        let token = token.trim();
+        let client = match &shared.oidc {
+            Some(oidc) if looks_like_jwt(token) => match oidc.verify(token).await {
+                Ok(client) => client,
+                Err(refusal) => {
+                    let label = refusal.label();
+                    return Err(refused(label, refusal_status(&refusal, oidc.issuer())));
+                }
+            },
+            _ => match shared.tokens.as_ref().and_then(|t| t.authenticate(token)) {
+                Some(client) => client.clone(),
+                None => {
+                    return Err(refused(
+                        "unknown_token",
+                        status::unauthenticated("the bearer token is not one this server knows"),
+                    ))
+                }
+            },
         };
-        if access == Access::Write && client.role != Role::Writer {
-            let (service, method) = service_and_method(request.uri().path());
-            return Err(status::permission_denied(
-                &client.name,
-                client.role,
-                &format!("{service}/{method}"),
+        if access == Access::Write && !client.role.may_write() {
+            let (service, method) = service_and_method(path);
+            return Err(refused(
+                "role",
+                status::permission_denied(
+                    &client.name,
+                    client.role,
+                    &format!("{service}/{method}"),
+                ),
             ));
         }
-        Ok(Some(client.clone()))
+        if access == Access::Write && client.plants.is_some() {
+            let (service, method) = service_and_method(path);
+            return Err(refused(
+                "plant_scoped_write",
+                status::plant_scoped_write(&client.name, &format!("{service}/{method}")),
+            ));
+        }
+        Ok(Some(client))
     }
+}
+
+/// Three base64url parts, the first a JSON object's start (`{"` is `eyJ`).
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+/// The status of a refused provider token.
+fn refusal_status(refusal: &Refusal, issuer: &str) -> Status {
+    let message = refusal.to_string();
+    if refusal.is_permission() {
+        status::permission_denied_because(&message)
+    } else if matches!(refusal, Refusal::ProviderUnavailable(_)) {
+        status::identity_provider_unavailable(issuer, &message)
+    } else {
+        status::unauthenticated(&message)
+    }
+}
+
+/// Counts a refusal by its reason, and passes it on.
+fn refused(reason: &'static str, status: Status) -> Status {
+    metrics::counter!("lodestone_auth_refusals_total", "reason" => reason).increment(1);
+    status
 }
 
 impl<S> Layer<S> for Gate {
@@ -168,17 +223,8 @@ where
             Box::pin(async move { Ok(status.into_http()) })
         };
 
-        let client = match gate.authenticate(&request, access) {
-            Ok(client) => client,
-            Err(status) => {
-                tracing::info!(code = ?status.code(), "refused: {}", status.message());
-                return refuse(status);
-            }
-        };
-        if let Some(client) = client {
-            tracing::Span::current().record("client", client.name.as_str());
-            request.extensions_mut().insert(client);
-        }
+        // Shed before any token is checked: an overloaded server does not
+        // spend its time on signatures, nor wait on the identity provider.
         let permit = match access {
             Access::Read | Access::Write => match gate.shared.permits.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -189,7 +235,25 @@ where
             },
             Access::Open | Access::Stream => None,
         };
+        let header = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let span = tracing::Span::current();
         Box::pin(async move {
+            let client = match gate.authenticate(header, &path, access).await {
+                Ok(client) => client,
+                Err(status) => {
+                    tracing::info!(code = ?status.code(), "refused: {}", status.message());
+                    record(&path, started, Some(status.code()));
+                    return Ok(status.into_http());
+                }
+            };
+            if let Some(client) = client {
+                span.record("client", client.name.as_str());
+                request.extensions_mut().insert(client);
+            }
             let response = inner.call(request).await;
             drop(permit);
             if let Ok(response) = &response {

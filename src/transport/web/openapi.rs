@@ -148,7 +148,7 @@ pub fn openapi() -> Value {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "A token of the server's token file (lodestone token), when it runs with --auth-tokens.",
+                    "description": "A token of the server's token file (lodestone token), when it runs with --auth-tokens, or an access token (a JWT) of its identity provider, when it runs with --oidc-issuer.",
                 },
             },
         },

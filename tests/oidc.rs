@@ -1,0 +1,454 @@
+//! Sign-in from the company's identity provider, against a real one (npm's
+//! oidc-provider, see `oidc/provider.rs`): its tokens give roles from their
+//! claims beside the token file's; every wrong or forged token is refused
+//! with the check it failed; a flood of unknown keys costs the provider one
+//! fetch; a key rotation is taken without a restart, and a provider that
+//! does not answer leaves the keys already fetched in use.
+
+mod common;
+#[path = "oidc/provider.rs"]
+mod provider;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use common::{expect_error, spawn_app_with, TestApp};
+use lodestone::pb;
+use lodestone::transport::auth::{new_token, Role};
+use lodestone_test_macros::both_stores;
+use provider::{Provider, AUDIENCE};
+use serde_json::{json, Value};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Status};
+
+fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// The provider's clients: one per role, and one with a role of another
+/// service only.
+fn clients() -> Value {
+    let client = |id: &str, roles: &[&str]| {
+        json!({
+            "client_id": id,
+            "client_secret": secret(id),
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+            "response_types": [],
+            "roles": roles,
+        })
+    };
+    json!([
+        client("erp-reader", &["lodestone.reader"]),
+        client("erp-writer", &["other.app", "lodestone.writer"]),
+        client("ops-admin", &["lodestone.admin"]),
+        client("stranger", &["other.app"]),
+    ])
+}
+
+fn secret(id: &str) -> String {
+    format!("{id}-secret-0123456789abcdef")
+}
+
+/// An access token of client `id`, from the provider's token endpoint.
+async fn token(provider: &Provider, id: &str) -> String {
+    provider.client_token(id, &secret(id)).await
+}
+
+async fn serve(
+    provider: &Provider,
+    configure: impl FnOnce(&mut lodestone::startup::ServeConfig),
+) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let issuer = provider.issuer();
+    spawn_app_with(dir, |c| {
+        c.oidc.oidc_issuer = Some(issuer);
+        c.oidc.oidc_audience = Some(AUDIENCE.into());
+        configure(c);
+    })
+    .await
+}
+
+/// Loads the seed network with a writer's token.
+async fn seed(app: &TestApp, provider: &Provider) {
+    let writer = token(provider, "erp-writer").await;
+    app.records
+        .clone()
+        .upsert_records(with_token(common::seed_network(), &writer))
+        .await
+        .unwrap();
+}
+
+async fn get_licence(app: &TestApp, token: &str) -> Result<pb::License, Status> {
+    app.records
+        .clone()
+        .get_license(with_token(
+            pb::GetLicenseRequest {
+                id: "LIC-BTM-DY-1".into(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn reject_licence(app: &TestApp, token: &str) -> Result<pb::License, Status> {
+    app.records
+        .clone()
+        .update_license_status(with_token(
+            pb::UpdateLicenseStatusRequest {
+                id: "LIC-BTM-DY-1".into(),
+                status: pb::LicenseStatus::Rejected as i32,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[both_stores]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_tokens_carry_their_roles_beside_the_token_file() {
+    let Some(provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (file_writer, line) = new_token("nightly-batch", Role::Writer).unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{line}\n")).unwrap();
+    let app = serve(&provider, |c| c.auth_tokens = Some(tokens)).await;
+    let (reader, writer, admin, stranger) = (
+        token(&provider, "erp-reader").await,
+        token(&provider, "erp-writer").await,
+        token(&provider, "ops-admin").await,
+        token(&provider, "stranger").await,
+    );
+
+    // The token file's writer loads the network, as before.
+    app.records
+        .clone()
+        .upsert_records(with_token(common::seed_network(), &file_writer))
+        .await
+        .unwrap();
+
+    // A provider reader reads, may not write, and nothing is stored.
+    let before = get_licence(&app, &reader).await.unwrap();
+    let status = reject_licence(&app, &reader).await.unwrap_err();
+    expect_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert!(
+        status.message().contains("erp-reader"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(get_licence(&app, &reader).await.unwrap(), before);
+
+    // A provider writer writes; the licence log names its subject.
+    let mut stream = app
+        .risk
+        .clone()
+        .stream_license_updates(with_token(
+            pb::StreamLicenseUpdatesRequest {
+                from_now: true,
+                ..Default::default()
+            },
+            &reader,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let written = reject_licence(&app, &writer).await.unwrap();
+    assert_eq!(written.status, pb::LicenseStatus::Rejected as i32);
+    let update = common::next_update(&mut stream).await;
+    assert_eq!(update.client, "erp-writer");
+
+    // An admin may write too.
+    app.records
+        .clone()
+        .update_license_status(with_token(
+            pb::UpdateLicenseStatusRequest {
+                id: "LIC-BTM-DY-1".into(),
+                status: pb::LicenseStatus::Approved as i32,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(common::next_update(&mut stream).await.client, "ops-admin");
+
+    // A genuine token that gives no role of this service: PERMISSION_DENIED.
+    let status = get_licence(&app, &stranger).await.unwrap_err();
+    expect_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert!(status.message().contains("no role"), "{}", status.message());
+
+    // JSON over HTTP takes the same tokens.
+    let http = reqwest::Client::new();
+    let call = |token: &str| {
+        http.post(format!(
+            "http://{}/lodestone.v1.RecordService/GetLicense",
+            app.address
+        ))
+        .bearer_auth(token)
+        .json(&json!({"id": "LIC-BTM-DY-1"}))
+        .send()
+    };
+    assert_eq!(call(&reader).await.unwrap().status(), 200);
+    assert_eq!(call(&stranger).await.unwrap().status(), 403);
+    assert_eq!(call("eyJ.x.y").await.unwrap().status(), 401);
+    app.stop().await;
+}
+
+/// A token `claims` in its payload and `header` as its header, signed
+/// with nothing.
+fn unsigned(header: &Value, claims: &Value) -> String {
+    let encode = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.", encode(header), encode(claims))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_and_forged_tokens_are_refused_with_the_check_they_failed() {
+    let Some(provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |_| {}).await;
+    seed(&app, &provider).await;
+    let now = chrono::Utc::now().timestamp();
+    let reader = |claims: &mut Value| claims["roles"] = json!(["lodestone.reader"]);
+    let claims_with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = provider.claims("forger", &["lodestone.reader"]);
+        change(&mut claims);
+        claims
+    };
+    let good = token(&provider, "erp-reader").await;
+
+    // Tokens the provider's keys sign, good but for their own reasons.
+    let accepted = [
+        ("ES256", provider.sign("ec", &claims_with(&reader))),
+        ("EdDSA", provider.sign("ed", &claims_with(&reader))),
+        (
+            "expired 10 s ago, within the clock skew",
+            provider.sign("rsa", &claims_with(&|c| c["exp"] = json!(now - 10))),
+        ),
+    ];
+    for (what, token) in &accepted {
+        get_licence(&app, token)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    }
+
+    let mut tampered: Vec<String> = good.split('.').map(String::from).collect();
+    let mut payload: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&tampered[1])
+            .unwrap(),
+    )
+    .unwrap();
+    payload["roles"] = json!(["lodestone.admin"]);
+    tampered[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload.to_string());
+    let tampered = tampered.join(".");
+
+    // HS256 keyed with the provider's public key, as if the server would
+    // take its public key for a shared secret.
+    let mut hs_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs_header.kid = Some(provider.kid("rsa"));
+    let hs256 = jsonwebtoken::encode(
+        &hs_header,
+        &claims_with(&reader),
+        &jsonwebtoken::EncodingKey::from_secret(provider.public_jwk("rsa").to_string().as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    // ES256 signed by the EC key, but naming the RSA key.
+    let mut mixed = provider.sign("ec", &claims_with(&reader));
+    let header = json!({"alg": "ES256", "kid": provider.kid("rsa")});
+    let rest = mixed.split_once('.').unwrap().1.to_string();
+    mixed = format!(
+        "{}.{rest}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string())
+    );
+
+    let refused: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            provider.sign("rsa", &claims_with(&|c| c["exp"] = json!(now - 600))),
+            "has expired",
+        ),
+        (
+            "not yet valid",
+            provider.sign("rsa", &claims_with(&|c| c["nbf"] = json!(now + 600))),
+            "not valid yet",
+        ),
+        (
+            "another issuer",
+            provider.sign(
+                "rsa",
+                &claims_with(&|c| c["iss"] = json!("https://evil.example")),
+            ),
+            "another issuer",
+        ),
+        (
+            "another audience",
+            provider.sign("rsa", &claims_with(&|c| c["aud"] = json!("urn:other:api"))),
+            "another audience",
+        ),
+        (
+            "no exp",
+            provider.sign(
+                "rsa",
+                &claims_with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+            ),
+            "lacks the claim \"exp\"",
+        ),
+        (
+            "alg none",
+            unsigned(
+                &json!({"alg": "none", "kid": provider.kid("rsa")}),
+                &claims_with(&reader),
+            ),
+            "algorithm \"none\" is not accepted",
+        ),
+        (
+            "HS256 keyed with the public key",
+            hs256,
+            "algorithm \"HS256\" is not accepted",
+        ),
+        ("a tampered payload", tampered, "signature does not verify"),
+        ("a key of another family", mixed, "cannot check ES256"),
+        (
+            "no kid",
+            unsigned(&json!({"alg": "RS256"}), &claims_with(&reader)) + "c2ln",
+            "names no key",
+        ),
+        (
+            "an unknown kid",
+            unsigned(
+                &json!({"alg": "RS256", "kid": "nobody"}),
+                &claims_with(&reader),
+            ) + "c2ln",
+            "\"nobody\" is not among",
+        ),
+    ];
+    for (what, token, reason) in &refused {
+        let status = get_licence(&app, token).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        assert!(
+            status.message().contains(reason),
+            "{what}: {:?} should say {reason:?}",
+            status.message()
+        );
+        assert!(
+            !status.message().contains(token.as_str()),
+            "{what}: the token is repeated"
+        );
+    }
+
+    // Each refusal is counted by its reason.
+    let metrics = reqwest::get(format!("http://{}/metrics", app.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "expired",
+        "not_yet_valid",
+        "issuer",
+        "audience",
+        "algorithm",
+        "signature",
+        "unknown_kid",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "lodestone_auth_refusals_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} counted in {metrics}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_keys_costs_the_provider_one_fetch() {
+    let Some(provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |c| c.oidc.oidc_jwks_min_refetch_seconds = 600).await;
+    let before = provider.jwks_requests().await;
+    assert!(before >= 1, "the keys are fetched when the server starts");
+    let claims = provider.claims("forger", &["lodestone.admin"]);
+    let calls = (0..200).map(|i| {
+        let token = unsigned(
+            &json!({"alg": "RS256", "kid": format!("forged-{i}")}),
+            &claims,
+        ) + "c2ln";
+        let app = &app;
+        async move { get_licence(app, &token).await.unwrap_err() }
+    });
+    for status in futures_util::future::join_all(calls).await {
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert!(
+            status.message().contains("is not among"),
+            "{}",
+            status.message()
+        );
+    }
+    let fetched = provider.jwks_requests().await - before;
+    assert!(
+        fetched <= 1,
+        "200 unknown kids fetched the keys {fetched} times"
+    );
+    // Good tokens still pass.
+    let good = token(&provider, "erp-reader").await;
+    let status = get_licence(&app, &good).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "authenticated; no such licence yet"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_without_a_restart_and_cached_keys_outlive_an_outage() {
+    let Some(mut provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |c| c.oidc.oidc_jwks_min_refetch_seconds = 1).await;
+    seed(&app, &provider).await;
+    let old = token(&provider, "erp-reader").await;
+    get_licence(&app, &old).await.unwrap();
+
+    // The provider goes away: tokens whose key is cached still pass.
+    provider.stop();
+    get_licence(&app, &old).await.unwrap();
+
+    // It comes back with new keys: its new tokens pass, with no restart of
+    // the server; the old key, gone from its set, no longer does.
+    provider.rotate().await;
+    let new = token(&provider, "erp-reader").await;
+    assert_ne!(
+        new.split('.').next(),
+        old.split('.').next(),
+        "a new kid in the header"
+    );
+    common::eventually(Duration::from_secs(60), || async {
+        get_licence(&app, &new).await.ok()
+    })
+    .await;
+    let status = get_licence(&app, &old).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("is not among"),
+        "{}",
+        status.message()
+    );
+    app.stop().await;
+}
