@@ -452,3 +452,134 @@ async fn keys_rotate_without_a_restart_and_cached_keys_outlive_an_outage() {
     );
     app.stop().await;
 }
+
+async fn lodestone(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lodestone"))
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erp_connector_signs_in_by_itself_to_import() {
+    let Some(provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("network.jsonl");
+    let generated = lodestone(vec![
+        "generate".into(),
+        "--suppliers".into(),
+        "20".into(),
+        "--components".into(),
+        "60".into(),
+        "--lines".into(),
+        "4".into(),
+        "--licenses".into(),
+        "30".into(),
+        "--output".into(),
+        file.display().to_string(),
+    ])
+    .await;
+    assert!(generated.status.success(), "{generated:?}");
+    let import = |id: &str, secret: String| {
+        lodestone(vec![
+            "import".into(),
+            file.display().to_string(),
+            "--server".into(),
+            format!("http://{}", app.address),
+            "--oidc-issuer".into(),
+            provider.issuer(),
+            "--client-id".into(),
+            id.into(),
+            "--client-secret".into(),
+            secret,
+        ])
+    };
+    let refused = import("erp-writer", "wrong".into()).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused client \"erp-writer\""), "{stderr}");
+    let reader = import("erp-reader", secret("erp-reader")).await;
+    assert!(!reader.status.success());
+    let stderr = String::from_utf8_lossy(&reader.stderr);
+    assert!(stderr.contains("is a reader and may not call"), "{stderr}");
+    let reader = token(&provider, "erp-reader").await;
+    let licences = || async {
+        app.records
+            .clone()
+            .list_licenses(with_token(
+                pb::ListLicensesRequest {
+                    page_size: 1000,
+                    ..Default::default()
+                },
+                &reader,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .licenses
+            .len()
+    };
+    assert_eq!(licences().await, 0, "nothing stored");
+
+    let imported = import("erp-writer", secret("erp-writer")).await;
+    assert!(imported.status.success(), "{imported:?}");
+    assert_eq!(licences().await, 30, "every licence of the file");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_in_client_renews_its_token_before_it_expires() {
+    let Some(provider) = Provider::start_with(clients(), 3).await else {
+        return;
+    };
+    let app = serve(&provider, |c| c.oidc.oidc_clock_skew_seconds = 0).await;
+    seed(&app, &provider).await;
+    let header = lodestone::tools::credentials::ClientCredentials {
+        issuer: provider.issuer(),
+        client_id: "erp-reader".into(),
+        client_secret: secret("erp-reader"),
+        scope: None,
+        resource: None,
+    }
+    .sign_in()
+    .await
+    .unwrap();
+    let current = || {
+        let value = header.read().clone().unwrap();
+        value
+            .to_str()
+            .unwrap()
+            .trim_start_matches("Bearer ")
+            .to_string()
+    };
+    let first = current();
+    get_licence(&app, &first).await.unwrap();
+    // Ten seconds: three lifetimes of a token. Each call uses the header
+    // of that moment and must pass.
+    let mut seen = vec![first.clone()];
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = current();
+        get_licence(&app, &now)
+            .await
+            .unwrap_or_else(|e| panic!("the current token is refused: {e:?}"));
+        if !seen.contains(&now) {
+            seen.push(now);
+        }
+    }
+    assert!(seen.len() >= 3, "renewed {} times in 10 s", seen.len() - 1);
+    let status = get_licence(&app, &first).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unauthenticated,
+        "the first has expired"
+    );
+    app.stop().await;
+}

@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_stream::StreamExt;
 
+use crate::tools::credentials::{ClientCredentials, SharedHeader};
 use anyhow::{bail, Context};
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::{InterceptedService, Interceptor};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Status;
@@ -61,9 +62,36 @@ pub struct ServerArgs {
         long,
         env = "LODESTONE_TOKEN",
         hide_env_values = true,
-        allow_hyphen_values = true
+        allow_hyphen_values = true,
+        conflicts_with = "client_id"
     )]
     pub token: Option<String>,
+
+    /// Sign in at --oidc-issuer as this client (the client-credentials
+    /// grant) and send its access tokens, renewed before they expire.
+    #[arg(long, env = "LODESTONE_CLIENT_ID", requires_all = ["client_secret", "oidc_issuer"])]
+    pub client_id: Option<String>,
+
+    /// The secret of --client-id.
+    #[arg(
+        long,
+        env = "LODESTONE_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "client_id"
+    )]
+    pub client_secret: Option<String>,
+
+    /// The identity provider's issuer URL, for --client-id.
+    #[arg(long, env = "LODESTONE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// The scope to ask the provider for (Entra ID: `api://<app>/.default`).
+    #[arg(long, env = "LODESTONE_OIDC_SCOPE")]
+    pub oidc_scope: Option<String>,
+
+    /// The resource indicator (RFC 8707) to ask the provider for.
+    #[arg(long, env = "LODESTONE_OIDC_RESOURCE")]
+    pub oidc_resource: Option<String>,
 
     /// CA certificate (PEM) that signed an https server's certificate, when
     /// not one the system trusts.
@@ -132,19 +160,48 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends the bearer token, if any, with every call.
+/// Sends the bearer token, if any, with every call: the current one, for
+/// a token the provider renews.
 #[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
+pub struct Bearer(SharedHeader);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
+        if let Some(value) = self.0.read().clone() {
+            request.metadata_mut().insert("authorization", value);
         }
         Ok(request)
     }
+}
+
+/// The `authorization` header `server` asks for: its token, or one from
+/// its identity provider, kept fresh.
+async fn authorization(server: &ServerArgs) -> anyhow::Result<SharedHeader> {
+    if let (Some(client_id), Some(client_secret), Some(issuer)) = (
+        &server.client_id,
+        &server.client_secret,
+        &server.oidc_issuer,
+    ) {
+        return ClientCredentials {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            scope: server.oidc_scope.clone(),
+            resource: server.oidc_resource.clone(),
+        }
+        .sign_in()
+        .await
+        .context("cannot sign in at the identity provider");
+    }
+    let header = match &server.token {
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .context("the token is not valid header text")?,
+        ),
+        None => None,
+    };
+    Ok(Arc::new(parking_lot::RwLock::new(header)))
 }
 
 #[derive(Clone, Debug, clap::Args)]
@@ -277,16 +334,9 @@ async fn client(
     server: &ServerArgs,
 ) -> anyhow::Result<RecordServiceClient<InterceptedService<Channel, Bearer>>> {
     let channel = channel(server).await?;
-    let token = match &server.token {
-        Some(token) => Some(
-            format!("Bearer {token}")
-                .parse()
-                .context("the token is not valid header text")?,
-        ),
-        None => None,
-    };
+    let header = authorization(server).await?;
     Ok(
-        RecordServiceClient::with_interceptor(channel, Bearer(token))
+        RecordServiceClient::with_interceptor(channel, Bearer(header))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20),
     )

@@ -31,6 +31,7 @@ pub struct Provider {
     pub port: u16,
     dir: tempfile::TempDir,
     generation: u32,
+    token_seconds: u64,
     http: reqwest::Client,
 }
 
@@ -39,6 +40,11 @@ impl Provider {
     /// or `None` (the test skips) when Node or oidc-provider is missing
     /// outside CI.
     pub async fn start(clients: Value) -> Option<Provider> {
+        Provider::start_with(clients, 300).await
+    }
+
+    /// `start`, its access tokens good for `token_seconds`.
+    pub async fn start_with(clients: Value, token_seconds: u64) -> Option<Provider> {
         common::outside_tool("node", &["--version"], "Node.js")?;
         let package = node_modules().join("oidc-provider/package.json");
         if !package.exists() {
@@ -57,6 +63,7 @@ impl Provider {
             port: common::free_port(),
             dir,
             generation: 1,
+            token_seconds,
             http: reqwest::Client::new(),
         };
         provider.launch().await;
@@ -73,6 +80,7 @@ impl Provider {
             .arg(self.dir.path())
             .arg(self.generation.to_string())
             .env("LODESTONE_NODE_MODULES", node_modules())
+            .env("TOKEN_SECONDS", self.token_seconds.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
