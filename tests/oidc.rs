@@ -42,11 +42,19 @@ fn clients() -> Value {
             "roles": roles,
         })
     };
+    // A writer by role, limited by its plants (and so only reading).
+    let limited = |id: &str, plants: &[&str]| {
+        let mut c = client(id, &["lodestone.writer"]);
+        c["plants"] = json!(plants);
+        c
+    };
     json!([
         client("erp-reader", &["lodestone.reader"]),
         client("erp-writer", &["other.app", "lodestone.writer"]),
         client("ops-admin", &["lodestone.admin"]),
         client("stranger", &["other.app"]),
+        limited("zwickau-planner", &["ZWICKAU"]),
+        limited("two-plants", &["ZWICKAU", "WOLFSBURG"]),
     ])
 }
 
@@ -581,5 +589,189 @@ async fn a_signed_in_client_renews_its_token_before_it_expires() {
         Code::Unauthenticated,
         "the first has expired"
     );
+    app.stop().await;
+}
+
+/// The status of a call, OK or its error's code and reason.
+fn outcome<T>(result: Result<T, Status>) -> (Code, String) {
+    match result {
+        Ok(_) => (Code::Ok, String::new()),
+        Err(status) => (status.code(), common::error_reason(&status)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plant_limited_token_is_answered_about_its_plants_only() {
+    use pb::get_exposure_request::Scope;
+    let Some(provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |c| {
+        c.oidc.oidc_plants_claim = Some("plants".into())
+    })
+    .await;
+    seed(&app, &provider).await;
+    let zwickau = token(&provider, "zwickau-planner").await;
+    let two = token(&provider, "two-plants").await;
+    let mut risk = app.risk.clone();
+    let mut records = app.records.clone();
+    let denied = (Code::PermissionDenied, "PLANT_NOT_PERMITTED".to_string());
+    let ok = (Code::Ok, String::new());
+
+    // Listings: the caller's plant when it names none; another is refused.
+    let at_risk = |plant: &str| pb::ListAtRiskLinesRequest {
+        plant: plant.into(),
+        scenario: Some(pb::Scenario {
+            idled_lines: vec!["ZW-EV1".into(), "WOB-ICE1".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let lines = risk
+        .list_at_risk_lines(with_token(at_risk(""), &zwickau))
+        .await
+        .unwrap()
+        .into_inner()
+        .lines;
+    let plants: Vec<&str> = lines.iter().map(|l| l.plant.as_str()).collect();
+    assert_eq!(plants, ["ZWICKAU"], "the idled Wolfsburg line is not shown");
+    let status = risk
+        .list_at_risk_lines(with_token(at_risk("WOLFSBURG"), &zwickau))
+        .await
+        .unwrap_err();
+    assert_eq!(outcome::<()>(Err(status.clone())), denied);
+    assert!(
+        status.message().contains("\"WOLFSBURG\""),
+        "{}",
+        status.message()
+    );
+    for plant in ["", "WOLFSBURG"] {
+        let expected = if plant.is_empty() { &ok } else { &denied };
+        let impacts = pb::ListSupplierImpactsRequest {
+            plant: plant.into(),
+            ..Default::default()
+        };
+        let got = outcome(
+            risk.list_supplier_impacts(with_token(impacts, &zwickau))
+                .await,
+        );
+        assert_eq!(&got, expected, "ListSupplierImpacts {plant:?}");
+        let stakes = pb::ListLicenseStakesRequest {
+            plant: plant.into(),
+            ..Default::default()
+        };
+        let got = outcome(risk.list_license_stakes(with_token(stakes, &zwickau)).await);
+        assert_eq!(&got, expected, "ListLicenseStakes {plant:?}");
+        let forecasts = pb::ListLineForecastsRequest {
+            plant: plant.into(),
+            samples: 20,
+            ..Default::default()
+        };
+        let got = outcome(
+            risk.list_line_forecasts(with_token(forecasts, &zwickau))
+                .await,
+        );
+        assert_eq!(&got, expected, "ListLineForecasts {plant:?}");
+        let watch = pb::WatchAtRiskLinesRequest {
+            plant: plant.into(),
+            ..Default::default()
+        };
+        let got = outcome(risk.watch_at_risk_lines(with_token(watch, &zwickau)).await);
+        assert_eq!(&got, expected, "WatchAtRiskLines {plant:?}");
+        let list = pb::ListProductionLinesRequest {
+            plant: plant.into(),
+            ..Default::default()
+        };
+        let got = records
+            .list_production_lines(with_token(list, &zwickau))
+            .await;
+        if plant.is_empty() {
+            let ids: Vec<String> = got
+                .unwrap()
+                .into_inner()
+                .lines
+                .into_iter()
+                .map(|l| l.id)
+                .collect();
+            assert_eq!(ids, ["ZW-EV1"]);
+        } else {
+            assert_eq!(&outcome(got), expected, "ListProductionLines {plant:?}");
+        }
+    }
+
+    // An exposure whose scope reaches a line of another plant is refused,
+    // whatever the scope names.
+    for (scope, expected) in [
+        (Some(Scope::LineId("ZW-EV1".into())), &ok),
+        (Some(Scope::Plant("ZWICKAU".into())), &ok),
+        (Some(Scope::LineId("WOB-ICE1".into())), &denied),
+        (Some(Scope::Plant("WOLFSBURG".into())), &denied),
+        (Some(Scope::ComponentId("CAT-CONV".into())), &denied),
+        (Some(Scope::ComponentId("TRACTION-MOTOR".into())), &denied),
+        (None, &denied),
+    ] {
+        let request = pb::GetExposureRequest {
+            scope: scope.clone(),
+            ..Default::default()
+        };
+        let got = outcome(risk.get_exposure(with_token(request, &zwickau)).await);
+        assert_eq!(&got, expected, "GetExposure {scope:?}");
+    }
+    let line = |id: &str| pb::GetProductionLineRequest { id: id.into() };
+    assert_eq!(
+        outcome(
+            records
+                .get_production_line(with_token(line("ZW-EV1"), &zwickau))
+                .await
+        ),
+        ok
+    );
+    assert_eq!(
+        outcome(
+            records
+                .get_production_line(with_token(line("WOB-ICE1"), &zwickau))
+                .await
+        ),
+        denied
+    );
+    assert_eq!(
+        outcome(
+            records
+                .export_records(with_token(pb::ExportRecordsRequest {}, &zwickau))
+                .await
+        ),
+        denied
+    );
+
+    // Limited to plants, a writer's role only reads.
+    let status = reject_licence(&app, &zwickau).await.unwrap_err();
+    expect_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert!(
+        status.message().contains("limited to some plants"),
+        "{}",
+        status.message()
+    );
+
+    // With several plants, a listing must name one.
+    let got = outcome(risk.list_at_risk_lines(with_token(at_risk(""), &two)).await);
+    assert_eq!(got, denied);
+    let got = outcome(
+        risk.list_at_risk_lines(with_token(at_risk("WOLFSBURG"), &two))
+            .await,
+    );
+    assert_eq!(got, ok);
+
+    // JSON over HTTP keeps the same rules.
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "http://{}/lodestone.v1.RiskService/ListAtRiskLines",
+            app.address
+        ))
+        .bearer_auth(&zwickau)
+        .json(&json!({"plant": "WOLFSBURG"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
     app.stop().await;
 }

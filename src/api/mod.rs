@@ -23,3 +23,18 @@ pub(crate) use records::RecordApi;
 pub(crate) use risk::RiskApi;
 pub use status::ERROR_DOMAIN;
 pub use stream::{StreamGauges, QUEUE as STREAM_QUEUE};
+
+/// The plant a question asking about `asked` is answered for: the caller's
+/// own when it is limited to one and asks about every plant; refused when
+/// it is limited and asks about another (see `Client::plant_asked`).
+pub(crate) fn plant_for(
+    caller: Option<&crate::transport::auth::Client>,
+    asked: &str,
+) -> Result<String, tonic::Status> {
+    match caller {
+        Some(client) => client
+            .plant_asked(asked)
+            .map_err(|refusal| status::plant_refused(client, &refusal)),
+        None => Ok(asked.to_string()),
+    }
+}

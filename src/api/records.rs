@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::page::{decode_token, encode_token, page_size, PagePin};
-use super::refuse_if_any;
+use super::{plant_for, refuse_if_any};
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
@@ -20,7 +20,7 @@ use crate::domain::write::{LicenseDecision, Revisions};
 use crate::domain::{Error, Violation};
 use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, record_service_server::RecordService, DateReader};
-use crate::transport::auth::client_name;
+use crate::transport::auth::{caller, client_name, PlantRefusal};
 use crate::view::{ListPage, ListQuery};
 
 /// Records per `ExportRecordsResponse` message.
@@ -235,8 +235,14 @@ impl RecordService for RecordApi {
 
     async fn export_records(
         &self,
-        _request: Request<pb::ExportRecordsRequest>,
+        request: Request<pb::ExportRecordsRequest>,
     ) -> Result<Response<Self::ExportRecordsStream>, Status> {
+        if let Some(client) = caller(&request).filter(|c| c.limited_to().is_some()) {
+            return Err(super::status::plant_refused(
+                &client,
+                &PlantRefusal::Everything,
+            ));
+        }
         // The view is one consistent snapshot, however many writes follow.
         let view = self.network.view();
         let (tx, rx) = mpsc::channel(4);
@@ -302,9 +308,16 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::GetProductionLineRequest>,
     ) -> Result<Response<pb::ProductionLine>, Status> {
+        let caller = caller(&request);
         let key = get_key(Kind::Line, request.into_inner().id)?;
         match self.network.get(&key)? {
-            Record::Line(l) => Ok(Response::new(pb::production_line_to_pb(&l))),
+            Record::Line(l) => match caller.filter(|c| !c.sees(&l.plant)) {
+                Some(client) => Err(super::status::plant_refused(
+                    &client,
+                    &PlantRefusal::Other(l.plant.clone()),
+                )),
+                None => Ok(Response::new(pb::production_line_to_pb(&l))),
+            },
             _ => Err(Error::Storage(format!("{key} holds another kind of record")).into()),
         }
     }
@@ -401,8 +414,11 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::ListProductionLinesRequest>,
     ) -> Result<Response<pb::ListProductionLinesResponse>, Status> {
+        let caller = caller(&request);
         let r = request.into_inner();
-        let query = ListQuery::Lines { plant: r.plant };
+        let query = ListQuery::Lines {
+            plant: plant_for(caller.as_ref(), &r.plant)?,
+        };
         let (page, next_page_token) =
             list_page(&self.network, query, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListProductionLinesResponse {

@@ -7,9 +7,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use super::page::Paging;
-use super::refuse_if_any;
+use super::status;
 use super::stream::{subscribe, StreamGauges, UpdateStream};
 use super::watch::{WatchStream, WatchStreams};
+use super::{plant_for, refuse_if_any};
 use crate::domain::risk::report;
 use crate::domain::risk::{check_idled_lines, check_outages, check_overrides, check_shipments};
 use crate::domain::validate::identifier_problem;
@@ -17,6 +18,7 @@ use crate::domain::{Error, Violation};
 use crate::engine::{Abandon, Answer, Decided, Decision, Decisions, Query, RiskEngine};
 use crate::network::Network;
 use crate::pb::{self, risk_service_server::RiskService};
+use crate::transport::auth::{caller, PlantRefusal};
 use crate::view::View;
 use crate::watch::{Clock, Question, Watches};
 
@@ -195,6 +197,7 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::GetExposureRequest>,
     ) -> Result<Response<pb::Encoded<pb::Exposure>>, Status> {
+        let caller = caller(&request);
         let r = request.into_inner();
         let view = self.network.view();
         let mut violations = Vec::new();
@@ -203,6 +206,14 @@ impl RiskService for RiskApi {
         let lines = pb::with_lines_from_pb(r.view, &mut violations);
         refuse_if_any(violations)?;
         let answer = self.answer(view, query).await?;
+        if let Some(client) = caller.as_ref().filter(|c| c.limited_to().is_some()) {
+            // Whatever the scope names, it must reach no line of another plant.
+            let exposure = answer.exposure(&scope)?;
+            if let Some(line) = exposure.lines.iter().find(|l| !client.sees(&l.plant)) {
+                let refusal = PlantRefusal::Other(line.plant.clone());
+                return Err(status::plant_refused(client, &refusal));
+            }
+        }
         let revision = answer.revision;
         let written = answer.written_exposure(&scope, lines, |exposure| {
             prost::Message::encode_to_vec(&pb::exposure_to_pb(exposure, revision, lines)).into()
@@ -214,7 +225,9 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::ListAtRiskLinesRequest>,
     ) -> Result<Response<pb::ListAtRiskLinesResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request);
+        let mut r = request.into_inner();
+        r.plant = plant_for(caller.as_ref(), &r.plant)?;
         let view = self.network.view();
         let mut violations = Vec::new();
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
@@ -263,7 +276,9 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::ListSupplierImpactsRequest>,
     ) -> Result<Response<pb::ListSupplierImpactsResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request);
+        let mut r = request.into_inner();
+        r.plant = plant_for(caller.as_ref(), &r.plant)?;
         let view = self.network.view();
         let mut violations = Vec::new();
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
@@ -305,7 +320,9 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::ListLicenseStakesRequest>,
     ) -> Result<Response<pb::ListLicenseStakesResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request);
+        let mut r = request.into_inner();
+        r.plant = plant_for(caller.as_ref(), &r.plant)?;
         let view = self.network.view();
         let mut violations = Vec::new();
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
@@ -343,7 +360,9 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::ListLineForecastsRequest>,
     ) -> Result<Response<pb::ListLineForecastsResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request);
+        let mut r = request.into_inner();
+        r.plant = plant_for(caller.as_ref(), &r.plant)?;
         let view = self.network.view();
         let mut violations = Vec::new();
         let mut query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);
@@ -412,7 +431,9 @@ impl RiskService for RiskApi {
         &self,
         request: Request<pb::WatchAtRiskLinesRequest>,
     ) -> Result<Response<Self::WatchAtRiskLinesStream>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request);
+        let mut r = request.into_inner();
+        r.plant = plant_for(caller.as_ref(), &r.plant)?;
         let view = self.network.view();
         let mut violations = Vec::new();
         let query = self.question(&r.as_of, r.horizon_days, r.scenario, &view, &mut violations);

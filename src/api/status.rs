@@ -272,6 +272,49 @@ pub(crate) fn permission_denied_because(message: &str) -> Status {
     )
 }
 
+/// A plant-limited caller asking about, or reaching, another plant.
+pub(crate) fn plant_refused(
+    client: &crate::transport::auth::Client,
+    refusal: &crate::transport::auth::PlantRefusal,
+) -> Status {
+    use crate::transport::auth::PlantRefusal;
+    let plants = client.limited_to().unwrap_or_default().join(", ");
+    let (message, plant) = match refusal {
+        PlantRefusal::Other(plant) => (
+            format!(
+                "client {:?} may see the plants {plants} only, and this question is about or reaches plant {plant:?}",
+                client.name
+            ),
+            plant.clone(),
+        ),
+        PlantRefusal::Unnamed => (
+            format!(
+                "client {:?} may see the plants {plants} only: name one of them as the question's plant",
+                client.name
+            ),
+            String::new(),
+        ),
+        PlantRefusal::Everything => (
+            format!(
+                "client {:?} may see the plants {plants} only, and this call answers about every plant",
+                client.name
+            ),
+            String::new(),
+        ),
+    };
+    status(
+        Code::PermissionDenied,
+        message,
+        "PLANT_NOT_PERMITTED",
+        vec![
+            ("client", client.name.clone()),
+            ("plant", plant),
+            ("permittedPlants", plants),
+        ],
+        None,
+    )
+}
+
 /// A token limited to some plants asking to write.
 pub(crate) fn plant_scoped_write(client: &str, method: &str) -> Status {
     status(

@@ -73,6 +73,49 @@ impl Client {
     }
 }
 
+/// Why a plant-limited caller's question is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlantRefusal {
+    /// The question is about, or reaches, a plant the caller may not see.
+    Other(String),
+    /// The question names no plant, and the caller has several.
+    Unnamed,
+    /// The call answers about every plant at once (an export).
+    Everything,
+}
+
+impl Client {
+    /// The plants this caller is limited to, if any.
+    pub fn limited_to(&self) -> Option<&[String]> {
+        self.plants.as_deref()
+    }
+
+    /// Whether the caller may see lines of `plant`.
+    pub fn sees(&self, plant: &str) -> bool {
+        self.plants
+            .as_ref()
+            .is_none_or(|plants| plants.iter().any(|p| p == plant))
+    }
+
+    /// The plant a question about `asked` (empty: every plant) is answered
+    /// for: as asked when the caller may see it; the caller's one plant when
+    /// it asks about every plant.
+    pub fn plant_asked(&self, asked: &str) -> Result<String, PlantRefusal> {
+        match self.plants.as_deref() {
+            None => Ok(asked.to_string()),
+            Some([only]) if asked.is_empty() => Ok(only.clone()),
+            Some(_) if asked.is_empty() => Err(PlantRefusal::Unnamed),
+            Some(_) if self.sees(asked) => Ok(asked.to_string()),
+            Some(_) => Err(PlantRefusal::Other(asked.to_string())),
+        }
+    }
+}
+
+/// The caller of `request`, when the server authenticates.
+pub fn caller<T>(request: &tonic::Request<T>) -> Option<Client> {
+    request.extensions().get::<Client>().cloned()
+}
+
 /// The name of the caller of `request`, or empty without authentication.
 pub fn client_name<T>(request: &tonic::Request<T>) -> &str {
     request
@@ -229,6 +272,24 @@ mod tests {
 
     /// One base64 character in 32 is '-': a bare token would start with
     /// it about once in 64 tokens, and `--token <it>` would then fail.
+    #[test]
+    fn a_plant_limited_caller_is_answered_for_its_plants_only() {
+        let mut one = Client::named("p", Role::Reader);
+        assert_eq!(one.plant_asked(""), Ok(String::new()), "unlimited");
+        one.plants = Some(vec!["ZWICKAU".into()]);
+        assert_eq!(one.plant_asked(""), Ok("ZWICKAU".into()));
+        assert_eq!(one.plant_asked("ZWICKAU"), Ok("ZWICKAU".into()));
+        assert_eq!(
+            one.plant_asked("WOLFSBURG"),
+            Err(PlantRefusal::Other("WOLFSBURG".into()))
+        );
+        let mut two = one.clone();
+        two.plants = Some(vec!["ZWICKAU".into(), "EMDEN".into()]);
+        assert_eq!(two.plant_asked(""), Err(PlantRefusal::Unnamed));
+        assert_eq!(two.plant_asked("EMDEN"), Ok("EMDEN".into()));
+        assert!(two.sees("EMDEN") && !two.sees("WOLFSBURG"));
+    }
+
     #[test]
     fn tokens_never_start_like_a_flag() {
         for _ in 0..500 {
