@@ -634,6 +634,7 @@ impl Application {
                 Some(metrics),
                 (!config.no_web_view).then(|| WebView {
                     opens_on: config.demo.then(|| crate::tools::demo::AS_OF.to_string()),
+                    sign_in: config.oidc.web_sign_in(),
                 }),
             ))
             .layer(GrpcWebLayer::new())

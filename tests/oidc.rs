@@ -775,3 +775,85 @@ async fn a_plant_limited_token_is_answered_about_its_plants_only() {
     assert_eq!(answer.status(), 403);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_to_the_web_view_and_sees_their_plant() {
+    let browser_tools = [
+        (
+            "python3",
+            &["-c", "import selenium, requests"][..],
+            "python3 with selenium and requests",
+        ),
+        ("/usr/bin/chromium", &["--version"][..], "Debian's chromium"),
+        (
+            "/usr/bin/chromedriver",
+            &["--version"][..],
+            "Debian's chromium-driver",
+        ),
+    ];
+    for (tool, probe, what) in browser_tools {
+        if common::outside_tool(tool, probe, what).is_none() {
+            return;
+        }
+    }
+    let port = common::free_port();
+    let mut with_web = clients();
+    with_web.as_array_mut().unwrap().push(json!({
+        "client_id": "lodestone-web",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "redirect_uris": [format!("http://127.0.0.1:{port}/")],
+        "scope": "openid lodestone",
+    }));
+    let Some(provider) = Provider::start(with_web).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = provider.issuer();
+    let server = common::ServerProcess::start(
+        dir.path(),
+        port,
+        &[
+            "--demo",
+            "--oidc-issuer",
+            &issuer,
+            "--oidc-audience",
+            AUDIENCE,
+            "--oidc-plants-claim",
+            "plants",
+            "--oidc-web-client-id",
+            "lodestone-web",
+            "--oidc-web-scope",
+            "openid lodestone",
+            "--oidc-web-resource",
+            AUDIENCE,
+        ],
+    );
+    server.connect().await;
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/demo/network.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let emden: Vec<&str> = demo["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["line"]["plant"] == "EMDEN")
+        .map(|r| r["line"]["id"].as_str().unwrap())
+        .collect();
+    assert!(!emden.is_empty());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/web/signin.py");
+    common::python_passes(
+        vec![
+            script.into(),
+            format!("http://127.0.0.1:{port}"),
+            "reader@EMDEN".into(),
+            "EMDEN".into(),
+            json!(emden).to_string(),
+        ],
+        "all sign-in checks passed",
+    )
+    .await;
+}

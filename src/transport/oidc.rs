@@ -114,6 +114,20 @@ pub struct OidcArgs {
         default_value_t = 600
     )]
     pub oidc_jwks_refresh_seconds: u64,
+
+    /// The web view's client id at the provider (a public client): with it,
+    /// people sign in to the web view there (authorization code with PKCE).
+    #[arg(long, env = "LODESTONE_OIDC_WEB_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_web_client_id: Option<String>,
+
+    /// The scopes the web view asks for (space-separated).
+    #[arg(long, env = "LODESTONE_OIDC_WEB_SCOPE", default_value = "openid")]
+    pub oidc_web_scope: String,
+
+    /// The resource indicator (RFC 8707) the web view asks for, where the
+    /// provider needs one to issue tokens for this service's audience.
+    #[arg(long, env = "LODESTONE_OIDC_WEB_RESOURCE")]
+    pub oidc_web_resource: Option<String>,
 }
 
 impl Default for OidcArgs {
@@ -132,6 +146,9 @@ impl Default for OidcArgs {
             oidc_clock_skew_seconds: 30,
             oidc_jwks_min_refetch_seconds: 30,
             oidc_jwks_refresh_seconds: 600,
+            oidc_web_client_id: None,
+            oidc_web_scope: "openid".into(),
+            oidc_web_resource: None,
         }
     }
 }
@@ -139,6 +156,34 @@ impl Default for OidcArgs {
 impl OidcArgs {
     pub fn is_set(&self) -> bool {
         self.oidc_issuer.is_some()
+    }
+
+    /// What the web view needs to sign people in, when it should.
+    pub fn web_sign_in(&self) -> Option<WebSignIn> {
+        Some(WebSignIn {
+            issuer: self.oidc_issuer.clone()?,
+            client_id: self.oidc_web_client_id.clone()?,
+            scope: self.oidc_web_scope.clone(),
+            resource: self.oidc_web_resource.clone(),
+        })
+    }
+}
+
+/// The web view's sign-in at the provider, as the page is told it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSignIn {
+    pub issuer: String,
+    pub client_id: String,
+    pub scope: String,
+    pub resource: Option<String>,
+}
+
+impl WebSignIn {
+    /// The issuer's origin (scheme, host, port), which the page's
+    /// Content-Security-Policy lets it call.
+    pub fn origin(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.issuer).ok()?;
+        Some(url.origin().ascii_serialization())
     }
 }
 

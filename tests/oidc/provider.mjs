@@ -58,6 +58,7 @@ const provider = new Provider(issuer, {
   clients,
   extraClientMetadata: { properties: ["roles", "plants"] },
   jwks: { keys },
+  scopes: ["openid", "lodestone"],
   pkce: { required: () => true },
   clientBasedCORS: () => true,
   features: {

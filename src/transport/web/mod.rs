@@ -41,11 +41,57 @@ pub struct WebView {
     /// The day the page asks about when its address names none (the
     /// demonstration network's date); today when `None`.
     pub opens_on: Option<String>,
+    /// Where people sign in, when they do at the identity provider.
+    pub sign_in: Option<crate::transport::oidc::WebSignIn>,
+}
+
+/// `text` safe inside an HTML attribute's double quotes.
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The page's meta tags for signing in at the provider.
+fn sign_in_meta(sign_in: &crate::transport::oidc::WebSignIn) -> String {
+    let mut tags = vec![
+        ("lodestone-oidc-issuer", sign_in.issuer.as_str()),
+        ("lodestone-oidc-client-id", sign_in.client_id.as_str()),
+        ("lodestone-oidc-scope", sign_in.scope.as_str()),
+    ];
+    if let Some(resource) = &sign_in.resource {
+        tags.push(("lodestone-oidc-resource", resource));
+    }
+    tags.iter()
+        .map(|(name, value)| {
+            format!(
+                "<meta name=\"{name}\" content=\"{}\">\n  ",
+                attribute(value)
+            )
+        })
+        .collect()
+}
+
+/// The page's policy: nothing but this server's own files and calls, and
+/// the identity provider's endpoints when people sign in there.
+fn content_security_policy(provider: Option<&str>) -> header::HeaderValue {
+    let connect = match provider {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".into(),
+    };
+    header::HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect}; \
+         img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ))
+    .expect("origins are header text")
 }
 
 struct Shared {
     /// The page, with the day it opens on, when the web view is on.
     index: Option<Bytes>,
+    /// The page's Content-Security-Policy.
+    policy: header::HeaderValue,
     transcoder: Transcoder,
     metrics: Option<Metrics>,
     openapi: Bytes,
@@ -56,17 +102,23 @@ impl Front {
     /// message; `metrics`, when given, is served at `GET /metrics`; the web
     /// view at `/` when `web_view` is given.
     pub fn new(max_message: usize, metrics: Option<Metrics>, web_view: Option<WebView>) -> Front {
+        let provider = web_view
+            .as_ref()
+            .and_then(|view| view.sign_in.as_ref())
+            .and_then(|s| s.origin());
         let index = web_view.map(|view| {
             let opens_on = view
                 .opens_on
                 .filter(|day| crate::domain::date::parse_date(day).is_some())
                 .map(|day| format!("<meta name=\"lodestone-opens-on\" content=\"{day}\">\n  "))
                 .unwrap_or_default();
-            Bytes::from(INDEX.replacen("<title>", &format!("{opens_on}<title>"), 1))
+            let sign_in = view.sign_in.as_ref().map(sign_in_meta).unwrap_or_default();
+            Bytes::from(INDEX.replacen("<title>", &format!("{opens_on}{sign_in}<title>"), 1))
         });
         Front {
             shared: Arc::new(Shared {
                 index,
+                policy: content_security_policy(provider.as_deref()),
                 transcoder: Transcoder::new(max_message),
                 metrics,
                 openapi: Bytes::from(openapi_text()),
@@ -119,7 +171,7 @@ const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/style.css");
 
 /// One file of the web view; `index` is the page.
-fn page(path: &str, index: &Bytes) -> Response<Body> {
+fn page(path: &str, index: &Bytes, policy: &header::HeaderValue) -> Response<Body> {
     let (content_type, body) = match path {
         "/web/app.js" => (
             "text/javascript; charset=utf-8",
@@ -133,14 +185,7 @@ fn page(path: &str, index: &Bytes) -> Response<Body> {
     };
     let mut answer = plain(StatusCode::OK, content_type, body);
     let headers = answer.headers_mut();
-    // Nothing but this server's own files and calls.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-             img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy.clone());
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         header::HeaderValue::from_static("nosniff"),
@@ -196,7 +241,11 @@ where
                 Box::pin(async move { Ok(answer) })
             }
             "/" | "/web/app.js" | "/web/style.css" if get && shared.index.is_some() => {
-                let answer = page(path, shared.index.as_ref().expect("checked"));
+                let answer = page(
+                    path,
+                    shared.index.as_ref().expect("checked"),
+                    &shared.policy,
+                );
                 Box::pin(async move { Ok(answer) })
             }
             "/openapi.json" if get => {

@@ -23,7 +23,9 @@ async function failure(response) {
     message = (await response.json()).message || message;
   } catch (_) { /* not JSON */ }
   if (response.status === 401) {
-    message = "This server asks for a token: enter a reader token above.";
+    message = provider
+      ? "This server asks who you are: sign in, or enter a reader token above."
+      : "This server asks for a token: enter a reader token above.";
   }
   const error = new Error(message);
   error.status = response.status;
@@ -606,7 +608,134 @@ async function feed() {
     : { afterSequence: String(lastSequence), heartbeatSeconds: 15 }), applyFeed, feeding.signal);
 }
 
+// ---- Signing in at the identity provider -------------------------------
+// Authorization code with PKCE, as a public client: the verifier and state
+// wait in this tab's sessionStorage during the round trip, and the access
+// token is kept there too (only in this tab, gone when it closes).
+
+const meta = (name) => (document.querySelector(`meta[name=${name}]`) || {}).content;
+const provider = meta("lodestone-oidc-issuer") ? {
+  issuer: meta("lodestone-oidc-issuer"),
+  clientId: meta("lodestone-oidc-client-id"),
+  scope: meta("lodestone-oidc-scope") || "openid",
+  resource: meta("lodestone-oidc-resource"),
+} : null;
+
+const base64url = (bytes) => btoa(String.fromCharCode(...bytes))
+  .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+function randomText() {
+  const bytes = new Uint8Array(32);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+async function providerMetadata() {
+  const url = provider.issuer.replace(/\/$/, "") + "/.well-known/openid-configuration";
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`The identity provider does not answer (${response.status}).`);
+  return response.json();
+}
+
+// Where the provider sends people back: this page, without its query.
+const returnTo = () => location.origin + location.pathname;
+
+async function signIn() {
+  const metadata = await providerMetadata();
+  const verifier = randomText();
+  const state = randomText();
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  sessionStorage.setItem("lodestone-sign-in", JSON.stringify({ verifier, state, query: location.search }));
+  const url = new URL(metadata.authorization_endpoint);
+  const params = {
+    response_type: "code",
+    client_id: provider.clientId,
+    redirect_uri: returnTo(),
+    scope: provider.scope,
+    state,
+    code_challenge: base64url(new Uint8Array(digest)),
+    code_challenge_method: "S256",
+  };
+  if (provider.resource) params.resource = provider.resource;
+  url.search = new URLSearchParams(params);
+  location.assign(url.href);
+}
+
+// Back from the provider: the code for a token, the address as it was.
+async function finishSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!provider || (!params.has("code") && !params.has("error"))) return;
+  const asked = JSON.parse(sessionStorage.getItem("lodestone-sign-in") || "null");
+  sessionStorage.removeItem("lodestone-sign-in");
+  history.replaceState(null, "", location.pathname + (asked ? asked.query : ""));
+  if (params.has("error")) {
+    throw new Error(`Sign-in refused: ${params.get("error_description") || params.get("error")}.`);
+  }
+  if (!asked || params.get("state") !== asked.state) {
+    throw new Error("Sign-in failed: the provider's answer is not for this page's request.");
+  }
+  const metadata = await providerMetadata();
+  const body = {
+    grant_type: "authorization_code",
+    code: params.get("code"),
+    redirect_uri: returnTo(),
+    client_id: provider.clientId,
+    code_verifier: asked.verifier,
+  };
+  if (provider.resource) body.resource = provider.resource;
+  const response = await fetch(metadata.token_endpoint, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok || !answer.access_token) {
+    throw new Error(`Sign-in failed: ${answer.error_description || answer.error || response.status}.`);
+  }
+  sessionStorage.setItem("lodestone-token", answer.access_token);
+}
+
+// Who the token in this tab names, and its plants: read, not checked (the
+// server checks every call).
+function signedIn() {
+  const token = sessionStorage.getItem("lodestone-token") || "";
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const text = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0))));
+  } catch (_) {
+    return null;
+  }
+}
+
+function showAccount() {
+  if (!provider) return;
+  $("account").hidden = false;
+  const claims = signedIn();
+  $("sign-in").hidden = Boolean(claims);
+  $("sign-out").hidden = !claims;
+  const plants = claims && Array.isArray(claims.plants) ? `, plants ${claims.plants.join(", ")}` : "";
+  $("who").textContent = claims ? `Signed in as ${claims.sub}${plants}` : "";
+}
+
+function setUpAccount() {
+  if (!provider) return;
+  $("sign-in").addEventListener("click", () => signIn().catch((error) => say(error.message, true)));
+  $("sign-out").addEventListener("click", () => {
+    sessionStorage.removeItem("lodestone-token");
+    location.reload();
+  });
+}
+
 async function start() {
+  try {
+    await finishSignIn();
+  } catch (error) {
+    say(error.message, true);
+  }
+  showAccount();
+  setUpAccount();
   $("token").value = sessionStorage.getItem("lodestone-token") || "";
   const chosen = readAddress();
   try {
