@@ -857,3 +857,34 @@ async fn a_person_signs_in_to_the_web_view_and_sees_their_plant() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_connector_signs_in_by_itself_and_renews_its_token() {
+    if common::outside_tool(
+        "python3",
+        &["-c", "import grpc, grpc_tools, requests"],
+        "python3 with grpcio, grpcio-tools and requests",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(provider) = Provider::start_with(clients(), 3).await else {
+        return;
+    };
+    let app = serve(&provider, |c| c.oidc.oidc_clock_skew_seconds = 0).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/signin_client.py");
+    common::python_passes(
+        vec![
+            script.into(),
+            app.address.to_string(),
+            provider.issuer(),
+            "erp-reader".into(),
+            secret("erp-reader"),
+            "8".into(),
+        ],
+        "all sign-in client checks passed",
+    )
+    .await;
+    app.stop().await;
+}
