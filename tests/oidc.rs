@@ -873,7 +873,10 @@ async fn a_python_connector_signs_in_by_itself_and_renews_its_token() {
         return;
     };
     let app = serve(&provider, |c| c.oidc.oidc_clock_skew_seconds = 0).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/signin_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/signin_client.py"
+    );
     common::python_passes(
         vec![
             script.into(),
