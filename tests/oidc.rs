@@ -13,21 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{expect_error, spawn_app_with, TestApp};
+use common::{expect_error, spawn_app_with, with_token, TestApp};
 use lodestone::pb;
 use lodestone::transport::auth::{new_token, Role};
 use lodestone_test_macros::both_stores;
 use provider::{Provider, AUDIENCE};
 use serde_json::{json, Value};
-use tonic::metadata::MetadataValue;
-use tonic::{Code, Request, Status};
-
-fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
+use tonic::{Code, Status};
 
 /// The provider's clients: one per role, and one with a role of another
 /// service only.
@@ -889,5 +881,42 @@ async fn a_python_connector_signs_in_by_itself_and_renews_its_token() {
         "all sign-in client checks passed",
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_provider_drops_stops_passing_once_the_keys_are_refreshed() {
+    let Some(mut provider) = Provider::start(clients()).await else {
+        return;
+    };
+    let app = serve(&provider, |c| {
+        c.oidc.oidc_jwks_min_refetch_seconds = 1;
+        c.oidc.oidc_jwks_refresh_seconds = 1;
+    })
+    .await;
+    seed(&app, &provider).await;
+    let old = token(&provider, "erp-reader").await;
+    get_licence(&app, &old).await.unwrap();
+    // The provider drops that key (new keys, same port). No token names an
+    // unknown kid, so only the background refresh can learn of it.
+    provider.rotate().await;
+    let before = provider.jwks_requests().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = (0..20).map(|_| get_licence(&app, &old));
+    let answers = futures_util::future::join_all(calls).await;
+    assert!(
+        answers.iter().any(Result::is_ok),
+        "the kept key serves while the refresh runs"
+    );
+    common::eventually(Duration::from_secs(60), || async {
+        let status = get_licence(&app, &old).await.err()?;
+        (status.code() == Code::Unauthenticated).then_some(())
+    })
+    .await;
+    let fetched = provider.jwks_requests().await - before;
+    assert!(
+        (1..=3).contains(&fetched),
+        "one refresh at a time: {fetched} fetches"
+    );
     app.stop().await;
 }

@@ -7,23 +7,15 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{expect_error, metadata, next_update, spawn_app_with};
+use common::{expect_error, metadata, next_update, spawn_app_with, with_token};
 use lodestone::pb::{self, record_service_client::RecordServiceClient};
 use lodestone::startup::{Application, ServeConfig};
 use lodestone::transport::auth::{new_token, Role};
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 /// A request carrying `token` as its bearer token.
-fn with_token<T>(message: T, token: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
 fn get_licence(id: &str) -> pb::GetLicenseRequest {
     pb::GetLicenseRequest { id: id.into() }
 }

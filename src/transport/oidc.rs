@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -373,6 +374,9 @@ pub struct Verifier {
     http: reqwest::Client,
     keys: RwLock<Option<Arc<KeySet>>>,
     fetcher: tokio::sync::Mutex<Fetcher>,
+    /// A background refresh is under way: tokens checked meanwhile start
+    /// no other.
+    refreshing: AtomicBool,
 }
 
 /// The HTTP client for the provider: the process's TLS provider (ring),
@@ -511,6 +515,7 @@ impl Verifier {
             http: http_client()?,
             keys: RwLock::new(None),
             fetcher: tokio::sync::Mutex::new(Fetcher::default()),
+            refreshing: AtomicBool::new(false),
         }))
     }
 
@@ -602,11 +607,13 @@ impl Verifier {
         let cached = self.keys.read().clone();
         if let Some(set) = cached {
             if set.keys.contains_key(kid) {
-                if set.fetched.elapsed() > self.settings.refresh_after {
+                let stale = set.fetched.elapsed() > self.settings.refresh_after;
+                if stale && !self.refreshing.swap(true, Ordering::AcqRel) {
                     // Old keys still check tokens while new ones are fetched.
                     let verifier = self.clone();
                     tokio::spawn(async move {
                         let _ = verifier.fetch(None).await;
+                        verifier.refreshing.store(false, Ordering::Release);
                     });
                 }
                 return Ok(set);
@@ -767,6 +774,7 @@ mod tests {
             http: http_client().unwrap(),
             keys: RwLock::new(None),
             fetcher: tokio::sync::Mutex::new(Fetcher::default()),
+            refreshing: AtomicBool::new(false),
         };
         let client = |claims: Value| verifier.client(&claims);
         let c = client(serde_json::json!({

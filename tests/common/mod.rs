@@ -545,6 +545,14 @@ impl Drop for ServerProcess {
     }
 }
 
+/// `message` with `authorization: Bearer <token>`.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
 /// Polls `probe` until it answers `Some`, every 100 ms, for at most `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, mut probe: F) -> T
 where
