@@ -345,7 +345,7 @@ impl Sled {
                 .map_err(storage)?;
         }
         let trees = self.trees();
-        for slot in [0, 1, 2, 3, 4, LOG_SLOT] {
+        for slot in (0..KINDS).chain([LOG_SLOT]) {
             for (key, value) in std::mem::take(&mut writes.writes[slot]) {
                 match value {
                     Some(value) => trees[slot].insert(key, value).map(drop),
@@ -877,6 +877,32 @@ mod tests {
             n as u64
         );
         assert_eq!(store.tree(Kind::Component).len(), n);
+    }
+
+    /// Every kind of record, shipments too, reaches the store through the
+    /// journal, and is there after the store is opened again.
+    #[test]
+    fn a_large_commit_stores_every_kind_of_record() {
+        use crate::domain::record::Shipment;
+        let dir = tempfile::tempdir().unwrap();
+        let n = MAX_CHANGES_PER_TRANSACTION + 1;
+        let mut records = vec![supplier("S"), component("C", "S")];
+        records.extend((0..n).map(|i| {
+            Record::Shipment(Shipment {
+                id: format!("SH{i:05}"),
+                component_id: "C".into(),
+                units: 10.0,
+                ..Default::default()
+            })
+        }));
+        open(dir.path()).commit_set(create(records), "").unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.tree(Kind::Shipment).len(), n);
+        assert!(store
+            .get(&RecordKey::new(Kind::Shipment, "SH00000"))
+            .unwrap()
+            .is_some());
+        assert_eq!(store.counters.read().counts[slot(Kind::Shipment)], n as u64);
     }
 
     #[test]
