@@ -540,7 +540,7 @@ async fn the_serving_port_serves_the_openapi_description_and_every_path_in_it() 
     assert_eq!(description, lodestone::transport::web::openapi());
     let paths = description["paths"].as_object().unwrap();
     // Every unary and server-streaming method of both services.
-    assert_eq!(paths.len(), 23);
+    assert_eq!(paths.len(), 24);
     for (path, operations) in paths {
         if operations.get("get").is_some() {
             continue; // streams, exercised above

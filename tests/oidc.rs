@@ -200,6 +200,44 @@ async fn provider_tokens_carry_their_roles_beside_the_token_file() {
     assert_eq!(call(&reader).await.unwrap().status(), 200);
     assert_eq!(call(&stranger).await.unwrap().status(), 403);
     assert_eq!(call("eyJ.x.y").await.unwrap().status(), 401);
+
+    // The audit trail names the three identities that wrote, a provider
+    // token's by its subject and client; only the admin may read it.
+    let trail = |token: &str| {
+        let mut records = app.records.clone();
+        let request = with_token(pb::ListAuditEntriesRequest::default(), token);
+        async move { records.list_audit_entries(request).await }
+    };
+    for token in [&reader, &writer] {
+        let status = trail(token).await.unwrap_err();
+        expect_error(&status, Code::PermissionDenied, "PERMISSION_DENIED");
+    }
+    let entries = trail(&admin).await.unwrap().into_inner().entries;
+    let authors: Vec<(&str, &str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            let author = e.author.as_ref().unwrap();
+            (
+                author.name.as_str(),
+                author.subject.as_str(),
+                author.client_id.as_str(),
+                e.request.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        authors,
+        [
+            ("nightly-batch", "", "", "UpsertRecords"),
+            (
+                "erp-writer",
+                "erp-writer",
+                "erp-writer",
+                "UpdateLicenseStatus"
+            ),
+            ("ops-admin", "ops-admin", "ops-admin", "UpdateLicenseStatus"),
+        ]
+    );
     app.stop().await;
 }
 

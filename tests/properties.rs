@@ -12,6 +12,12 @@ use lodestone::network::{Network, Upsert};
 use lodestone::store::{SledConfig, SledStore};
 use proptest::prelude::*;
 
+fn anonymous() -> lodestone::domain::audit::Attribution {
+    lodestone::domain::audit::Attribution::anonymous(
+        lodestone::domain::audit::Request::UpsertRecords,
+    )
+}
+
 const COUNTRIES: [&str; 3] = ["CN", "DE", "JP"];
 
 /// A component's choices: how many sources and from which supplier on, an
@@ -256,7 +262,7 @@ fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
     with_network(|network| {
         block_on(async {
             let outcome = network
-                .upsert(Upsert::new(incoming(records.clone())), "")
+                .upsert(Upsert::new(incoming(records.clone())), &anonymous())
                 .await
                 .unwrap();
             prop_assert_eq!(outcome.revision, 1);
@@ -269,7 +275,7 @@ fn round_trips(records: Vec<Record>) -> Result<(), TestCaseError> {
             prop_assert_eq!(on_disk.records, view.records().collect::<Vec<_>>());
             // The same batch again changes nothing.
             let again = network
-                .upsert(Upsert::new(incoming(records)), "")
+                .upsert(Upsert::new(incoming(records)), &anonymous())
                 .await
                 .unwrap();
             prop_assert_eq!(again.revision, 1);
@@ -289,13 +295,15 @@ fn refused_whole(
     with_network(|network| {
         block_on(async {
             network
-                .upsert(Upsert::new(incoming(base.clone())), "")
+                .upsert(Upsert::new(incoming(base.clone())), &anonymous())
                 .await
                 .unwrap();
             let before = network.view();
             let mut broken = change;
             break_batch(&mut broken, &how);
-            let refused = network.upsert(Upsert::new(incoming(broken)), "").await;
+            let refused = network
+                .upsert(Upsert::new(incoming(broken)), &anonymous())
+                .await;
             prop_assert!(refused.is_err(), "{:?} was accepted", how);
             let after = network.view();
             prop_assert_eq!(after.revision, before.revision);
@@ -364,7 +372,7 @@ fn stored_counts_match_the_records() {
                 })
                 .collect();
             network
-                .upsert(Upsert::new(incoming(records)), "")
+                .upsert(Upsert::new(incoming(records)), &anonymous())
                 .await
                 .unwrap();
             let page = network.list(

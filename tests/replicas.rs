@@ -264,7 +264,9 @@ async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
     let b = Arc::new(Network::open(Arc::new(store_b)).await.unwrap());
     // A writes; B does not follow meanwhile (no follower runs here).
     for i in 0..30 {
-        a.upsert(Upsert::new(supplier(i)), "").await.unwrap();
+        a.upsert(Upsert::new(supplier(i)), &common::anonymous())
+            .await
+            .unwrap();
     }
     let removed = store_a.prune_feed(5, Duration::ZERO).await.unwrap();
     assert_eq!(removed, 25, "all but the newest five revisions");
@@ -275,10 +277,15 @@ async fn a_replica_behind_the_pruned_change_feed_loads_every_record_again() {
 
     // Behind again, B writes: its turn finds the gap and reloads first.
     for i in 30..40 {
-        a.upsert(Upsert::new(supplier(i)), "").await.unwrap();
+        a.upsert(Upsert::new(supplier(i)), &common::anonymous())
+            .await
+            .unwrap();
     }
     store_a.prune_feed(2, Duration::ZERO).await.unwrap();
-    let written = b.upsert(Upsert::new(supplier(100)), "").await.unwrap();
+    let written = b
+        .upsert(Upsert::new(supplier(100)), &common::anonymous())
+        .await
+        .unwrap();
     assert_eq!(written.revision, 41);
     assert_eq!(b.view().suppliers.len(), 41);
     assert_eq!(

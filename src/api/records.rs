@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::page::{decode_token, encode_token, page_size, PagePin};
 use super::{plant_for, refuse_if_any};
+use crate::domain::audit::{micros, AuditQuery, Request as AuditRequest};
 use crate::domain::record::{Kind, LicenseStatus, Record, RecordKey};
 use crate::domain::validate::{identifier_problem, is_country_code, MAX_RECORDS_PER_REQUEST};
 use crate::domain::write::{Incoming, Origin};
@@ -20,7 +21,7 @@ use crate::domain::write::{LicenseDecision, Revisions};
 use crate::domain::{Error, Violation};
 use crate::network::{Apply, Network, Upsert};
 use crate::pb::{self, record_service_server::RecordService, DateReader};
-use crate::transport::auth::{caller, client_name, PlantRefusal};
+use crate::transport::auth::{attribution, caller, PlantRefusal};
 use crate::view::{ListPage, ListQuery};
 
 /// Records per `ExportRecordsResponse` message.
@@ -132,7 +133,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::UpsertRecordsRequest>,
     ) -> Result<Response<pb::UpsertRecordsResponse>, Status> {
-        let client = client_name(&request).to_string();
+        let by = attribution(&request, AuditRequest::UpsertRecords);
         let request = request.into_inner();
         let count = request.records.len();
         if count > MAX_RECORDS_PER_REQUEST {
@@ -157,7 +158,7 @@ impl RecordService for RecordApi {
                         Apply::Commit
                     },
                 },
-                &client,
+                &by,
             )
             .await?;
         Ok(Response::new(pb::UpsertRecordsResponse {
@@ -170,7 +171,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::DeleteRecordsRequest>,
     ) -> Result<Response<pb::DeleteRecordsResponse>, Status> {
-        let client = client_name(&request).to_string();
+        let by = attribution(&request, AuditRequest::DeleteRecords);
         let refs = request.into_inner().refs;
         let mut violations = Vec::new();
         let mut keys = Vec::with_capacity(refs.len());
@@ -190,7 +191,7 @@ impl RecordService for RecordApi {
         // The plan refuses the request unless every distinct record exists,
         // so on success exactly these were deleted.
         let distinct = keys.iter().collect::<HashSet<_>>().len();
-        let outcome = self.network.delete(keys, &client).await?;
+        let outcome = self.network.delete(keys, &by).await?;
         Ok(Response::new(pb::DeleteRecordsResponse {
             deleted_count: distinct as u32,
             revision: outcome.revision,
@@ -201,7 +202,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<Streaming<pb::ImportRecordsRequest>>,
     ) -> Result<Response<pb::ImportRecordsResponse>, Status> {
-        let client = client_name(&request).to_string();
+        let by = attribution(&request, AuditRequest::ImportRecords);
         let mut stream = request.into_inner();
         let (mut incoming, mut malformed) = (Vec::new(), Vec::new());
         let mut received = 0usize;
@@ -222,7 +223,7 @@ impl RecordService for RecordApi {
                     revisions: Revisions::Ignored,
                     apply: Apply::Commit,
                 },
-                &client,
+                &by,
             )
             .await?;
         Ok(Response::new(pb::ImportRecordsResponse {
@@ -479,7 +480,7 @@ impl RecordService for RecordApi {
         &self,
         request: Request<pb::UpdateLicenseStatusRequest>,
     ) -> Result<Response<pb::License>, Status> {
-        let client = client_name(&request).to_string();
+        let by = attribution(&request, AuditRequest::UpdateLicenseStatus);
         let r = request.into_inner();
         let mut violations = Vec::new();
         check_id("id", &r.id, &mut violations);
@@ -506,8 +507,95 @@ impl RecordService for RecordApi {
         }
         let license = self
             .network
-            .decide_license(decision, violations, &client)
+            .decide_license(decision, violations, &by)
             .await?;
         Ok(Response::new(pb::license_to_pb(&license)))
     }
+
+    async fn list_audit_entries(
+        &self,
+        request: Request<pb::ListAuditEntriesRequest>,
+    ) -> Result<Response<pb::ListAuditEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        let from = audit_time("recorded_from", r.recorded_from, &mut violations);
+        let before = audit_time("recorded_before", r.recorded_before, &mut violations);
+        if let (Some(from), Some(before)) = (from, before) {
+            if from >= before {
+                violations.push(Violation::new(
+                    "recorded_before",
+                    "must be later than recorded_from",
+                ));
+            }
+        }
+        let size = page_size(r.page_size);
+        if let Err(Error::InvalidArgument { violations: more }) = &size {
+            violations.extend(more.iter().cloned());
+        }
+        refuse_if_any(violations)?;
+        let size = size?;
+        // A page token continues the same filters after its last revision.
+        let listing = format!(
+            "audit:{}:{}:{}",
+            r.after_revision,
+            r.recorded_from.map(|t| t.to_string()).unwrap_or_default(),
+            r.recorded_before.map(|t| t.to_string()).unwrap_or_default(),
+        );
+        let cursor = decode_token(&r.page_token, &listing)?;
+        let after_revision = match cursor.after {
+            Some(after) => after.parse::<u64>().map_err(|_| {
+                Error::invalid_argument("page_token", "is not a page token this service issued")
+            })?,
+            None => r.after_revision,
+        };
+        let query = AuditQuery {
+            after_revision,
+            from,
+            before,
+        };
+        let mut entries = self.network.read_audit(query, size + 1).await?;
+        let next_page_token = if entries.len() > size {
+            entries.truncate(size);
+            let last = entries.last().map_or(after_revision, |e| e.revision);
+            encode_token(&listing, &last.to_string(), &PagePin::default())
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAuditEntriesResponse {
+            entries: entries.iter().map(pb::audit_entry_to_pb).collect(),
+            next_page_token,
+            oldest_revision: self.network.oldest_audited().await?,
+        }))
+    }
+}
+
+/// A listing's time bound, to the microsecond the trail keeps, rounded up:
+/// an entry is recorded at or after `t` exactly when it is at or after the
+/// bound, and before `t` exactly when it is before the bound.
+fn audit_time(
+    field: &str,
+    time: Option<prost_types::Timestamp>,
+    violations: &mut Vec<Violation>,
+) -> Option<std::time::SystemTime> {
+    let time = time?;
+    if !(0..1_000_000_000).contains(&time.nanos) {
+        violations.push(Violation::new(
+            format!("{field}.nanos"),
+            format!("must be 0 to 999,999,999, is {}", time.nanos),
+        ));
+        return None;
+    }
+    let Ok(at) = std::time::SystemTime::try_from(time) else {
+        violations.push(Violation::new(
+            field,
+            "is not a time this server can represent",
+        ));
+        return None;
+    };
+    let truncated = micros(at);
+    Some(if truncated < at {
+        truncated + std::time::Duration::from_micros(1)
+    } else {
+        truncated
+    })
 }

@@ -252,6 +252,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
+    use crate::domain::audit::{Attribution, Request};
     use crate::domain::date::{parse_date, Date};
     use crate::domain::record::LicenseStatus;
     use crate::domain::risk::report::at_risk_order_of;
@@ -378,7 +379,7 @@ mod tests {
                     revision: 0,
                 },
                 Vec::new(),
-                "",
+                &Attribution::anonymous(Request::UpdateLicenseStatus),
             )
             .await
             .unwrap();
@@ -491,7 +492,7 @@ mod tests {
                     revisions: Revisions::Ignored,
                     apply: Apply::Commit,
                 },
-                "",
+                &Attribution::anonymous(Request::UpsertRecords),
             )
             .await
             .unwrap();

@@ -2,6 +2,7 @@
 //! write request becomes a set of changes. Plain Rust: no protobuf, gRPC or
 //! storage types appear here, so that all of it can be tested alone.
 
+pub mod audit;
 pub mod changelog;
 pub mod date;
 pub mod error;

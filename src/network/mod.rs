@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::domain::audit::{Attribution, AuditEntry, AuditQuery};
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::{License, Record, RecordKey};
 use crate::domain::write::{
@@ -158,6 +159,20 @@ impl Network {
         }
     }
 
+    /// Up to `limit` audit entries that `query` admits, from the store.
+    pub async fn read_audit(
+        &self,
+        query: AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, Error> {
+        self.store().read_audit(query, limit).await
+    }
+
+    /// The oldest revision the audit trail holds (0: none).
+    pub async fn oldest_audited(&self) -> Result<u64, Error> {
+        self.store().oldest_audited().await
+    }
+
     /// Follows the revision readers see.
     pub fn applied_revision(&self) -> watch::Receiver<u64> {
         self.published.applied()
@@ -168,12 +183,12 @@ impl Network {
         self.published.durable_head()
     }
 
-    /// Creates or replaces records. `client` names the caller in the
-    /// licence log (empty: anonymous).
+    /// Creates or replaces records. `by` names the caller and the request in
+    /// the licence log and the audit trail.
     pub async fn upsert(
         self: &Arc<Self>,
         upsert: Upsert,
-        client: &str,
+        by: &Attribution,
     ) -> Result<WriteOutcome, Error> {
         let Upsert {
             records,
@@ -182,7 +197,7 @@ impl Network {
             apply,
         } = upsert;
         let (outcome, _) = self
-            .submit(apply, client, move |lookup| {
+            .submit(apply, by, move |lookup| {
                 Ok(Plan {
                     changes: plan_upsert(lookup, records, malformed, revisions)?,
                     read: Read::Nothing,
@@ -196,10 +211,10 @@ impl Network {
     pub async fn delete(
         self: &Arc<Self>,
         keys: Vec<RecordKey>,
-        client: &str,
+        by: &Attribution,
     ) -> Result<WriteOutcome, Error> {
         let (outcome, _) = self
-            .submit(Apply::Commit, client, move |lookup| {
+            .submit(Apply::Commit, by, move |lookup| {
                 Ok(Plan {
                     changes: plan_delete(lookup, &keys)?,
                     read: Read::Nothing,
@@ -214,10 +229,10 @@ impl Network {
         self: &Arc<Self>,
         decision: LicenseDecision,
         malformed: Vec<Violation>,
-        client: &str,
+        by: &Attribution,
     ) -> Result<License, Error> {
         let (outcome, read) = self
-            .submit(Apply::Commit, client, move |lookup| {
+            .submit(Apply::Commit, by, move |lookup| {
                 let (current, changes) = plan_decision(lookup, &decision, malformed)?;
                 Ok(Plan {
                     changes,
@@ -297,6 +312,10 @@ mod tests {
     use crate::store::FeedEntry;
     use crate::store::{SledConfig, SledStore};
 
+    fn anonymous() -> Attribution {
+        Attribution::anonymous(crate::domain::audit::Request::UpsertRecords)
+    }
+
     fn open(dir: &std::path::Path) -> Arc<dyn Store> {
         Arc::new(
             SledStore::open(&SledConfig {
@@ -325,9 +344,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let network = Arc::new(Network::open(open(dir.path())).await.unwrap());
         let failed = network
-            .submit(Apply::Commit, "", |_: &dyn Lookup| -> Result<Plan, Error> {
-                panic!("a bug in the planner")
-            })
+            .submit(
+                Apply::Commit,
+                &anonymous(),
+                |_: &dyn Lookup| -> Result<Plan, Error> { panic!("a bug in the planner") },
+            )
             .await
             .unwrap_err();
         assert!(
@@ -336,7 +357,7 @@ mod tests {
         );
         assert!(network.failure.lock().is_none(), "the store is not failed");
         let outcome = network
-            .upsert(Upsert::new(supplier("S1")), "")
+            .upsert(Upsert::new(supplier("S1")), &anonymous())
             .await
             .expect("the next write goes through");
         assert_eq!(outcome.revision, 1);
@@ -382,6 +403,16 @@ mod tests {
         {
             self.inner.read_log(after, limit)
         }
+        fn read_audit(
+            &self,
+            query: AuditQuery,
+            limit: usize,
+        ) -> crate::store::BoxFuture<'_, Result<Vec<AuditEntry>, Error>> {
+            self.inner.read_audit(query, limit)
+        }
+        fn oldest_audited(&self) -> crate::store::BoxFuture<'_, Result<u64, Error>> {
+            self.inner.oldest_audited()
+        }
         fn compact_log(&self, through: u64) -> crate::store::BoxFuture<'_, Result<u64, Error>> {
             self.inner.compact_log(through)
         }
@@ -409,17 +440,21 @@ mod tests {
                 let result = match i % 4 {
                     3 => {
                         let missing = RecordKey::new(Kind::Supplier, format!("missing-{i}"));
-                        network.delete(vec![missing], "").await
+                        network.delete(vec![missing], &anonymous()).await
                     }
                     2 if i == 6 => network
-                        .submit(Apply::Commit, "", |_: &dyn Lookup| -> Result<Plan, Error> {
-                            panic!("a bug in the planner")
-                        })
+                        .submit(
+                            Apply::Commit,
+                            &anonymous(),
+                            |_: &dyn Lookup| -> Result<Plan, Error> {
+                                panic!("a bug in the planner")
+                            },
+                        )
                         .await
                         .map(|(outcome, _)| outcome),
                     _ => {
                         network
-                            .upsert(Upsert::new(supplier(&format!("S{i:02}"))), "")
+                            .upsert(Upsert::new(supplier(&format!("S{i:02}"))), &anonymous())
                             .await
                     }
                 };
@@ -481,7 +516,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         network
-            .upsert(Upsert::new(supplier("S1")), "")
+            .upsert(Upsert::new(supplier("S1")), &anonymous())
             .await
             .expect("the store recovers and takes the write");
         assert!(network.failure.lock().is_none());

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use crate::domain::audit::Attribution;
 use crate::domain::record::License;
 use crate::domain::write::{Change, Lookup};
 use crate::domain::{Error, Kind};
@@ -44,7 +45,8 @@ pub(super) type Reply = Result<(WriteOutcome, Read), Error>;
 /// A write waiting for the writer.
 pub(super) struct Job {
     pub apply: Apply,
-    pub client: String,
+    /// Who asks, by which request.
+    pub by: Attribution,
     pub plan: Planner,
     pub reply: oneshot::Sender<Reply>,
     /// The caller's span, for what the writer logs of this write.
@@ -134,7 +136,7 @@ impl Planned {
     fn add(&mut self, job: Job, last: bool) {
         let Job {
             apply,
-            client,
+            by,
             plan,
             reply,
             span,
@@ -171,7 +173,7 @@ impl Planned {
             revision,
             "planned"
         );
-        self.sets.push(WriteSet { changes, client });
+        self.sets.push(WriteSet { changes, by });
         self.committing.push((reply, read));
     }
 }

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::plan::{plan_batch, with_changes, Apply, Job, Plan, Planned, Read, Reply};
 use super::{recovery, Network, WriteOutcome};
+use crate::domain::audit::Attribution;
 use crate::domain::write::Lookup;
 use crate::domain::Error;
 use crate::store::{Committed, FeedEntry, Store, Turn};
@@ -81,7 +82,7 @@ impl Network {
     pub(super) async fn submit<F>(
         self: &Arc<Self>,
         apply: Apply,
-        client: &str,
+        by: &Attribution,
         plan: F,
     ) -> Result<(WriteOutcome, Read), Error>
     where
@@ -90,7 +91,7 @@ impl Network {
         let (reply, replied) = oneshot::channel();
         self.writer.queue.lock().push_back(Job {
             apply,
-            client: client.to_string(),
+            by: by.clone(),
             plan: Box::new(plan),
             reply,
             span: tracing::Span::current(),

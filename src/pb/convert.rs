@@ -5,6 +5,9 @@
 //! request path, and the rest of the record is still decoded so that its other
 //! problems are found too.
 
+use std::time::SystemTime;
+
+use crate::domain::audit::{AuditEntry, Author};
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::date::{format_optional_date, parse_date, Date};
 use crate::domain::record::{self as d, Kind, LicenseStatus, Record, RecordKey};
@@ -327,6 +330,67 @@ pub fn record_ref_to_key(reference: pb::RecordRef) -> Option<RecordKey> {
         Ref::Line(id) => RecordKey::new(Kind::Line, id),
         Ref::License(id) => RecordKey::new(Kind::License, id),
         Ref::Shipment(id) => RecordKey::new(Kind::Shipment, id),
+    })
+}
+
+/// The `RecordRef` that names `key`.
+pub fn key_to_record_ref(key: &RecordKey) -> pb::RecordRef {
+    use pb::record_ref::Ref;
+    let id = key.id.clone();
+    pb::RecordRef {
+        r#ref: Some(match key.kind {
+            Kind::Material => Ref::Material(id),
+            Kind::Supplier => Ref::Supplier(id),
+            Kind::Component => Ref::Component(id),
+            Kind::Line => Ref::Line(id),
+            Kind::License => Ref::License(id),
+            Kind::Shipment => Ref::Shipment(id),
+        }),
+    }
+}
+
+pub fn audit_entry_to_pb(entry: &AuditEntry) -> pb::AuditEntry {
+    let refs = |keys: &[RecordKey]| keys.iter().map(key_to_record_ref).collect();
+    pb::AuditEntry {
+        revision: entry.revision,
+        recorded_at: Some(prost_types::Timestamp::from(entry.recorded_at)),
+        author: Some(pb::Author {
+            name: entry.author.name.clone(),
+            subject: entry.author.subject.clone(),
+            client_id: entry.author.client_id.clone(),
+        }),
+        request: entry.request.clone(),
+        created_count: entry.created_count,
+        updated_count: entry.updated_count,
+        deleted_count: entry.deleted_count,
+        created: refs(&entry.created),
+        updated: refs(&entry.updated),
+        deleted: refs(&entry.deleted),
+    }
+}
+
+/// The entry `message` holds, or `None` when it names no time or a record
+/// of no kind (it was not written by this service).
+pub fn audit_entry_from_pb(message: pb::AuditEntry) -> Option<AuditEntry> {
+    let keys = |refs: Vec<pb::RecordRef>| -> Option<Vec<RecordKey>> {
+        refs.into_iter().map(record_ref_to_key).collect()
+    };
+    let author = message.author.unwrap_or_default();
+    Some(AuditEntry {
+        revision: message.revision,
+        recorded_at: SystemTime::try_from(message.recorded_at?).ok()?,
+        author: Author {
+            name: author.name,
+            subject: author.subject,
+            client_id: author.client_id,
+        },
+        request: message.request,
+        created_count: message.created_count,
+        updated_count: message.updated_count,
+        deleted_count: message.deleted_count,
+        created: keys(message.created)?,
+        updated: keys(message.updated)?,
+        deleted: keys(message.deleted)?,
     })
 }
 

@@ -4,6 +4,7 @@
 use prost::Message;
 use std::time::SystemTime;
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::changelog::{ChangeKind, LicenseChange};
 use crate::domain::record::{LicenseStatus, Record};
 use crate::domain::write::Change;
@@ -65,6 +66,20 @@ pub(super) fn decode_change(bytes: &[u8]) -> Result<LicenseChange, Error> {
         previous_status: LicenseStatus::from_number(message.previous_status),
         recorded_at,
         client: message.client,
+    })
+}
+
+pub(super) fn encode_audit(entry: &AuditEntry) -> Vec<u8> {
+    encode(&pb::audit_entry_to_pb(entry))
+}
+
+pub(super) fn decode_audit(bytes: &[u8]) -> Result<AuditEntry, Error> {
+    let message: pb::AuditEntry = decode(bytes)?;
+    let revision = message.revision;
+    pb::audit_entry_from_pb(message).ok_or_else(|| {
+        Error::Storage(format!(
+            "the audit entry of revision {revision} does not decode"
+        ))
     })
 }
 

@@ -3,6 +3,7 @@
 //! everything else.
 
 use super::{BoxFuture, FeedEntry, LogBounds, Snapshot, Store, Turn};
+use crate::domain::audit::{AuditEntry, AuditQuery};
 use crate::domain::changelog::LicenseChange;
 use crate::domain::Error;
 
@@ -55,6 +56,14 @@ impl Store for FailedStore {
     }
 
     fn read_log(&self, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn read_audit(&self, _: AuditQuery, _: usize) -> BoxFuture<'_, Result<Vec<AuditEntry>, Error>> {
+        Box::pin(async { Err(self.refused()) })
+    }
+
+    fn oldest_audited(&self) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async { Err(self.refused()) })
     }
 

@@ -13,6 +13,7 @@ mod lock;
 mod postgres;
 mod sled_store;
 
+use crate::domain::audit::{Attribution, AuditEntry, AuditQuery};
 use crate::domain::changelog::LicenseChange;
 use crate::domain::record::Record;
 use crate::domain::write::Change;
@@ -43,9 +44,9 @@ pub use sled_store::{SledConfig, SledStore};
 pub struct WriteSet {
     /// New records stamped with the revision the write commits at.
     pub changes: Vec<Change>,
-    /// Who asked (the authenticated caller, or empty): the licence log
-    /// names them.
-    pub client: String,
+    /// Who asked, by which request: the licence log names the caller, the
+    /// audit trail both.
+    pub by: Attribution,
 }
 
 /// What a commit did.
@@ -141,8 +142,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<LicenseChange>, Error>>;
 
+    /// Up to `limit` audit entries that `query` admits, in revision order.
+    fn read_audit(
+        &self,
+        query: AuditQuery,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, Error>>;
+
+    /// The oldest revision the audit trail holds (0: none).
+    fn oldest_audited(&self) -> BoxFuture<'_, Result<u64, Error>>;
+
     /// Removes the licence log's entries up to `through` (never past the
-    /// head), so that what is kept stays contiguous. Returns how many went.
+    /// head), so that what is kept stays contiguous, and the audit trail's
+    /// entries up to the revision of the last entry removed: the trail is
+    /// kept as long as the log. Returns how many log entries went.
     fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>>;
 
     /// Makes every commit so far durable (at shutdown; commits are durable

@@ -3,7 +3,8 @@
 //! Tables (see `migrations/`): `lodestone_head` (one row: the revision and
 //! the licence log's head), `lodestone_records` (every record as of the
 //! head), `lodestone_changes` (the change feed: each revision's records, in
-//! parts) and `lodestone_log` (the licence change log).
+//! parts), `lodestone_log` (the licence change log) and `lodestone_audit`
+//! (each revision's author, request and records).
 //!
 //! A writer's turn is a transaction that has locked the head row: writers
 //! on every replica wait for each other there, so commit order is revision
@@ -28,9 +29,11 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, NoTls, Socket};
 
 use super::codec::{
-    decode_change, decode_feed, decode_record, encode_change, encode_feed, encode_record,
+    decode_audit, decode_change, decode_feed, decode_record, encode_audit, encode_change,
+    encode_feed, encode_record,
 };
 use super::{BoxFuture, Committed, FeedEntry, LogBounds, Snapshot, Store, Turn, WriteSet};
+use crate::domain::audit::{micros, AuditEntry, AuditQuery};
 use crate::domain::changelog::{license_change, LicenseChange};
 use crate::domain::record::{Kind, RecordKey};
 use crate::domain::Error;
@@ -643,13 +646,56 @@ impl Store for PostgresStore {
         })
     }
 
+    fn read_audit(
+        &self,
+        query: AuditQuery,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT body FROM lodestone_audit WHERE revision > $1 \
+                     AND ($2::timestamptz IS NULL OR recorded_at >= $2) \
+                     AND ($3::timestamptz IS NULL OR recorded_at < $3) \
+                     ORDER BY revision LIMIT $4",
+                    &[
+                        &int(query.after_revision),
+                        &query.from,
+                        &query.before,
+                        &int(limit as u64),
+                    ],
+                )
+                .await
+                .map_err(db("reading the audit trail"))?;
+            rows.iter().map(|row| decode_audit(row.get(0))).collect()
+        })
+    }
+
+    fn oldest_audited(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT COALESCE(min(revision), 0) FROM lodestone_audit",
+                    &[],
+                )
+                .await
+                .map_err(db("reading the audit trail"))?;
+            Ok(uint(row.get(0)))
+        })
+    }
+
     fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>> {
         Box::pin(async move {
             let client = self.client().await?;
             let row = client
                 .query_one(
                     "WITH gone AS (DELETE FROM lodestone_log WHERE sequence <= \
-                     LEAST($1, (SELECT log_head FROM lodestone_head WHERE id = 1)) RETURNING sequence) \
+                     LEAST($1, (SELECT log_head FROM lodestone_head WHERE id = 1)) \
+                     RETURNING sequence, revision), \
+                     audit_gone AS (DELETE FROM lodestone_audit \
+                     WHERE revision <= (SELECT max(revision) FROM gone)) \
                      SELECT count(*), COALESCE(max(sequence), 0) FROM gone",
                     &[&int(through)],
                 )
@@ -710,6 +756,8 @@ struct Rows {
     feed: Vec<(i64, i32, i64, Vec<u8>)>,
     /// Log entries: sequence, revision, time, body.
     log: Vec<(i64, i64, SystemTime, Vec<u8>)>,
+    /// Audit entries: revision, time, body.
+    audit: Vec<(i64, SystemTime, Vec<u8>)>,
 }
 
 impl Turn for PgTurn {
@@ -744,7 +792,19 @@ impl Turn for PgTurn {
         sets: Vec<WriteSet>,
     ) -> BoxFuture<'static, Result<Vec<Committed>, Error>> {
         Box::pin(async move {
-            let recorded_at = SystemTime::now();
+            let client = self.client.as_ref().expect("the turn is open");
+            // Never recorded before the revision before: the trail's times
+            // rise with its revisions, whichever replica's clock wrote them.
+            let newest = client
+                .query_opt(
+                    "SELECT recorded_at FROM lodestone_audit ORDER BY revision DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(db("reading the audit trail"))?
+                .map(|row| row.get::<_, SystemTime>(0));
+            let now = micros(SystemTime::now());
+            let recorded_at = newest.map_or(now, |newest| newest.max(now));
             let mut rows = Rows::default();
             let mut committed = Vec::with_capacity(sets.len());
             let mut revision = self.head;
@@ -756,9 +816,13 @@ impl Turn for PgTurn {
                     if let Some(record) = change.new.as_mut() {
                         record.set_revision(revision);
                     }
-                    if let Some(logged) =
-                        license_change(change, log_head + 1, revision, recorded_at, &set.client)
-                    {
+                    if let Some(logged) = license_change(
+                        change,
+                        log_head + 1,
+                        revision,
+                        recorded_at,
+                        &set.by.author.name,
+                    ) {
                         log_head = logged.sequence;
                         rows.log.push((
                             int(log_head),
@@ -772,6 +836,9 @@ impl Turn for PgTurn {
                     let state = change.new.as_ref().map(|r| (revision, encode_record(r)));
                     rows.records.insert((kind, id), state);
                 }
+                let audited = AuditEntry::of(&set.changes, revision, recorded_at, &set.by);
+                rows.audit
+                    .push((int(revision), recorded_at, encode_audit(&audited)));
                 for (part, chunk) in set.changes.chunks(CHUNK).enumerate() {
                     rows.feed.push((
                         int(revision),
@@ -785,7 +852,6 @@ impl Turn for PgTurn {
                     license_changes,
                 });
             }
-            let client = self.client.as_ref().expect("the turn is open");
             write_rows(client, rows).await?;
             client
                 .execute(
@@ -896,6 +962,22 @@ async fn write_rows(client: &Object, rows: Rows) -> Result<(), Error> {
             .execute(&log, &[&sequences, &revisions, &times, &bodies])
             .await
             .map_err(db("appending to the licence log"))?;
+    }
+    let audit = client
+        .prepare_cached(
+            "INSERT INTO lodestone_audit (revision, recorded_at, body) \
+             SELECT * FROM UNNEST($1::int8[], $2::timestamptz[], $3::bytea[])",
+        )
+        .await
+        .map_err(db("preparing a statement"))?;
+    for chunk in rows.audit.chunks(CHUNK) {
+        let revisions: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+        let times: Vec<SystemTime> = chunk.iter().map(|r| r.1).collect();
+        let bodies: Vec<&[u8]> = chunk.iter().map(|r| r.2.as_slice()).collect();
+        client
+            .execute(&audit, &[&revisions, &times, &bodies])
+            .await
+            .map_err(db("appending to the audit trail"))?;
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Trees: one per record kind (id → record), `meta` (schema version, revision,
 //! log head, counts)
-//! and `log` (sequence → licence change), plus `undo`, the journal of a large
+//! `log` (sequence → licence change) and `audit` (revision → who wrote it,
+//! how, and what it changed), plus `undo`, the journal of a large
 //! commit under way. A commit writes all of them atomically: in one sled
 //! transaction when small, through the undo journal when large (see
 //! `commit_journaled`). Counters live in `meta` so that the revision and log
@@ -16,10 +17,13 @@ use parking_lot::RwLock;
 use sled::transaction::{TransactionError, Transactional};
 use sled::{Batch, Tree};
 
-use super::codec::{decode_change, decode_record, encode_change, encode_record};
+use super::codec::{
+    decode_audit, decode_change, decode_record, encode_audit, encode_change, encode_record,
+};
 use super::durable::GroupSync;
 use super::keys;
 use super::{BoxFuture, Committed, FeedEntry, LogBounds, Snapshot, Store, Turn, WriteSet};
+use crate::domain::audit::{micros, Attribution, AuditEntry, AuditQuery};
 use crate::domain::changelog::{license_change, LicenseChange};
 use crate::domain::record::{Kind, RecordKey};
 use crate::domain::write::Change;
@@ -57,6 +61,10 @@ struct Counters {
     log_head: u64,
     log_oldest: u64,
     counts: [u64; KINDS],
+    /// When the newest audit entry was recorded: a commit is never recorded
+    /// earlier, so that the trail's times rise with its revisions even when
+    /// the clock steps back (and a time range is found by bisection).
+    audited_at: Option<SystemTime>,
 }
 
 /// The sled store, shared with the writer's turns.
@@ -76,6 +84,7 @@ pub struct Sled {
     records: [Tree; KINDS],
     meta: Tree,
     log: Tree,
+    audit: Tree,
     /// The undo journal of a large commit under way (see `commit_journaled`).
     undo: Tree,
     /// The counters as of the last finished commit. A commit works on a
@@ -148,6 +157,7 @@ impl Sled {
         let store = Sled {
             meta: tree("meta")?,
             log: tree("log")?,
+            audit: tree("audit")?,
             undo: tree("undo")?,
             records,
             db,
@@ -225,6 +235,10 @@ impl Sled {
                 .ok_or_else(|| Error::Storage("a licence log key is malformed".into()))?,
             None => counters.log_head + 1,
         };
+        counters.audited_at = match self.audit.last().map_err(storage)? {
+            Some((_, value)) => Some(decode_audit(&value)?.recorded_at),
+            None => None,
+        };
         Ok(counters)
     }
 
@@ -239,6 +253,7 @@ impl Sled {
             &self.records[5],
             &self.meta,
             &self.log,
+            &self.audit,
         ]
     }
 
@@ -266,7 +281,7 @@ impl Sled {
     /// 1. a durable marker names the revision being written;
     /// 2. chunk by chunk (`write_chunk`), the old records go to the undo
     ///    journal, then the new records (stamped with the revision) or their
-    ///    removal, then their log entries;
+    ///    removal, then their log entries; then the commit's audit entry;
     /// 3. one last atomic batch moves the counters and removes the marker.
     ///
     /// sled recovers a prefix of its log, so after a crash anything written
@@ -286,6 +301,8 @@ impl Sled {
             for chunk in changes.chunks(MAX_CHANGES_PER_TRANSACTION) {
                 self.write_chunk(chunk, state)?;
             }
+            let (key, value) = state.audit_write(changes);
+            self.audit.insert(key, value).map_err(storage)?;
             let mut writes = KeyWrites::default();
             writes.meta(state, before);
             let mut meta = Batch::default();
@@ -359,7 +376,8 @@ impl Sled {
 
     /// Undoes a journaled commit that a crash interrupted, if there is one:
     /// every record stamped with its revision goes; every journaled record
-    /// comes back; log entries past the stored head go.
+    /// comes back; log entries past the stored head and audit entries past
+    /// the stored revision go.
     fn roll_back(&self) -> Result<(), Error> {
         let Some(pending) = self.meta.get(META_PENDING).map_err(storage)? else {
             // A finished commit may leave its journal behind: it is garbage.
@@ -397,6 +415,17 @@ impl Sled {
             .unwrap_or(0);
         for entry in self.log.range(keys::sequence(head + 1)..).keys() {
             self.log.remove(entry.map_err(storage)?).map_err(storage)?;
+        }
+        let revision = self
+            .meta
+            .get(META_REVISION)
+            .map_err(storage)?
+            .and_then(|v| keys::u64_value(&v))
+            .unwrap_or(0);
+        for entry in self.audit.range(keys::sequence(revision + 1)..).keys() {
+            self.audit
+                .remove(entry.map_err(storage)?)
+                .map_err(storage)?;
         }
         self.meta.remove(META_PENDING).map_err(storage)?;
         self.make_durable()?;
@@ -438,17 +467,18 @@ impl Sled {
 
 impl Sled {
     /// Commits one write set at the next revision (not yet durable).
-    fn commit_set(&self, mut changes: Vec<Change>, client: &str) -> Result<Committed, Error> {
+    fn commit_set(&self, mut changes: Vec<Change>, by: &Attribution) -> Result<Committed, Error> {
         let _committing = self.committing.lock();
         let counters = *self.counters.read();
         let revision = counters.revision + 1;
         for record in changes.iter_mut().filter_map(|c| c.new.as_mut()) {
             record.set_revision(revision);
         }
+        let now = micros(SystemTime::now());
         let mut state = CommitState {
             revision,
-            recorded_at: SystemTime::now(),
-            client: client.to_string(),
+            recorded_at: counters.audited_at.map_or(now, |at| at.max(now)),
+            by: by.clone(),
             counts: counters.counts,
             log_head: counters.log_head,
             license_changes: Vec::new(),
@@ -459,6 +489,8 @@ impl Sled {
                 writes.add(change, &mut state);
             }
             writes.meta(&state, &counters);
+            let (key, value) = state.audit_write(&changes);
+            writes.writes[AUDIT_SLOT].push((key, Some(value)));
             self.apply(&writes)?;
         } else {
             self.commit_journaled(&changes, &mut state, &counters)?;
@@ -467,6 +499,7 @@ impl Sled {
         published.revision = revision;
         published.counts = state.counts;
         published.log_head = state.log_head;
+        published.audited_at = Some(state.recorded_at);
         drop(published);
         Ok(Committed {
             revision,
@@ -502,10 +535,20 @@ impl Sled {
     fn compact_log_now(&self, through: u64) -> Result<u64, Error> {
         let committing = self.committing.lock();
         let through = through.min(self.counters.read().log_head);
+        // The trail goes up to the revision of the newest event that goes.
+        let audited_through = match self.log.range(..=keys::sequence(through)).next_back() {
+            Some(entry) => Some(decode_change(&entry.map_err(storage)?.1)?.revision),
+            None => None,
+        };
         let mut removed = 0;
         for key in self.log.range(..=keys::sequence(through)).keys() {
             self.log.remove(key.map_err(storage)?).map_err(storage)?;
             removed += 1;
+        }
+        if let Some(revision) = audited_through {
+            for key in self.audit.range(..=keys::sequence(revision)).keys() {
+                self.audit.remove(key.map_err(storage)?).map_err(storage)?;
+            }
         }
         {
             let mut counters = self.counters.write();
@@ -516,6 +559,78 @@ impl Sled {
         // that is still contiguous; synced, so a compaction reported done is.
         self.make_durable()?;
         Ok(removed)
+    }
+
+    fn read_audit_now(&self, query: AuditQuery, limit: usize) -> Result<Vec<AuditEntry>, Error> {
+        let mut start = query.after_revision.saturating_add(1);
+        if let Some(from) = query.from {
+            start = start.max(self.first_audited_at_or_after(from)?);
+        }
+        let mut entries = Vec::new();
+        for value in self.audit.range(keys::sequence(start)..).values() {
+            let entry = decode_audit(&value.map_err(storage)?)?;
+            if query
+                .before
+                .is_some_and(|before| entry.recorded_at >= before)
+            {
+                // Times rise with revisions: nothing later is earlier.
+                break;
+            }
+            if query.admits(&entry) {
+                entries.push(entry);
+                if entries.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The first revision recorded at or after `from` (past the newest when
+    /// none is): a bisection over the trail's revisions, which are
+    /// contiguous, and whose times rise with them.
+    fn first_audited_at_or_after(&self, from: SystemTime) -> Result<u64, Error> {
+        let revision_of = |entry: Option<(sled::IVec, sled::IVec)>| -> Result<Option<u64>, Error> {
+            entry
+                .map(|(key, _)| {
+                    keys::u64_value(&key)
+                        .ok_or_else(|| Error::Storage("an audit key is malformed".into()))
+                })
+                .transpose()
+        };
+        let (Some(mut low), Some(last)) = (
+            revision_of(self.audit.first().map_err(storage)?)?,
+            revision_of(self.audit.last().map_err(storage)?)?,
+        ) else {
+            return Ok(0);
+        };
+        // The answer lies in low..=high (high: past the newest).
+        let mut high = last + 1;
+        while low < high {
+            let middle = low + (high - low) / 2;
+            let at = match self.audit.get(keys::sequence(middle)).map_err(storage)? {
+                Some(value) => decode_audit(&value)?.recorded_at,
+                None => {
+                    return Err(Error::Storage(format!(
+                        "the audit trail lacks revision {middle}"
+                    )))
+                }
+            };
+            if at >= from {
+                high = middle;
+            } else {
+                low = middle + 1;
+            }
+        }
+        Ok(low)
+    }
+
+    fn oldest_audited_now(&self) -> Result<u64, Error> {
+        match self.audit.first().map_err(storage)? {
+            Some((key, _)) => keys::u64_value(&key)
+                .ok_or_else(|| Error::Storage("an audit key is malformed".into())),
+            None => Ok(0),
+        }
     }
 
     fn revision(&self) -> u64 {
@@ -585,6 +700,20 @@ impl Store for SledStore {
         Box::pin(async move { read })
     }
 
+    fn read_audit(
+        &self,
+        query: AuditQuery,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, Error>> {
+        let sled = self.0.clone();
+        blocking(move || sled.read_audit_now(query, limit))
+    }
+
+    fn oldest_audited(&self) -> BoxFuture<'_, Result<u64, Error>> {
+        let sled = self.0.clone();
+        blocking(move || sled.oldest_audited_now())
+    }
+
     fn compact_log(&self, through: u64) -> BoxFuture<'_, Result<u64, Error>> {
         let sled = self.0.clone();
         blocking(move || sled.compact_log_now(through))
@@ -638,7 +767,7 @@ impl Turn for SledTurn {
             let _entered = span.enter();
             let mut committed = Vec::with_capacity(sets.len());
             for set in sets {
-                committed.push(store.commit_set(set.changes, &set.client)?);
+                committed.push(store.commit_set(set.changes, &set.by)?);
             }
             // One sync for the whole batch; turns that commit while it runs
             // share it too.
@@ -658,7 +787,7 @@ const MAX_CHANGES_PER_TRANSACTION: usize = 2_000;
 struct CommitState {
     revision: u64,
     recorded_at: SystemTime,
-    client: String,
+    by: Attribution,
     counts: [u64; KINDS],
     log_head: u64,
     license_changes: Vec<LicenseChange>,
@@ -674,9 +803,18 @@ struct KeyWrites {
 }
 
 /// Slots of the trees a commit writes, in `Sled::trees` order.
-const TREES: usize = KINDS + 2;
+const TREES: usize = KINDS + 3;
 const META_SLOT: usize = KINDS;
 const LOG_SLOT: usize = KINDS + 1;
+const AUDIT_SLOT: usize = KINDS + 2;
+
+impl CommitState {
+    /// The audit entry of the commit of `changes`, as its key and value.
+    fn audit_write(&self, changes: &[Change]) -> (Vec<u8>, Vec<u8>) {
+        let entry = AuditEntry::of(changes, self.revision, self.recorded_at, &self.by);
+        (keys::sequence(self.revision).to_vec(), encode_audit(&entry))
+    }
+}
 
 /// The undo journal's key for a record: its kind, then its id.
 fn journal_key(key: &RecordKey) -> Vec<u8> {
@@ -713,7 +851,7 @@ impl KeyWrites {
             state.log_head + 1,
             state.revision,
             state.recorded_at,
-            &state.client,
+            &state.by.author.name,
         );
         if let Some(change) = logged {
             state.log_head = change.sequence;
@@ -772,6 +910,10 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         }
+    }
+
+    fn anyone() -> Attribution {
+        Attribution::anonymous(crate::domain::audit::Request::UpsertRecords)
     }
 
     fn supplier(id: &str) -> Record {
@@ -836,7 +978,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
-            store.commit_set(create(vec![supplier("S")]), "").unwrap();
+            store
+                .commit_set(create(vec![supplier("S")]), &anyone())
+                .unwrap();
             store
                 .meta
                 .insert(META_SCHEMA_VERSION, &1u64.to_be_bytes())
@@ -867,7 +1011,7 @@ mod tests {
         let n = MAX_CHANGES_PER_TRANSACTION * 2 + 7;
         let mut records = vec![supplier("S")];
         records.extend((0..n).map(|i| component(&format!("C{i:05}"), "S")));
-        let committed = store.commit_set(create(records), "").unwrap();
+        let committed = store.commit_set(create(records), &anyone()).unwrap();
         assert_eq!(committed.revision, 1);
         assert_eq!(suppliers_of(&store, "C00000").unwrap(), ["S"]);
         assert_eq!(store.undo.len(), 0, "the journal is cleared");
@@ -895,7 +1039,9 @@ mod tests {
                 ..Default::default()
             })
         }));
-        open(dir.path()).commit_set(create(records), "").unwrap();
+        open(dir.path())
+            .commit_set(create(records), &anyone())
+            .unwrap();
         let store = open(dir.path());
         assert_eq!(store.tree(Kind::Shipment).len(), n);
         assert!(store
@@ -918,7 +1064,7 @@ mod tests {
                         component("KEEP", "S"),
                         license("L1", "S"),
                     ]),
-                    "",
+                    &anyone(),
                 )
                 .unwrap();
             // A journaled commit at revision 2 that moves KEEP to T, deletes
@@ -928,7 +1074,7 @@ mod tests {
             let mut state = CommitState {
                 revision: 2,
                 recorded_at: SystemTime::now(),
-                client: String::new(),
+                by: anyone(),
                 counts: store.counters.read().counts,
                 log_head: 1,
                 license_changes: Vec::new(),
@@ -960,6 +1106,8 @@ mod tests {
                     &mut state,
                 )
                 .unwrap();
+            let (key, value) = state.audit_write(&[]);
+            store.audit.insert(key, value).unwrap();
             assert_eq!(suppliers_of(&store, "KEEP").unwrap(), ["T"]);
             assert!(suppliers_of(&store, "NEW").is_some());
             store.db.flush().unwrap();
@@ -982,13 +1130,97 @@ mod tests {
             .is_some());
         assert_eq!(store.log_bounds().head, 1);
         assert_eq!(store.read_log_now(0, 10).unwrap().len(), 1);
+        let audited: Vec<u64> = store
+            .read_audit_now(AuditQuery::default(), 10)
+            .unwrap()
+            .iter()
+            .map(|e| e.revision)
+            .collect();
+        assert_eq!(audited, [1], "the interrupted commit's entry goes");
         // The store goes on from where it was.
         assert_eq!(
             store
-                .commit_set(create(vec![supplier("U")]), "")
+                .commit_set(create(vec![supplier("U")]), &anyone())
                 .unwrap()
                 .revision,
             2
         );
+    }
+
+    /// Times in the trail never fall, even when the clock steps back, so a
+    /// time range is found by bisection; and compacting the licence log lets
+    /// the trail go up to the revision of the newest event removed.
+    #[test]
+    fn the_trail_rises_in_time_and_goes_with_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let at = |s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        // Revisions 1 to 6: licences at 1, 3 and 5, suppliers between.
+        for i in 1..=6u64 {
+            let record = if i % 2 == 1 {
+                license(&format!("L{i}"), "S")
+            } else {
+                supplier(&format!("S{i}"))
+            };
+            let records = if i == 1 {
+                vec![supplier("S"), record]
+            } else {
+                vec![record]
+            };
+            store.commit_set(create(records), &anyone()).unwrap();
+        }
+        // Make the stored times 100, 200, ... as if written then.
+        for revision in 1..=6u64 {
+            let key = keys::sequence(revision);
+            let mut entry = decode_audit(&store.audit.get(key).unwrap().unwrap()).unwrap();
+            entry.recorded_at = at(100 * revision);
+            store.audit.insert(key, encode_audit(&entry)).unwrap();
+        }
+        let revisions = |query| -> Vec<u64> {
+            store
+                .read_audit_now(query, 100)
+                .unwrap()
+                .iter()
+                .map(|e| e.revision)
+                .collect()
+        };
+        let range = |from, before| AuditQuery {
+            after_revision: 0,
+            from: Some(at(from)),
+            before: Some(at(before)),
+        };
+        assert_eq!(revisions(range(200, 400)), [2, 3]);
+        assert_eq!(revisions(range(150, 401)), [2, 3, 4]);
+        assert_eq!(revisions(range(0, 101)), [1]);
+        assert_eq!(revisions(range(601, 700)), Vec::<u64>::new());
+        assert_eq!(
+            revisions(AuditQuery {
+                after_revision: 4,
+                from: Some(at(200)),
+                before: None
+            }),
+            [5, 6]
+        );
+        // A commit after a clock stepped back is recorded at the last time.
+        store.counters.write().audited_at =
+            Some(SystemTime::now() + std::time::Duration::from_secs(3600));
+        let later = store
+            .commit_set(create(vec![supplier("S7")]), &anyone())
+            .unwrap();
+        let entry = store
+            .read_audit_now(
+                AuditQuery {
+                    after_revision: later.revision - 1,
+                    ..AuditQuery::default()
+                },
+                1,
+            )
+            .unwrap();
+        assert!(entry[0].recorded_at > SystemTime::now());
+        // Events 1..=2 are at revisions 1 and 3: compacting them lets
+        // revisions up to 3 go, and 4 on stay.
+        assert_eq!(store.compact_log_now(2).unwrap(), 2);
+        assert_eq!(revisions(AuditQuery::default()), [4, 5, 6, 7]);
+        assert_eq!(store.oldest_audited_now().unwrap(), 4);
     }
 }

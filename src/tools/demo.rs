@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::domain::audit::{Attribution, Request};
 use crate::domain::write::Revisions;
 use crate::domain::write::{Incoming, Origin};
 use crate::domain::Error;
@@ -50,7 +51,7 @@ pub(crate) async fn load_if_empty(network: &Arc<Network>) -> Result<bool, Error>
                 revisions: Revisions::Ignored,
                 apply: Apply::Commit,
             },
-            "",
+            &Attribution::anonymous(Request::Demonstration),
         )
         .await?;
     Ok(true)

@@ -20,6 +20,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::domain::audit::{Attribution, Author, Request};
+
 /// What a client may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -116,12 +118,21 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Option<Client> {
     request.extensions().get::<Client>().cloned()
 }
 
-/// The name of the caller of `request`, or empty without authentication.
-pub fn client_name<T>(request: &tonic::Request<T>) -> &str {
-    request
+/// Who asks for the write `request` makes (nobody, without
+/// authentication), for the licence log and the audit trail.
+pub fn attribution<T>(request: &tonic::Request<T>, kind: Request) -> Attribution {
+    let author = request
         .extensions()
         .get::<Client>()
-        .map_or("", |c| c.name.as_str())
+        .map_or_else(Author::default, |c| Author {
+            name: c.name.clone(),
+            subject: c.subject.clone().unwrap_or_default(),
+            client_id: c.client_id.clone().unwrap_or_default(),
+        });
+    Attribution {
+        author,
+        request: kind,
+    }
 }
 
 struct Entry {

@@ -16,7 +16,7 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use crate::api::status;
-use crate::transport::auth::{Client, Tokens};
+use crate::transport::auth::{Client, PlantRefusal, Role, Tokens};
 use crate::transport::oidc::{Refusal, Verifier};
 
 /// What a method needs of its caller.
@@ -26,6 +26,8 @@ enum Access {
     Open,
     Read,
     Write,
+    /// The audit trail: the admin role, for every plant.
+    Admin,
     /// The licence stream: read access, limited by its own count of streams
     /// rather than by request admission (it lasts as long as its client).
     Stream,
@@ -38,11 +40,15 @@ const WRITES: &[&str] = &[
     "/lodestone.v1.RecordService/UpdateLicenseStatus",
 ];
 
+const ADMINISTRATION: &[&str] = &["/lodestone.v1.RecordService/ListAuditEntries"];
+
 fn access(path: &str) -> Access {
     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
         Access::Open
     } else if WRITES.contains(&path) {
         Access::Write
+    } else if ADMINISTRATION.contains(&path) {
+        Access::Admin
     } else if path == "/lodestone.v1.RiskService/StreamLicenseUpdates" {
         Access::Stream
     } else {
@@ -144,6 +150,23 @@ impl Gate {
                 ),
             ));
         }
+        if access == Access::Admin && client.role != Role::Admin {
+            let (service, method) = service_and_method(path);
+            return Err(refused(
+                "role",
+                status::permission_denied(
+                    &client.name,
+                    client.role,
+                    &format!("{service}/{method}"),
+                ),
+            ));
+        }
+        if access == Access::Admin && client.plants.is_some() {
+            return Err(refused(
+                "plant",
+                status::plant_refused(&client, &PlantRefusal::Everything),
+            ));
+        }
         if access == Access::Write && client.plants.is_some() {
             let (service, method) = service_and_method(path);
             return Err(refused(
@@ -226,13 +249,15 @@ where
         // Shed before any token is checked: an overloaded server does not
         // spend its time on signatures, nor wait on the identity provider.
         let permit = match access {
-            Access::Read | Access::Write => match gate.shared.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    metrics::counter!("lodestone_requests_shed_total").increment(1);
-                    return refuse(status::overloaded(gate.shared.max_concurrent));
+            Access::Read | Access::Write | Access::Admin => {
+                match gate.shared.permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        metrics::counter!("lodestone_requests_shed_total").increment(1);
+                        return refuse(status::overloaded(gate.shared.max_concurrent));
+                    }
                 }
-            },
+            }
             Access::Open | Access::Stream => None,
         };
         let header = request
@@ -308,6 +333,10 @@ mod tests {
         assert_eq!(
             access("/lodestone.v1.RecordService/ExportRecords"),
             Access::Read
+        );
+        assert_eq!(
+            access("/lodestone.v1.RecordService/ListAuditEntries"),
+            Access::Admin
         );
         assert_eq!(
             access("/lodestone.v1.RiskService/GetExposure"),

@@ -635,3 +635,11 @@ pub async fn python_passes(args: Vec<String>, passed: &str) {
     assert!(output.status.success(), "stdout: {out}\nstderr: {err}");
     assert!(out.contains(passed), "{out}");
 }
+
+/// A write of the network's API nobody authenticated (the audit trail's
+/// author is empty).
+pub fn anonymous() -> lodestone::domain::audit::Attribution {
+    lodestone::domain::audit::Attribution::anonymous(
+        lodestone::domain::audit::Request::UpsertRecords,
+    )
+}
