@@ -45,6 +45,9 @@ enum Command {
     /// Make a bearer token for a client: prints the token, and the line to
     /// add to the server's --auth-tokens file (which holds only its hash).
     Token(cli::TokenArgs),
+    /// Write a running server's audit trail (who wrote what, when) as JSON
+    /// Lines; for admins.
+    Audit(cli::AuditArgs),
     /// Ask a server whether it is serving (exit status 0 when it is).
     Health(cli::HealthArgs),
     /// Print the OpenAPI description of the JSON API (also served at
@@ -75,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         Command::Export(args) => cli::export(&args).await,
         Command::Token(args) => cli::token(&args),
         Command::Health(args) => cli::health(&args).await,
+        Command::Audit(args) => cli::audit(&args).await,
         Command::Openapi => print(&lodestone::transport::web::openapi_text()),
     };
     telemetry.shutdown().await;

@@ -224,6 +224,64 @@ pub struct ExportArgs {
     pub server: ServerArgs,
 }
 
+#[derive(Clone, Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Only writes of a greater revision.
+    #[arg(long, default_value_t = 0)]
+    pub after_revision: u64,
+    /// Only writes recorded at or after this time (RFC 3339, e.g.
+    /// 2026-01-31T00:00:00Z).
+    #[arg(long, value_parser = rfc3339)]
+    pub from: Option<prost_types::Timestamp>,
+    /// Only writes recorded before this time (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub before: Option<prost_types::Timestamp>,
+    /// Where to write the JSON Lines (standard output when not given).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+fn rfc3339(text: &str) -> Result<prost_types::Timestamp, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time such as 2026-01-31T00:00:00Z"))
+}
+
+/// `lodestone audit`: the audit trail's entries, oldest first, as JSON
+/// Lines (an admin's token or client).
+pub async fn audit(args: &AuditArgs) -> anyhow::Result<()> {
+    let mut client = client(&args.server).await?;
+    let mut out = output(&args.output)?;
+    let mut request = pb::ListAuditEntriesRequest {
+        page_size: 1000,
+        page_token: String::new(),
+        after_revision: args.after_revision,
+        recorded_from: args.from,
+        recorded_before: args.before,
+    };
+    let mut count = 0u64;
+    loop {
+        let page = client
+            .list_audit_entries(request.clone())
+            .await?
+            .into_inner();
+        for entry in &page.entries {
+            let line =
+                json::to_json("lodestone.v1.AuditEntry", entry).map_err(anyhow::Error::msg)?;
+            writeln!(out, "{line}")?;
+            count += 1;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    out.flush()?;
+    eprintln!("{count} audit entries");
+    Ok(())
+}
+
 fn output(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn Write>> {
     Ok(match path {
         Some(path) => Box::new(BufWriter::new(
