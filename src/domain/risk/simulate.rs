@@ -449,10 +449,10 @@ pub fn with_grants<'a>(
     list
 }
 
-/// Whether pool `p` alone, from its licences `usable`, is uncovered on
-/// other days than `uncovered` (bits by day, as [`History::uncovered_row`]
-/// keeps them) says. Stops at the first day that differs.
-pub fn covers_otherwise(
+/// The first day on which pool `p` alone, from its licences `usable`, is
+/// covered otherwise than `uncovered` (bits by day, as
+/// [`History::uncovered_row`] keeps them) says; `None` when never.
+pub fn first_difference(
     structure: &Structure,
     p: usize,
     mut usable: Vec<Usable>,
@@ -460,23 +460,28 @@ pub fn covers_otherwise(
     as_of: Date,
     horizon_days: u32,
     uncovered: &[u64],
-) -> bool {
-    let pool = &structure.pools[p];
-    let (first, end) = outages.window(pool.supplier);
+) -> Option<u32> {
     let start = day_number(as_of);
-    (0..horizon_days).any(|t| {
-        let day = start + t as i32;
-        let idle = first <= day && day < end;
-        let covered = idle
-            || cover(
-                &mut usable,
-                pool.required_kg_per_day,
-                pool.controlled_from,
-                day,
-            );
+    (0..horizon_days).find(|&t| {
+        let covered = cover_alone(structure, p, &mut usable, outages, start + t as i32);
         let was = uncovered[(t / 64) as usize] >> (t % 64) & 1 == 1;
         covered == was
     })
+}
+
+/// Step 1 for pool `p` alone on `day`: idle while its supplier is out
+/// (drawing nothing), else [`cover`].
+fn cover_alone(
+    structure: &Structure,
+    p: usize,
+    usable: &mut [Usable],
+    outages: &Outages,
+    day: i32,
+) -> bool {
+    let pool = &structure.pools[p];
+    let (first, end) = outages.window(pool.supplier);
+    let idle = first <= day && day < end;
+    idle || cover(usable, pool.required_kg_per_day, pool.controlled_from, day)
 }
 
 /// Step 1 for one pool on one day: whether it is covered, consuming its
@@ -664,10 +669,99 @@ pub fn run_replacing(
     Some(run.finish())
 }
 
+/// The most the states a forecast keeps ([`Checkpoints`]) may hold.
+pub const CHECKPOINT_BYTES: usize = 64 << 20;
+
+/// A run's state at the start of every `every`-th day, without its
+/// history, so that a run that differs from it only from some day on can
+/// start there rather than on day 0. As many days are kept as fit in the
+/// budget given, spread evenly over the horizon (day 0 always).
+pub struct Checkpoints<'a> {
+    every: usize,
+    states: Vec<FullRun<'a>>,
+}
+
+impl<'a> Checkpoints<'a> {
+    /// Runs `licensing` (the base) once more to keep its states in about
+    /// `budget` bytes. `None` once `abandoned` is set.
+    pub fn new(
+        structure: &'a Structure,
+        licensing: &'a Licensing,
+        outages: &'a Outages,
+        (as_of, horizon_days): (Date, u32),
+        budget: usize,
+        abandoned: &AtomicBool,
+    ) -> Option<Checkpoints<'a>> {
+        let mut run = FullRun::new(structure, licensing, &[], outages, as_of, horizon_days);
+        run.history = false;
+        let horizon = horizon_days as usize;
+        let fit = (budget / run.state_bytes().max(1)).max(1);
+        let every = horizon.div_ceil(fit).max(1);
+        let mut states = Vec::with_capacity(horizon.div_ceil(every));
+        for t in 0..horizon {
+            if abandoned.load(Ordering::Relaxed) {
+                return None;
+            }
+            if t % every == 0 {
+                states.push(run.clone());
+            }
+            run.day(t);
+        }
+        if states.is_empty() {
+            states.push(run);
+        }
+        Some(Checkpoints { every, states })
+    }
+
+    /// The days kept, one every so many.
+    pub fn every(&self) -> usize {
+        self.every
+    }
+
+    /// What each line does (by index) in the run that replaces the usable
+    /// licences of some pools (pool, its licences in consumption order),
+    /// where no pool is covered otherwise than in the kept run before day
+    /// `first_changed`: from the latest state kept at or before it, with
+    /// the replaced pools' licences drawn on as they were until then.
+    /// `None` once `abandoned` is set.
+    pub fn run_replacing(
+        &self,
+        replaced: &[(u32, Vec<Usable>)],
+        first_changed: u32,
+        abandoned: &AtomicBool,
+    ) -> Option<Vec<LineOutcome>> {
+        // Never empty: a horizon of no days keeps the state it starts with.
+        let kept = (first_changed as usize / self.every).min(self.states.len() - 1);
+        let mut run = self.states[kept].clone();
+        let from = kept * self.every;
+        for (p, list) in replaced {
+            let mut usable = list.clone();
+            for t in 0..from {
+                cover_alone(
+                    run.structure,
+                    *p as usize,
+                    &mut usable,
+                    run.outages,
+                    run.start + t as i32,
+                );
+            }
+            run.usable[*p as usize] = usable;
+        }
+        for t in from..run.horizon_days as usize {
+            if abandoned.load(Ordering::Relaxed) {
+                return None;
+            }
+            run.day(t);
+        }
+        Some(run.lines)
+    }
+}
+
 /// The state of a full run between two days. Only what can have changed
 /// since yesterday is computed again: a component whose pools, suppliers
 /// and inputs are as they were, and that drew no stock yesterday, does
 /// exactly what it did.
+#[derive(Clone)]
 struct FullRun<'a> {
     structure: &'a Structure,
     flat: &'a Flat,
@@ -688,7 +782,7 @@ struct FullRun<'a> {
     inventory: Vec<f64>,
     avail: Vec<f64>,
     cap: Vec<f64>,
-    visit: Vec<usize>,
+    visit: Arc<[usize]>,
     dirty: Vec<bool>,
     /// The positions that drew stock yesterday.
     drawing: Vec<usize>,
@@ -698,6 +792,9 @@ struct FullRun<'a> {
     /// The uncovered days of each pool, `words` 64-day words a pool.
     uncovered: Vec<u64>,
     words: usize,
+    /// Whether the run keeps its history (`*_seen`); runs that only tell
+    /// what each line does need none.
+    history: bool,
     avail_seen: Vec<(u32, u16, f64)>,
     cap_seen: Vec<(u32, u16, f64)>,
     out_seen: Vec<(u32, u16, f64)>,
@@ -741,7 +838,7 @@ impl<'a> FullRun<'a> {
             inventory: flat.on_hand_units.clone(),
             avail: vec![1.0f64; n],
             cap: vec![1.0f64; n],
-            visit: (0..n).filter(|&k| visited[k]).collect(),
+            visit: (0..n).filter(|&k| visited[k]).collect::<Vec<_>>().into(),
             dirty: visited,
             drawing: Vec::new(),
             lines: structure
@@ -753,10 +850,22 @@ impl<'a> FullRun<'a> {
             line_dirty: vec![true; structure.lines.len()],
             uncovered: vec![0u64; structure.pools.len() * words],
             words,
+            history: true,
             avail_seen: Vec::new(),
             cap_seen: Vec::new(),
             out_seen: Vec::new(),
         }
+    }
+
+    /// Heap bytes of the state a copy of this run (without history) holds.
+    fn state_bytes(&self) -> usize {
+        let n = self.inventory.len();
+        let usable: usize = self.usable.iter().map(|u| u.len()).sum();
+        n * (3 * size_of::<f64>() + 1)
+            + usable * size_of::<Usable>()
+            + self.lines.len() * (size_of::<LineOutcome>() + size_of::<f64>() + 1)
+            + self.pools.len() * (size_of::<PoolOutcome>() + size_of::<Vec<Usable>>() + 1)
+            + self.uncovered.len() * size_of::<u64>()
     }
 
     /// Day `t` after `as_of`: suppliers, then the model's three steps.
@@ -836,7 +945,7 @@ impl<'a> FullRun<'a> {
     /// Step 2: components, inputs first (positions are in that order).
     fn supply_components(&mut self, t: usize) {
         let (structure, flat) = (self.structure, self.flat);
-        for &k in &self.visit {
+        for &k in self.visit.iter() {
             if !self.dirty[k] {
                 continue;
             }
@@ -869,7 +978,9 @@ impl<'a> FullRun<'a> {
             }
             // Yesterday's values are still in place: keep the changes.
             if self.avail[k] != yesterday_avail {
-                self.avail_seen.push((k as u32, t as u16, self.avail[k]));
+                if self.history {
+                    self.avail_seen.push((k as u32, t as u16, self.avail[k]));
+                }
                 for &u in flat.users_of(k) {
                     self.dirty[u as usize] = true;
                 }
@@ -877,7 +988,7 @@ impl<'a> FullRun<'a> {
                     self.line_dirty[l as usize] = true;
                 }
             }
-            if self.cap[k] != yesterday_cap {
+            if self.cap[k] != yesterday_cap && self.history {
                 self.cap_seen.push((k as u32, t as u16, self.cap[k]));
             }
         }
@@ -898,7 +1009,9 @@ impl<'a> FullRun<'a> {
                     .map(|&k| self.avail[k as usize])
                     .fold(1.0, f64::min);
                 if out_l != self.line_out[l] {
-                    self.out_seen.push((l as u32, t as u16, out_l));
+                    if self.history {
+                        self.out_seen.push((l as u32, t as u16, out_l));
+                    }
                     self.line_out[l] = out_l;
                 }
             }
