@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::simulate::{
-    capacity, cover, short_day, Day, Evaluation, History, Licensing, LineOutcome, Outages, Usable,
+    by_row, cover, short_day, supply, Day, Evaluation, History, Licensing, LineOutcome, Outages,
+    Usable,
 };
 use super::structure::{Structure, NO_SUPPLIER};
 use super::{day_number, EPS};
@@ -58,27 +59,25 @@ pub struct ConeLine {
     pub first_worse: Option<u32>,
 }
 
-/// Working memory of cone runs, reused from one to the next on a thread.
-pub struct Scratch {
-    /// `mark[k] == generation` when position k has a local index this run.
+/// Dense numbers, from 0, for the members of one set (positions, pools or
+/// suppliers) that a run meets; forgotten all at once by a new generation.
+struct Slots {
+    /// `mark[key] == generation` when `key` has a slot this run.
     mark: Vec<u32>,
+    slot: Vec<u32>,
     generation: u32,
-    local: Vec<u32>,
-    stack: Vec<u32>,
 }
 
-impl Scratch {
-    pub fn new(structure: &Structure) -> Scratch {
-        let n = structure.components.len();
-        Scratch {
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
             mark: vec![0; n],
+            slot: vec![0; n],
             generation: 0,
-            local: vec![0; n],
-            stack: Vec::new(),
         }
     }
 
-    fn next_generation(&mut self) {
+    fn clear(&mut self) {
         self.generation = self.generation.wrapping_add(1);
         if self.generation == 0 {
             self.mark.fill(0);
@@ -86,8 +85,47 @@ impl Scratch {
         }
     }
 
-    fn marked(&self, k: u32) -> bool {
-        self.mark[k as usize] == self.generation
+    fn contains(&self, key: u32) -> bool {
+        self.mark[key as usize] == self.generation
+    }
+
+    fn insert(&mut self, key: u32, slot: u32) {
+        self.mark[key as usize] = self.generation;
+        self.slot[key as usize] = slot;
+    }
+
+    /// `key`'s slot, if it has one.
+    fn slot_of_member(&self, key: u32) -> Option<u32> {
+        self.contains(key).then(|| self.slot[key as usize])
+    }
+
+    /// `key`'s slot; a key met for the first time is pushed to `members`
+    /// and numbered `offset + ` its place there.
+    fn slot_of(&mut self, key: u32, members: &mut Vec<u32>, offset: usize) -> u32 {
+        if !self.contains(key) {
+            self.insert(key, (offset + members.len()) as u32);
+            members.push(key);
+        }
+        self.slot[key as usize]
+    }
+}
+
+/// Working memory of cone runs, reused from one to the next on a thread.
+pub struct Scratch {
+    positions: Slots,
+    pools: Slots,
+    suppliers: Slots,
+    stack: Vec<u32>,
+}
+
+impl Scratch {
+    pub fn new(structure: &Structure) -> Scratch {
+        Scratch {
+            positions: Slots::new(structure.components.len()),
+            pools: Slots::new(structure.pools.len()),
+            suppliers: Slots::new(structure.supplier_ids.len()),
+            stack: Vec::new(),
+        }
     }
 }
 
@@ -152,15 +190,15 @@ impl Cone {
         scratch: &mut Scratch,
     ) -> Cone {
         let flat = &structure.flat;
-        scratch.next_generation();
+        scratch.positions.clear();
         scratch.stack.clear();
         scratch.stack.extend(seeds);
         let mut positions = Vec::new();
         while let Some(k) = scratch.stack.pop() {
-            if scratch.marked(k) {
+            if scratch.positions.contains(k) {
                 continue;
             }
-            scratch.mark[k as usize] = scratch.generation;
+            scratch.positions.insert(k, 0);
             positions.push(k);
             scratch.stack.extend_from_slice(flat.users_of(k as usize));
         }
@@ -179,115 +217,294 @@ impl Cone {
     }
 }
 
+/// Compressed rows: row `r` is `items[start[r]..start[r + 1]]`.
+#[derive(Clone, Default)]
+struct Rows {
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Rows {
+    /// Rows `0..rows` from (row, item) pairs; each row keeps its items in
+    /// the pairs' order.
+    fn from_pairs(rows: usize, pairs: &[(u32, u32)]) -> Rows {
+        let triples: Vec<(u32, u32, ())> = pairs.iter().map(|&(r, item)| (r, item, ())).collect();
+        Rows::from_triples(rows, &triples).0
+    }
+
+    /// Rows `0..rows` from (row, item, value) triples, each row keeping its
+    /// items in the triples' order, and the values in the items' order.
+    fn from_triples<T: Copy + Default>(rows: usize, triples: &[(u32, u32, T)]) -> (Rows, Vec<T>) {
+        let mut items = vec![0u32; triples.len()];
+        let mut values = vec![T::default(); triples.len()];
+        let start = by_row(rows, triples.iter().map(|t| t.0), |i, at| {
+            (items[at], values[at]) = (triples[i].1, triples[i].2);
+        });
+        (Rows { start, items }, values)
+    }
+
+    /// Rows pushed one by one with [`Rows::push`] and closed by [`Rows::end`].
+    fn with_capacity(rows: usize) -> Rows {
+        let mut start = Vec::with_capacity(rows + 1);
+        start.push(0);
+        Rows {
+            start,
+            items: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, item: u32) {
+        self.items.push(item);
+    }
+
+    fn end(&mut self) {
+        self.start.push(self.items.len() as u32);
+    }
+
+    fn range(&self, r: usize) -> std::ops::Range<usize> {
+        self.start[r] as usize..self.start[r + 1] as usize
+    }
+
+    fn row(&self, r: usize) -> &[u32] {
+        &self.items[self.range(r)]
+    }
+}
+
+/// Slot of a source without a supplier: never out.
+const NO_SLOT: u32 = u32::MAX;
+
 /// A run of a cone, one day at a time: the cone's pools and components
-/// simulated, everything else read from the base run.
+/// simulated, everything else read from the base run. As in a full run,
+/// only what can have changed since yesterday is computed again: a cone
+/// component whose suppliers, pools and inputs are as they were, that
+/// receives nothing and drew no stock yesterday, does what it did.
+///
+/// Local numbers: the cone's components are `0..size` (in position order,
+/// so inputs before their users), the components outside it that it reads
+/// (its frontier) follow. The suppliers and pools its components' sources
+/// name have slots of their own, the cone's pools first.
 struct Sim<'a> {
     base: &'a Base<'a>,
     cone: &'a Cone,
     horizon: usize,
     start: i32,
-    /// Local input indices of each cone component (compressed rows).
-    input_start: Vec<u32>,
-    inputs: Vec<u32>,
-    /// Local BOM indices of each cone line (compressed rows).
-    bom_start: Vec<u32>,
-    bom: Vec<u32>,
-    /// Positions outside the cone that it reads, and their `avail` in the
-    /// base run by day (`frontier.len() × horizon`).
-    frontier: Vec<u32>,
-    frontier_avail: Vec<f64>,
+    /// Local input indices of each cone component.
+    inputs: Rows,
+    /// Local BOM indices of each cone line.
+    bom: Rows,
+    /// The cone components that read each local index, and the cone lines.
+    users: Rows,
+    readers: Rows,
+    /// The sources of each cone component: its supplier's slot (or
+    /// `NO_SLOT`), share, and pool slots.
+    sources: Rows,
+    source_supplier: Vec<u32>,
+    source_share: Vec<f64>,
+    source_pools: Rows,
+    /// By supplier slot: the supplier's index, the day numbers it is out
+    /// (`[first, end)`), whether out today, and the cone components it is
+    /// a source of.
+    suppliers: Vec<u32>,
+    windows: Vec<(i32, i32)>,
+    out: Vec<bool>,
+    supplier_users: Rows,
+    /// By pool slot: the pool's index, whether covered today, and the cone
+    /// components with a source that needs it. The first `cone.pools.len()`
+    /// slots are the cone's pools, simulated; the others are read from the
+    /// base run.
+    pools: Vec<u32>,
+    covered: Vec<bool>,
+    pool_users: Rows,
+    /// The changes of the base run's `avail` of the positions outside the
+    /// cone that it reads (its frontier), by day: row t holds the local
+    /// indices whose value changes on day t, `frontier_values` the values.
+    frontier_changes: Rows,
+    frontier_values: Vec<f64>,
     /// Supplier `outage.0` out over `[outage.1, outage.2)` instead of as
     /// the base scenario has it.
     outage: Option<(u32, i32, i32)>,
-    /// The cone's pools: their licences, and whether covered today.
+    /// What arrives at the cone's components, by day: (day t, cone index,
+    /// units), and how many have arrived.
+    arrivals: Vec<(u32, u32, f64)>,
+    arrived: usize,
+    /// The cone's pools' licences.
     usable: Vec<Vec<Usable>>,
-    covered: Vec<bool>,
     /// `avail` of the cone's components, then of its frontier, today.
     values: Vec<f64>,
     /// `cap` of the cone's components today.
     caps: Vec<f64>,
     inventory: Vec<f64>,
+    dirty: Vec<bool>,
+    /// The cone components that drew stock on the day simulated last.
+    drawing: Vec<u32>,
+    /// The cone components computed on the day simulated last.
+    computed: Vec<u32>,
+    /// `out` of each cone line today.
+    line_out: Vec<f64>,
+    line_dirty: Vec<bool>,
     /// The day simulated last.
     t: usize,
 }
 
 impl<'a> Sim<'a> {
-    /// A run of `cone` from day 0, its pools (`cone.pools`) starting from
-    /// `usable`.
-    fn new(
-        base: &'a Base<'a>,
-        cone: &'a Cone,
-        outage: Option<(u32, i32, i32)>,
-        usable: Vec<Vec<Usable>>,
-        scratch: &mut Scratch,
-    ) -> Sim<'a> {
+    /// The layout of runs of `cone`; [`Sim::start`] starts each.
+    fn new(base: &'a Base<'a>, cone: &'a Cone, scratch: &mut Scratch) -> Sim<'a> {
         let structure = base.structure;
         let flat = &structure.flat;
-        let horizon = base.evaluation.horizon_days as usize;
-        // Local indices: the cone's components first, then the components
-        // outside it that the cone reads (its frontier).
-        scratch.next_generation();
+        let size = cone.positions.len();
+        scratch.positions.clear();
         for (i, &k) in cone.positions.iter().enumerate() {
-            scratch.mark[k as usize] = scratch.generation;
-            scratch.local[k as usize] = i as u32;
+            scratch.positions.insert(k, i as u32);
         }
         let mut frontier: Vec<u32> = Vec::new();
-        let mut local_of = |k: u32, scratch: &mut Scratch| -> u32 {
-            if !scratch.marked(k) {
-                scratch.mark[k as usize] = scratch.generation;
-                scratch.local[k as usize] = (cone.positions.len() + frontier.len()) as u32;
-                frontier.push(k);
-            }
-            scratch.local[k as usize]
-        };
-        let mut input_start = Vec::with_capacity(cone.positions.len() + 1);
-        let mut inputs = Vec::new();
+        let mut inputs = Rows::with_capacity(size);
         for &k in &cone.positions {
-            input_start.push(inputs.len() as u32);
             for &i in flat.inputs_of(k as usize) {
-                inputs.push(local_of(i, scratch));
+                inputs.push(scratch.positions.slot_of(i, &mut frontier, size));
             }
+            inputs.end();
         }
-        input_start.push(inputs.len() as u32);
-        let mut bom_start = Vec::with_capacity(cone.lines.len() + 1);
-        let mut bom = Vec::new();
+        let mut bom = Rows::with_capacity(cone.lines.len());
         for &l in &cone.lines {
-            bom_start.push(bom.len() as u32);
             for &k in flat.bom_of(l as usize) {
-                bom.push(local_of(k, scratch));
+                bom.push(scratch.positions.slot_of(k, &mut frontier, size));
+            }
+            bom.end();
+        }
+        let locals = size + frontier.len();
+        let pairs = |rows: &Rows| -> Vec<(u32, u32)> {
+            (0..rows.start.len() - 1)
+                .flat_map(|r| rows.row(r).iter().map(move |&j| (j, r as u32)))
+                .collect()
+        };
+        let users = Rows::from_pairs(locals, &pairs(&inputs));
+        let readers = Rows::from_pairs(locals, &pairs(&bom));
+
+        scratch.pools.clear();
+        scratch.suppliers.clear();
+        let mut pools = cone.pools.clone();
+        for (i, &p) in cone.pools.iter().enumerate() {
+            scratch.pools.insert(p, i as u32);
+        }
+        let mut suppliers: Vec<u32> = Vec::new();
+        let mut sources = Rows::with_capacity(size);
+        let mut source_supplier = Vec::new();
+        let mut source_share = Vec::new();
+        let mut source_pools = Rows::with_capacity(0);
+        let (mut supplier_pairs, mut pool_pairs) = (Vec::new(), Vec::new());
+        for (i, &k) in cone.positions.iter().enumerate() {
+            for s in flat.sources(k as usize) {
+                let supplier = flat.source_supplier[s];
+                let slot = if supplier == NO_SUPPLIER {
+                    NO_SLOT
+                } else {
+                    let slot = scratch.suppliers.slot_of(supplier, &mut suppliers, 0);
+                    supplier_pairs.push((slot, i as u32));
+                    slot
+                };
+                sources.push(source_supplier.len() as u32);
+                source_supplier.push(slot);
+                source_share.push(flat.source_share[s]);
+                for &p in flat.pools_of_source(s) {
+                    let slot = scratch.pools.slot_of(p, &mut pools, 0);
+                    source_pools.push(slot);
+                    pool_pairs.push((slot, i as u32));
+                }
+                source_pools.end();
+            }
+            sources.end();
+        }
+        let horizon = base.evaluation.horizon_days as usize;
+        let mut changes: Vec<(u32, u32, f64)> = Vec::new();
+        for (f, &k) in frontier.iter().enumerate() {
+            let (days, values) = base.evaluation.history.avail.row(k as usize);
+            for (&d, &v) in days.iter().zip(values) {
+                if (d as usize) < horizon {
+                    changes.push((d as u32, (size + f) as u32, v));
+                }
             }
         }
-        bom_start.push(bom.len() as u32);
-        let mut frontier_avail = vec![1.0; frontier.len() * horizon];
-        for (f, &k) in frontier.iter().enumerate() {
-            base.evaluation.history.avail.expand(
-                k as usize,
-                &mut frontier_avail[f * horizon..(f + 1) * horizon],
-            );
-        }
+        let (frontier_changes, frontier_values) = Rows::from_triples(horizon, &changes);
+        let arrivals = base
+            .outages
+            .arrivals()
+            .iter()
+            .filter(|&&(t, ..)| (t as usize) < horizon)
+            .filter_map(|&(t, k, units)| {
+                let cone_index = scratch.positions.slot_of_member(k)?;
+                (cone_index < size as u32).then_some((t, cone_index, units))
+            })
+            .collect();
         Sim {
             base,
             cone,
             horizon,
             start: day_number(base.evaluation.as_of),
-            input_start,
             inputs,
-            bom_start,
             bom,
-            values: vec![1.0; cone.positions.len() + frontier.len()],
-            frontier,
-            frontier_avail,
-            outage,
-            covered: vec![true; cone.pools.len()],
-            usable,
-            caps: vec![1.0; cone.positions.len()],
-            inventory: cone
-                .positions
-                .iter()
-                .map(|&k| flat.on_hand_units[k as usize])
-                .collect(),
+            users,
+            readers,
+            sources,
+            source_supplier,
+            source_share,
+            source_pools,
+            out: vec![false; suppliers.len()],
+            supplier_users: Rows::from_pairs(suppliers.len(), &supplier_pairs),
+            windows: Vec::with_capacity(suppliers.len()),
+            suppliers,
+            arrivals,
+            arrived: 0,
+            covered: vec![true; pools.len()],
+            pool_users: Rows::from_pairs(pools.len(), &pool_pairs),
+            pools,
+            frontier_changes,
+            frontier_values,
+            outage: None,
+            usable: Vec::new(),
+            values: vec![1.0; locals],
+            caps: vec![1.0; size],
+            inventory: Vec::with_capacity(size),
+            dirty: vec![true; size],
+            drawing: Vec::new(),
+            computed: Vec::with_capacity(size),
+            line_out: vec![1.0; cone.lines.len()],
+            line_dirty: vec![true; cone.lines.len()],
             t: 0,
         }
+    }
+
+    /// Starts a run from day 0 under `outage`, the cone's pools
+    /// (`cone.pools`) starting from `usable`.
+    fn start(&mut self, outage: Option<(u32, i32, i32)>, usable: Vec<Vec<Usable>>) {
+        let base = self.base;
+        let flat = &base.structure.flat;
+        self.outage = outage;
+        self.windows.clear();
+        self.windows
+            .extend(self.suppliers.iter().map(|&s| match outage {
+                Some((supplier, first, end)) if supplier == s => (first, end),
+                _ => base.outages.window(s),
+            }));
+        self.out.fill(false);
+        self.covered.fill(true);
+        self.arrived = 0;
+        self.usable = usable;
+        self.values.fill(1.0);
+        self.caps.fill(1.0);
+        self.inventory.clear();
+        self.inventory.extend(
+            self.cone
+                .positions
+                .iter()
+                .map(|&k| flat.on_hand_units[k as usize]),
+        );
+        // Day 0 computes everything.
+        self.dirty.fill(true);
+        self.drawing.clear();
+        self.computed.clear();
+        self.line_out.fill(1.0);
+        self.line_dirty.fill(true);
+        self.t = 0;
     }
 
     fn is_out(&self, s: u32, day: i32) -> bool {
@@ -313,62 +530,147 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Simulates day `t` (days in order from 0): pools, then components.
+    /// Marks local index `j` changed: its users and lines are computed again.
+    fn changed(&mut self, j: usize) {
+        for &u in self.users.row(j) {
+            self.dirty[u as usize] = true;
+        }
+        for &l in self.readers.row(j) {
+            self.line_dirty[l as usize] = true;
+        }
+    }
+
+    /// `cap` of cone component `i` today: the shares of its sources that
+    /// are not out and have every pool covered (as `capacity` reckons it).
+    fn capacity(&self, i: usize) -> f64 {
+        let sources = self.sources.row(i);
+        if sources.is_empty() {
+            return 1.0;
+        }
+        let mut sum = 0.0;
+        for &s in sources {
+            let supplier = self.source_supplier[s as usize];
+            let out = supplier != NO_SLOT && self.out[supplier as usize];
+            let covered = || {
+                self.source_pools
+                    .row(s as usize)
+                    .iter()
+                    .all(|&q| self.covered[q as usize])
+            };
+            if !out && covered() {
+                sum += self.source_share[s as usize];
+            }
+        }
+        sum
+    }
+
+    /// Simulates day `t` (days in order from 0): suppliers, pools, then
+    /// components and lines.
     fn step(&mut self, t: usize) {
         let structure = self.base.structure;
+        let history = &self.base.evaluation.history;
         let flat = &structure.flat;
         self.t = t;
         let day = self.start + t as i32;
-        for i in 0..self.cone.pools.len() {
-            let pool = &structure.pools[self.cone.pools[i] as usize];
-            self.covered[i] = self.is_out(pool.supplier, day)
-                || cover(
-                    &mut self.usable[i],
-                    pool.required_kg_per_day,
-                    pool.controlled_from,
-                    day,
-                );
-        }
         let size = self.cone.positions.len();
-        for &(_, k, units) in self.base.outages.arriving(t as u32) {
-            if let Ok(i) = self.cone.positions.binary_search(&k) {
-                self.inventory[i] += units;
+        for i in std::mem::take(&mut self.drawing) {
+            self.dirty[i as usize] = true;
+        }
+        for w in 0..self.windows.len() {
+            let (first, end) = self.windows[w];
+            let now = first <= day && day < end;
+            if now != self.out[w] {
+                self.out[w] = now;
+                for &i in self.supplier_users.row(w) {
+                    self.dirty[i as usize] = true;
+                }
             }
         }
-        for f in 0..self.frontier.len() {
-            self.values[size + f] = self.frontier_avail[f * self.horizon + t];
+        for w in 0..self.pools.len() {
+            let p = self.pools[w] as usize;
+            let now = if w < self.cone.pools.len() {
+                let pool = &structure.pools[p];
+                self.is_out(pool.supplier, day)
+                    || cover(
+                        &mut self.usable[w],
+                        pool.required_kg_per_day,
+                        pool.controlled_from,
+                        day,
+                    )
+            } else {
+                !history.uncovered(p, t as u32)
+            };
+            if now != self.covered[w] {
+                self.covered[w] = now;
+                for &i in self.pool_users.row(w) {
+                    self.dirty[i as usize] = true;
+                }
+            }
         }
+        while let Some(&(day, i, units)) = self.arrivals.get(self.arrived) {
+            if day as usize > t {
+                break;
+            }
+            self.inventory[i as usize] += units;
+            self.dirty[i as usize] = true;
+            self.arrived += 1;
+        }
+        let events =
+            self.frontier_changes.start[t] as usize..self.frontier_changes.start[t + 1] as usize;
+        for e in events {
+            let j = self.frontier_changes.items[e] as usize;
+            self.values[j] = self.frontier_values[e];
+            self.changed(j);
+        }
+        self.computed.clear();
         for i in 0..size {
-            let k = self.cone.positions[i] as usize;
-            self.caps[i] = capacity(
-                structure,
-                k,
-                |p| self.pool_covered(p),
-                |s| self.is_out(s, day),
-            );
-            let demand = flat.demand[k];
-            if demand == 0.0 {
-                self.values[i] = 1.0;
+            if !self.dirty[i] {
                 continue;
             }
-            let supply_in = self.inputs
-                [self.input_start[i] as usize..self.input_start[i + 1] as usize]
-                .iter()
-                .map(|&j| self.values[j as usize])
-                .fold(1.0, f64::min);
-            let supply = self.caps[i] * supply_in * demand;
-            let draw = (demand - supply).min(self.inventory[i]);
-            self.inventory[i] -= draw;
-            self.values[i] = (supply + draw) / demand;
+            self.dirty[i] = false;
+            self.computed.push(i as u32);
+            let yesterday = self.values[i];
+            self.caps[i] = self.capacity(i);
+            let k = self.cone.positions[i] as usize;
+            let (values, inputs) = (&self.values, &self.inputs);
+            let supply_in = || {
+                inputs
+                    .row(i)
+                    .iter()
+                    .map(|&j| values[j as usize])
+                    .fold(1.0, f64::min)
+            };
+            let drew;
+            (self.values[i], drew) = supply(
+                flat.demand[k],
+                self.caps[i],
+                supply_in,
+                &mut self.inventory[i],
+            );
+            if drew {
+                // Less stock tomorrow: look again.
+                self.drawing.push(i as u32);
+            }
+            if self.values[i] != yesterday {
+                self.changed(i);
+            }
+        }
+        for l in 0..self.line_out.len() {
+            if self.line_dirty[l] {
+                self.line_dirty[l] = false;
+                self.line_out[l] = self
+                    .bom
+                    .row(l)
+                    .iter()
+                    .map(|&j| self.values[j as usize])
+                    .fold(1.0, f64::min);
+            }
         }
     }
 
     /// `out` of the `i`th cone line on the day simulated last.
     fn line_out(&self, i: usize) -> f64 {
-        self.bom[self.bom_start[i] as usize..self.bom_start[i + 1] as usize]
-            .iter()
-            .map(|&j| self.values[j as usize])
-            .fold(1.0, f64::min)
+        self.line_out[i]
     }
 
     /// Component `c` (by index): its cone index, or its position when it
@@ -415,76 +717,106 @@ pub fn run(
     scratch: &mut Scratch,
     abandoned: &AtomicBool,
 ) -> Option<Vec<ConeLine>> {
-    let structure = base.structure;
-    let history = &base.evaluation.history;
-    let usable = cone
-        .pools
+    Sim::new(base, cone, scratch).run(change, abandoned)
+}
+
+/// [`run`] under each of `changes`, one after the other on one layout of
+/// the cone.
+pub fn run_each(
+    base: &Base<'_>,
+    cone: &Cone,
+    changes: &[Change],
+    scratch: &mut Scratch,
+    abandoned: &AtomicBool,
+) -> Option<Vec<Vec<ConeLine>>> {
+    let mut sim = Sim::new(base, cone, scratch);
+    changes
         .iter()
-        .map(|&p| {
-            let given = match change {
-                Change::Licences(pools) => pools.iter().find(|(q, _)| *q == p),
-                Change::Outage { .. } => None,
-            };
-            match given {
-                Some((_, usable)) => usable.clone(),
-                None => base.licensing.usable[p as usize].clone(),
+        .map(|change| sim.run(change, abandoned))
+        .collect()
+}
+
+impl Sim<'_> {
+    /// A run from day 0 under `change`.
+    fn run(&mut self, change: &Change, abandoned: &AtomicBool) -> Option<Vec<ConeLine>> {
+        let (base, cone) = (self.base, self.cone);
+        let structure = base.structure;
+        let history = &base.evaluation.history;
+        let usable = cone
+            .pools
+            .iter()
+            .map(|&p| {
+                let given = match change {
+                    Change::Licences(pools) => pools.iter().find(|(q, _)| *q == p),
+                    Change::Outage { .. } => None,
+                };
+                match given {
+                    Some((_, usable)) => usable.clone(),
+                    None => base.licensing.usable[p as usize].clone(),
+                }
+            })
+            .collect();
+        let outage = match change {
+            Change::Outage {
+                supplier,
+                first,
+                end,
+            } => Some((*supplier, *first, *end)),
+            Change::Licences(_) => None,
+        };
+        self.start(outage, usable);
+        let sim = self;
+        let horizon = sim.horizon;
+        // The base run's `out` of each cone line today, and how far its row
+        // has been read.
+        let mut base_out = vec![1.0; cone.lines.len()];
+        let mut base_read = vec![0usize; cone.lines.len()];
+        let mut outcomes: Vec<ConeLine> = cone
+            .lines
+            .iter()
+            .map(|&line| {
+                // An idled line stops on day 0 whatever the change.
+                let start = LineOutcome::start(
+                    &structure.lines[line as usize],
+                    base.evaluation.horizon_days,
+                );
+                ConeLine {
+                    line,
+                    units_lost: start.units_lost,
+                    days_to_stop: start.days_to_stop,
+                    first_worse: None,
+                }
+            })
+            .collect();
+        for t in 0..horizon {
+            if abandoned.load(Ordering::Relaxed) {
+                return None;
             }
-        })
-        .collect();
-    let outage = match change {
-        Change::Outage {
-            supplier,
-            first,
-            end,
-        } => Some((*supplier, *first, *end)),
-        Change::Licences(_) => None,
-    };
-    let mut sim = Sim::new(base, cone, outage, usable, scratch);
-    let horizon = sim.horizon;
-    let mut base_out = vec![1.0; cone.lines.len() * horizon];
-    for (i, &l) in cone.lines.iter().enumerate() {
-        history
-            .line_out
-            .expand(l as usize, &mut base_out[i * horizon..(i + 1) * horizon]);
-    }
-    let mut outcomes: Vec<ConeLine> = cone
-        .lines
-        .iter()
-        .map(|&line| {
-            // An idled line stops on day 0 whatever the change.
-            let start = LineOutcome::start(
-                &structure.lines[line as usize],
-                base.evaluation.horizon_days,
-            );
-            ConeLine {
-                line,
-                units_lost: start.units_lost,
-                days_to_stop: start.days_to_stop,
-                first_worse: None,
+            sim.step(t);
+            for (i, outcome) in outcomes.iter_mut().enumerate() {
+                if structure.lines[outcome.line as usize].idled {
+                    continue;
+                }
+                let out = sim.line_out(i);
+                if outcome.first_worse.is_none() {
+                    let (days, values) = history.line_out.row(outcome.line as usize);
+                    while base_read[i] < days.len() && days[base_read[i]] as usize <= t {
+                        base_out[i] = values[base_read[i]];
+                        base_read[i] += 1;
+                    }
+                    if out < base_out[i] - EPS {
+                        outcome.first_worse = Some(t as u32);
+                    }
+                }
+                if out < 1.0 - EPS {
+                    let line = &structure.lines[outcome.line as usize];
+                    outcome.units_lost += line.units_per_day * (1.0 - out);
+                    outcome.days_to_stop.get_or_insert(t as u32);
+                }
             }
-        })
-        .collect();
-    for t in 0..horizon {
-        if abandoned.load(Ordering::Relaxed) {
-            return None;
         }
-        sim.step(t);
-        for (i, outcome) in outcomes.iter_mut().enumerate() {
-            if structure.lines[outcome.line as usize].idled {
-                continue;
-            }
-            let out = sim.line_out(i);
-            if outcome.first_worse.is_none() && out < base_out[i * horizon + t] - EPS {
-                outcome.first_worse = Some(t as u32);
-            }
-            if out < 1.0 - EPS {
-                let line = &structure.lines[outcome.line as usize];
-                outcome.units_lost += line.units_per_day * (1.0 - out);
-                outcome.days_to_stop.get_or_insert(t as u32);
-            }
-        }
+        Some(outcomes)
     }
-    Some(outcomes)
 }
 
 /// The whole evaluation again after the licences of `cone.pools` changed to
@@ -506,7 +838,8 @@ pub fn rerun(
         .iter()
         .map(|&p| licensing.usable[p as usize].clone())
         .collect();
-    let mut sim = Sim::new(base, cone, None, usable, scratch);
+    let mut sim = Sim::new(base, cone, scratch);
+    sim.start(None, usable);
     let horizon = sim.horizon;
     let mut lines = evaluation.lines.clone();
     for &l in &cone.lines {
@@ -587,8 +920,10 @@ impl ConeChanges {
         }
     }
 
+    /// Only what was computed today can have changed.
     fn components(&mut self, t: usize, sim: &Sim<'_>) {
-        for i in 0..self.avail.len() {
+        for &i in &sim.computed {
+            let i = i as usize;
             let cap = sim.caps[i];
             if sim.values[i] != self.last_avail[i] {
                 self.last_avail[i] = sim.values[i];

@@ -168,14 +168,17 @@ impl<'a> Weighing<'a> {
             .count() as u32
     }
 
-    fn run(
+    /// The runs of `cone` under `a` and under `b`.
+    fn run_both(
         &self,
         cone: &Cone,
-        change: &Change,
+        [a, b]: [Change; 2],
         scratch: &mut Scratch,
         abandoned: &AtomicBool,
-    ) -> Option<Vec<ConeLine>> {
-        cone::run(&self.base, cone, change, scratch, abandoned)
+    ) -> Option<(Vec<ConeLine>, Vec<ConeLine>)> {
+        let mut runs = cone::run_each(&self.base, cone, &[a, b], scratch, abandoned)?;
+        let b = runs.pop()?;
+        Some((runs.pop()?, b))
     }
 }
 
@@ -230,8 +233,8 @@ pub fn supplier_impacts(
                     first: start,
                     end: i32::MAX,
                 };
-                let hit = weighing.run(&cone, &recovering, scratch, abandoned)?;
-                let lasting = weighing.run(&cone, &for_good, scratch, abandoned)?;
+                let (hit, lasting) =
+                    weighing.run_both(&cone, [recovering, for_good], scratch, abandoned)?;
                 // The first day, and the first line of that day.
                 let survive = lasting
                     .iter()
@@ -360,8 +363,8 @@ pub fn license_stakes<'a>(
                 };
                 let denied = as_decided(LicenseStatus::Rejected, None);
                 let granted = as_decided(LicenseStatus::Approved, Some(granted_on));
-                let denied = weighing.run(&cone, &denied, scratch, abandoned)?;
-                let granted = weighing.run(&cone, &granted, scratch, abandoned)?;
+                let (denied, granted) =
+                    weighing.run_both(&cone, [denied, granted], scratch, abandoned)?;
                 let (stop_date_if_denied, stop_date_if_granted) =
                     weighing.stops_at_stake(&denied, &granted);
                 Some(LicenseStake {

@@ -105,26 +105,15 @@ pub struct Sparse {
 impl Sparse {
     /// Builds rows `0..rows` from (row, day, new value) entries in day order.
     fn build(rows: usize, entries: &[(u32, u16, f64)]) -> Sparse {
-        let mut start = vec![0u32; rows + 1];
-        for &(row, ..) in entries {
-            start[row as usize + 1] += 1;
-        }
-        for r in 0..rows {
-            start[r + 1] += start[r];
-        }
-        let mut next = start.clone();
         let mut day = vec![0u16; entries.len()];
         let mut value = vec![0.0; entries.len()];
-        for &(row, d, v) in entries {
-            let at = next[row as usize] as usize;
-            day[at] = d;
-            value[at] = v;
-            next[row as usize] += 1;
-        }
+        let start = by_row(rows, entries.iter().map(|e| e.0), |i, at| {
+            (day[at], value[at]) = (entries[i].1, entries[i].2);
+        });
         Sparse { start, day, value }
     }
 
-    fn row(&self, row: usize) -> (&[u16], &[f64]) {
+    pub(super) fn row(&self, row: usize) -> (&[u16], &[f64]) {
         let range = self.start[row] as usize..self.start[row + 1] as usize;
         (&self.day[range.clone()], &self.value[range])
     }
@@ -183,6 +172,30 @@ impl Sparse {
         out.start.push(out.day.len() as u32);
         out
     }
+}
+
+/// Compressed rows `0..rows` of entries whose rows are `rows_of`, in
+/// order: returns where each row starts (and where the last ends), and
+/// calls `place(i, at)` to put entry `i` at `at`. A row keeps its entries'
+/// order.
+pub(super) fn by_row(
+    rows: usize,
+    rows_of: impl Iterator<Item = u32> + Clone,
+    mut place: impl FnMut(usize, usize),
+) -> Vec<u32> {
+    let mut start = vec![0u32; rows + 1];
+    for row in rows_of.clone() {
+        start[row as usize + 1] += 1;
+    }
+    for r in 0..rows {
+        start[r + 1] += start[r];
+    }
+    let mut next = start.clone();
+    for (i, row) in rows_of.enumerate() {
+        place(i, next[row as usize] as usize);
+        next[row as usize] += 1;
+    }
+    start
 }
 
 /// What an evaluation saw day by day.
@@ -562,6 +575,11 @@ impl Outages {
             windows,
             arrivals: Arc::new(arrivals),
         }
+    }
+
+    /// Everything that arrives, by day: (day, position, units).
+    pub fn arrivals(&self) -> &[(u32, u32, f64)] {
+        &self.arrivals
     }
 
     /// What arrives on day `t`: (day, position, units).
@@ -958,23 +976,19 @@ impl<'a> FullRun<'a> {
                 |p| covered[p as usize],
                 |s| s != NO_SUPPLIER && out[s as usize],
             );
-            let demand = flat.demand[k];
-            if demand == 0.0 {
-                self.avail[k] = 1.0;
-            } else {
-                let inputs = flat
-                    .inputs_of(k)
+            let avail = &self.avail;
+            let inputs = || {
+                flat.inputs_of(k)
                     .iter()
-                    .map(|&i| self.avail[i as usize])
-                    .fold(1.0, f64::min);
-                let supply = self.cap[k] * inputs * demand;
-                let draw = (demand - supply).min(self.inventory[k]);
-                self.inventory[k] -= draw;
-                self.avail[k] = (supply + draw) / demand;
-                if draw != 0.0 {
-                    // Less stock tomorrow: look again.
-                    self.drawing.push(k);
-                }
+                    .map(|&i| avail[i as usize])
+                    .fold(1.0, f64::min)
+            };
+            let drew;
+            (self.avail[k], drew) =
+                supply(flat.demand[k], self.cap[k], inputs, &mut self.inventory[k]);
+            if drew {
+                // Less stock tomorrow: look again.
+                self.drawing.push(k);
             }
             // Yesterday's values are still in place: keep the changes.
             if self.avail[k] != yesterday_avail {
@@ -1055,6 +1069,24 @@ impl<'a> FullRun<'a> {
             },
         }
     }
+}
+
+/// Step 2 for one component of daily `demand`: with `cap`, the least
+/// `avail` of its inputs and its stock, its `avail` today, and whether it
+/// drew stock (and will have less tomorrow).
+pub(super) fn supply(
+    demand: f64,
+    cap: f64,
+    inputs: impl FnOnce() -> f64,
+    inventory: &mut f64,
+) -> (f64, bool) {
+    if demand == 0.0 {
+        return (1.0, false);
+    }
+    let supply = cap * inputs() * demand;
+    let draw = (demand - supply).min(*inventory);
+    *inventory -= draw;
+    ((supply + draw) / demand, draw != 0.0)
 }
 
 /// `cap` of the component at position k: the shares of its sources that
