@@ -5,15 +5,12 @@ mod random_network;
 
 use std::sync::atomic::AtomicBool;
 
-use lodestone::domain::record::{License, LicenseStatus};
+use lodestone::domain::record::LicenseStatus;
 use lodestone::domain::risk::cone::Base;
 use lodestone::domain::risk::forecast::{
     approvals, base_scenario, draw, fnv1a, forecast, sampled_licences, Forecast, Question,
 };
-use lodestone::domain::risk::simulate::{
-    evaluate, first_difference, run_replacing, with_grants, Checkpoints, Evaluation, Licensing,
-    Outages, Usable,
-};
+use lodestone::domain::risk::simulate::{evaluate, Evaluation, Licensing, Outages};
 use lodestone::domain::risk::structure::Structure;
 use lodestone::domain::risk::{date_of, day_number, LicenseOverride, PendingAssumption, Scenario};
 use proptest::prelude::*;
@@ -205,62 +202,6 @@ proptest! {
             let h = |d: Option<i32>| d.unwrap_or(i32::MAX);
             let (p10, p50, p90) = (f.days_to_stop_p10.map(|d| d as i32), f.days_to_stop_p50.map(|d| d as i32), f.days_to_stop_p90.map(|d| d as i32));
             prop_assert!(h(p10) <= h(p50) && h(p50) <= h(p90));
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(120))]
-
-    /// A sample that grants some of the base's denied licences, run from
-    /// the base's state kept on or before the first day a pool changes,
-    /// is the same run from day 0, whichever days are kept.
-    #[test]
-    fn a_run_from_a_kept_state_is_the_run_from_day_0(
-        net in pending_network(),
-        scenario in scenarios(),
-        granted in proptest::collection::vec((any::<prop::sample::Index>(), 0i64..70), 1..6),
-    ) {
-        let scenario = for_network(scenario, &net);
-        let structure = structure(&net);
-        let sampled = sampled_licences(&net.licenses, &scenario);
-        prop_assume!(!sampled.is_empty());
-        let base = base_scenario(&scenario, &sampled);
-        let evaluation = evaluate(&structure, &net.licenses, [], &base, as_of(), HORIZON);
-        let licensing = Licensing::new(&structure, &net.licenses, &base, as_of(), HORIZON);
-        let outages = Outages::new(&structure, [], &base, as_of());
-        // The grants, by pool, as a forecast's sample makes them.
-        let mut by_pool: std::collections::BTreeMap<u32, Vec<(&License, LicenseOverride)>> = Default::default();
-        for (index, offset) in &granted {
-            let (license, _) = sampled[index.index(sampled.len())];
-            let Some(pool) = structure.pool_of(license) else { continue };
-            let grants = by_pool.entry(pool as u32).or_default();
-            if grants.iter().all(|(l, _)| l.id != license.id) {
-                grants.push((license, LicenseOverride {
-                    license_id: license.id.clone(),
-                    status: LicenseStatus::Approved,
-                    effective_on: Some(as_of() + chrono::TimeDelta::days(*offset)),
-                }));
-            }
-        }
-        let mut replaced: Vec<(u32, Vec<Usable>)> = Vec::new();
-        let mut first_changed = HORIZON;
-        for (pool, grants) in &by_pool {
-            let usable = with_grants(&licensing.usable[*pool as usize], grants.iter().map(|(l, o)| (*l, o)), &scenario);
-            let row = evaluation.history.uncovered_row(*pool as usize);
-            if let Some(day) = first_difference(&structure, *pool as usize, usable.clone(), &outages, as_of(), HORIZON, row) {
-                first_changed = first_changed.min(day);
-            }
-            replaced.push((*pool, usable));
-        }
-        let never = AtomicBool::new(false);
-        let expected = run_replacing(&structure, &licensing, &replaced, &outages, as_of(), HORIZON, &never).unwrap();
-        for budget in [1, 20_000, 1 << 30] {
-            let kept = Checkpoints::new(&structure, &licensing, &outages, (as_of(), HORIZON), budget, &never).unwrap();
-            for start in [0, first_changed / 2, first_changed] {
-                let lines = kept.run_replacing(&replaced, start, &never).unwrap();
-                prop_assert_eq!(&lines, &expected.lines, "kept every {} days, from day {}", kept.every(), start);
-            }
         }
     }
 }

@@ -13,14 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
 use super::cone::{self, Base, Change, Cone, Scratch};
-use super::simulate::{
-    first_difference, with_grants, Checkpoints, Evaluation, Usable, CHECKPOINT_BYTES,
-};
+use super::simulate::{first_difference, with_grants, Evaluation, Usable};
 use super::structure::Structure;
 use super::{day_number, LicenseOverride, Scenario, REVIEW_DAYS};
 use crate::domain::date::Date;
@@ -244,7 +241,6 @@ pub fn forecast(
         lost: vec![0.0; lines],
     };
     let samples = question.samples as u64;
-    let kept = OnceLock::new();
     let mut first = 0;
     while first < samples {
         if abandoned.load(std::sync::atomic::Ordering::Relaxed) {
@@ -256,15 +252,7 @@ pub fn forecast(
             .par_iter()
             .map_init(
                 || Scratch::new(structure),
-                |scratch, &k| {
-                    let run = Run {
-                        base: &base,
-                        kept: &kept,
-                        scratch,
-                        abandoned,
-                    };
-                    sample(run, &sampled, scenario, question, k)
-                },
+                |scratch, &k| sample(&base, scratch, abandoned, &sampled, scenario, question, k),
             )
             .collect();
         // Fold in sample order, each line's loss summed in that order.
@@ -295,33 +283,18 @@ pub fn forecast(
     })
 }
 
-/// What a sample is simulated from: the base, its states on some days
-/// (made by the first sample that runs the whole network), a thread's
-/// scratch space.
-struct Run<'r, 'a> {
-    base: &'r Base<'a>,
-    kept: &'r OnceLock<Option<Checkpoints<'a>>>,
-    scratch: &'r mut Scratch,
-    abandoned: &'r AtomicBool,
-}
-
 /// Sample `k`: which sampled licences are granted, on which day; the pools
-/// whose covered days that changes; their cones simulated, or the whole
-/// network from the base's state on the first day one of them changes.
-/// The lines simulated, by index.
+/// whose covered days that changes; their cones simulated. The lines
+/// simulated, by index.
 fn sample(
-    run: Run<'_, '_>,
+    base: &Base<'_>,
+    scratch: &mut Scratch,
+    abandoned: &AtomicBool,
     sampled: &[Sampled],
     scenario: &Scenario,
     question: &Question,
     k: u64,
 ) -> Option<SampleLines> {
-    let Run {
-        base,
-        kept,
-        scratch,
-        abandoned,
-    } = run;
     let structure = base.structure;
     let evaluation = base.evaluation;
     let spread = f64::from(question.spread_days + 1);
@@ -345,7 +318,6 @@ fn sample(
         ));
     }
     let mut changed: Vec<(u32, Vec<Usable>)> = Vec::new();
-    let mut first_changed = evaluation.horizon_days;
     for (pool, granted) in grants {
         // Denied in the base, the granted licences are not among its
         // usable ones: add them.
@@ -363,8 +335,7 @@ fn sample(
             evaluation.horizon_days,
             evaluation.history.uncovered_row(pool as usize),
         );
-        if let Some(day) = differs {
-            first_changed = first_changed.min(day);
+        if differs.is_some() {
             changed.push((pool, usable));
         }
     }
@@ -373,30 +344,6 @@ fn sample(
     }
     let pools: Vec<u32> = changed.iter().map(|(p, _)| *p).collect();
     let cone = Cone::of_pools(structure, &pools, scratch);
-    if cone.positions.len() > structure.components.len() / 16 {
-        // Most of the network changes: one run of it all costs less, and
-        // until `first_changed` it is the base run.
-        let kept = kept
-            .get_or_init(|| {
-                Checkpoints::new(
-                    structure,
-                    base.licensing,
-                    base.outages,
-                    (evaluation.as_of, evaluation.horizon_days),
-                    CHECKPOINT_BYTES,
-                    abandoned,
-                )
-            })
-            .as_ref()?;
-        let lines = kept.run_replacing(&changed, first_changed, abandoned)?;
-        return Some(
-            lines
-                .into_iter()
-                .enumerate()
-                .map(|(l, line)| (l as u32, line.days_to_stop, line.units_lost))
-                .collect(),
-        );
-    }
     let outcome = cone::run(base, &cone, &Change::Licences(changed), scratch, abandoned)?;
     Some(
         outcome

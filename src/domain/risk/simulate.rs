@@ -687,99 +687,10 @@ pub fn run_replacing(
     Some(run.finish())
 }
 
-/// The most the states a forecast keeps ([`Checkpoints`]) may hold.
-pub const CHECKPOINT_BYTES: usize = 64 << 20;
-
-/// A run's state at the start of every `every`-th day, without its
-/// history, so that a run that differs from it only from some day on can
-/// start there rather than on day 0. As many days are kept as fit in the
-/// budget given, spread evenly over the horizon (day 0 always).
-pub struct Checkpoints<'a> {
-    every: usize,
-    states: Vec<FullRun<'a>>,
-}
-
-impl<'a> Checkpoints<'a> {
-    /// Runs `licensing` (the base) once more to keep its states in about
-    /// `budget` bytes. `None` once `abandoned` is set.
-    pub fn new(
-        structure: &'a Structure,
-        licensing: &'a Licensing,
-        outages: &'a Outages,
-        (as_of, horizon_days): (Date, u32),
-        budget: usize,
-        abandoned: &AtomicBool,
-    ) -> Option<Checkpoints<'a>> {
-        let mut run = FullRun::new(structure, licensing, &[], outages, as_of, horizon_days);
-        run.history = false;
-        let horizon = horizon_days as usize;
-        let fit = (budget / run.state_bytes().max(1)).max(1);
-        let every = horizon.div_ceil(fit).max(1);
-        let mut states = Vec::with_capacity(horizon.div_ceil(every));
-        for t in 0..horizon {
-            if abandoned.load(Ordering::Relaxed) {
-                return None;
-            }
-            if t % every == 0 {
-                states.push(run.clone());
-            }
-            run.day(t);
-        }
-        if states.is_empty() {
-            states.push(run);
-        }
-        Some(Checkpoints { every, states })
-    }
-
-    /// The days kept, one every so many.
-    pub fn every(&self) -> usize {
-        self.every
-    }
-
-    /// What each line does (by index) in the run that replaces the usable
-    /// licences of some pools (pool, its licences in consumption order),
-    /// where no pool is covered otherwise than in the kept run before day
-    /// `first_changed`: from the latest state kept at or before it, with
-    /// the replaced pools' licences drawn on as they were until then.
-    /// `None` once `abandoned` is set.
-    pub fn run_replacing(
-        &self,
-        replaced: &[(u32, Vec<Usable>)],
-        first_changed: u32,
-        abandoned: &AtomicBool,
-    ) -> Option<Vec<LineOutcome>> {
-        // Never empty: a horizon of no days keeps the state it starts with.
-        let kept = (first_changed as usize / self.every).min(self.states.len() - 1);
-        let mut run = self.states[kept].clone();
-        let from = kept * self.every;
-        for (p, list) in replaced {
-            let mut usable = list.clone();
-            for t in 0..from {
-                cover_alone(
-                    run.structure,
-                    *p as usize,
-                    &mut usable,
-                    run.outages,
-                    run.start + t as i32,
-                );
-            }
-            run.usable[*p as usize] = usable;
-        }
-        for t in from..run.horizon_days as usize {
-            if abandoned.load(Ordering::Relaxed) {
-                return None;
-            }
-            run.day(t);
-        }
-        Some(run.lines)
-    }
-}
-
 /// The state of a full run between two days. Only what can have changed
 /// since yesterday is computed again: a component whose pools, suppliers
 /// and inputs are as they were, and that drew no stock yesterday, does
 /// exactly what it did.
-#[derive(Clone)]
 struct FullRun<'a> {
     structure: &'a Structure,
     flat: &'a Flat,
@@ -800,7 +711,7 @@ struct FullRun<'a> {
     inventory: Vec<f64>,
     avail: Vec<f64>,
     cap: Vec<f64>,
-    visit: Arc<[usize]>,
+    visit: Vec<usize>,
     dirty: Vec<bool>,
     /// The positions that drew stock yesterday.
     drawing: Vec<usize>,
@@ -810,9 +721,6 @@ struct FullRun<'a> {
     /// The uncovered days of each pool, `words` 64-day words a pool.
     uncovered: Vec<u64>,
     words: usize,
-    /// Whether the run keeps its history (`*_seen`); runs that only tell
-    /// what each line does need none.
-    history: bool,
     avail_seen: Vec<(u32, u16, f64)>,
     cap_seen: Vec<(u32, u16, f64)>,
     out_seen: Vec<(u32, u16, f64)>,
@@ -856,7 +764,7 @@ impl<'a> FullRun<'a> {
             inventory: flat.on_hand_units.clone(),
             avail: vec![1.0f64; n],
             cap: vec![1.0f64; n],
-            visit: (0..n).filter(|&k| visited[k]).collect::<Vec<_>>().into(),
+            visit: (0..n).filter(|&k| visited[k]).collect(),
             dirty: visited,
             drawing: Vec::new(),
             lines: structure
@@ -868,22 +776,10 @@ impl<'a> FullRun<'a> {
             line_dirty: vec![true; structure.lines.len()],
             uncovered: vec![0u64; structure.pools.len() * words],
             words,
-            history: true,
             avail_seen: Vec::new(),
             cap_seen: Vec::new(),
             out_seen: Vec::new(),
         }
-    }
-
-    /// Heap bytes of the state a copy of this run (without history) holds.
-    fn state_bytes(&self) -> usize {
-        let n = self.inventory.len();
-        let usable: usize = self.usable.iter().map(|u| u.len()).sum();
-        n * (3 * size_of::<f64>() + 1)
-            + usable * size_of::<Usable>()
-            + self.lines.len() * (size_of::<LineOutcome>() + size_of::<f64>() + 1)
-            + self.pools.len() * (size_of::<PoolOutcome>() + size_of::<Vec<Usable>>() + 1)
-            + self.uncovered.len() * size_of::<u64>()
     }
 
     /// Day `t` after `as_of`: suppliers, then the model's three steps.
@@ -963,7 +859,7 @@ impl<'a> FullRun<'a> {
     /// Step 2: components, inputs first (positions are in that order).
     fn supply_components(&mut self, t: usize) {
         let (structure, flat) = (self.structure, self.flat);
-        for &k in self.visit.iter() {
+        for &k in &self.visit {
             if !self.dirty[k] {
                 continue;
             }
@@ -992,9 +888,7 @@ impl<'a> FullRun<'a> {
             }
             // Yesterday's values are still in place: keep the changes.
             if self.avail[k] != yesterday_avail {
-                if self.history {
-                    self.avail_seen.push((k as u32, t as u16, self.avail[k]));
-                }
+                self.avail_seen.push((k as u32, t as u16, self.avail[k]));
                 for &u in flat.users_of(k) {
                     self.dirty[u as usize] = true;
                 }
@@ -1002,7 +896,7 @@ impl<'a> FullRun<'a> {
                     self.line_dirty[l as usize] = true;
                 }
             }
-            if self.cap[k] != yesterday_cap && self.history {
+            if self.cap[k] != yesterday_cap {
                 self.cap_seen.push((k as u32, t as u16, self.cap[k]));
             }
         }
@@ -1023,9 +917,7 @@ impl<'a> FullRun<'a> {
                     .map(|&k| self.avail[k as usize])
                     .fold(1.0, f64::min);
                 if out_l != self.line_out[l] {
-                    if self.history {
-                        self.out_seen.push((l as u32, t as u16, out_l));
-                    }
+                    self.out_seen.push((l as u32, t as u16, out_l));
                     self.line_out[l] = out_l;
                 }
             }
@@ -1074,6 +966,7 @@ impl<'a> FullRun<'a> {
 /// Step 2 for one component of daily `demand`: with `cap`, the least
 /// `avail` of its inputs and its stock, its `avail` today, and whether it
 /// drew stock (and will have less tomorrow).
+#[inline]
 pub(super) fn supply(
     demand: f64,
     cap: f64,
