@@ -346,31 +346,59 @@ struct Sim<'a> {
     t: usize,
 }
 
+/// The local numbers of a cone's components (`0..size`, in position
+/// order, left in `scratch.positions`), the local input indices of each
+/// and the local BOM indices of each cone line, and the positions outside
+/// the cone that these read (its frontier, numbered from `size` on).
+fn wiring(structure: &Structure, cone: &Cone, scratch: &mut Scratch) -> (Rows, Rows, Vec<u32>) {
+    let flat = &structure.flat;
+    let size = cone.positions.len();
+    scratch.positions.clear();
+    for (i, &k) in cone.positions.iter().enumerate() {
+        scratch.positions.insert(k, i as u32);
+    }
+    let mut frontier: Vec<u32> = Vec::new();
+    let mut inputs = Rows::with_capacity(size);
+    for &k in &cone.positions {
+        for &i in flat.inputs_of(k as usize) {
+            inputs.push(scratch.positions.slot_of(i, &mut frontier, size));
+        }
+        inputs.end();
+    }
+    let mut bom = Rows::with_capacity(cone.lines.len());
+    for &l in &cone.lines {
+        for &k in flat.bom_of(l as usize) {
+            bom.push(scratch.positions.slot_of(k, &mut frontier, size));
+        }
+        bom.end();
+    }
+    (inputs, bom, frontier)
+}
+
+/// The base run's changes of `avail` of the `frontier` positions (local
+/// indices from `size` on), by day over the horizon: the local indices
+/// that change on each day, and their new values.
+fn frontier_changes(base: &Base<'_>, frontier: &[u32], size: usize) -> (Rows, Vec<f64>) {
+    let horizon = base.evaluation.horizon_days as usize;
+    let mut changes: Vec<(u32, u32, f64)> = Vec::new();
+    for (f, &k) in frontier.iter().enumerate() {
+        let (days, values) = base.evaluation.history.avail.row(k as usize);
+        for (&d, &v) in days.iter().zip(values) {
+            if (d as usize) < horizon {
+                changes.push((d as u32, (size + f) as u32, v));
+            }
+        }
+    }
+    Rows::from_triples(horizon, &changes)
+}
+
 impl<'a> Sim<'a> {
     /// The layout of runs of `cone`; [`Sim::start`] starts each.
     fn new(base: &'a Base<'a>, cone: &'a Cone, scratch: &mut Scratch) -> Sim<'a> {
         let structure = base.structure;
         let flat = &structure.flat;
         let size = cone.positions.len();
-        scratch.positions.clear();
-        for (i, &k) in cone.positions.iter().enumerate() {
-            scratch.positions.insert(k, i as u32);
-        }
-        let mut frontier: Vec<u32> = Vec::new();
-        let mut inputs = Rows::with_capacity(size);
-        for &k in &cone.positions {
-            for &i in flat.inputs_of(k as usize) {
-                inputs.push(scratch.positions.slot_of(i, &mut frontier, size));
-            }
-            inputs.end();
-        }
-        let mut bom = Rows::with_capacity(cone.lines.len());
-        for &l in &cone.lines {
-            for &k in flat.bom_of(l as usize) {
-                bom.push(scratch.positions.slot_of(k, &mut frontier, size));
-            }
-            bom.end();
-        }
+        let (inputs, bom, frontier) = wiring(structure, cone, scratch);
         let locals = size + frontier.len();
         let pairs = |rows: &Rows| -> Vec<(u32, u32)> {
             (0..rows.start.len() - 1)
@@ -415,16 +443,7 @@ impl<'a> Sim<'a> {
             sources.end();
         }
         let horizon = base.evaluation.horizon_days as usize;
-        let mut changes: Vec<(u32, u32, f64)> = Vec::new();
-        for (f, &k) in frontier.iter().enumerate() {
-            let (days, values) = base.evaluation.history.avail.row(k as usize);
-            for (&d, &v) in days.iter().zip(values) {
-                if (d as usize) < horizon {
-                    changes.push((d as u32, (size + f) as u32, v));
-                }
-            }
-        }
-        let (frontier_changes, frontier_values) = Rows::from_triples(horizon, &changes);
+        let (frontier_changes, frontier_values) = frontier_changes(base, &frontier, size);
         let arrivals = base
             .outages
             .arrivals()
@@ -564,18 +583,12 @@ impl<'a> Sim<'a> {
         sum
     }
 
-    /// Simulates day `t` (days in order from 0): suppliers, pools, then
-    /// components and lines.
-    fn step(&mut self, t: usize) {
+    /// Who is out and which pools are covered on day `t` (day number
+    /// `day`): the cone components whose sources that changes are computed
+    /// again.
+    fn suppliers_and_pools(&mut self, t: usize, day: i32) {
         let structure = self.base.structure;
         let history = &self.base.evaluation.history;
-        let flat = &structure.flat;
-        self.t = t;
-        let day = self.start + t as i32;
-        let size = self.cone.positions.len();
-        for i in std::mem::take(&mut self.drawing) {
-            self.dirty[i as usize] = true;
-        }
         for w in 0..self.windows.len() {
             let (first, end) = self.windows[w];
             let now = first <= day && day < end;
@@ -607,6 +620,20 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+    }
+
+    /// Simulates day `t` (days in order from 0): suppliers, pools, then
+    /// components and lines.
+    fn step(&mut self, t: usize) {
+        let structure = self.base.structure;
+        let flat = &structure.flat;
+        self.t = t;
+        let day = self.start + t as i32;
+        let size = self.cone.positions.len();
+        for i in std::mem::take(&mut self.drawing) {
+            self.dirty[i as usize] = true;
+        }
+        self.suppliers_and_pools(t, day);
         while let Some(&(day, i, units)) = self.arrivals.get(self.arrived) {
             if day as usize > t {
                 break;
