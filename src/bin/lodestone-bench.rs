@@ -314,6 +314,8 @@ struct Bench {
     channels: Vec<Channel>,
     as_of: String,
     rows: Vec<Row>,
+    /// The server's peak RSS before the first watcher row, in MiB.
+    peak_before_watchers: Option<f64>,
 }
 
 impl Bench {
@@ -382,12 +384,17 @@ async fn main() -> anyhow::Result<()> {
         channels,
         as_of: "2025-06-02".to_string(),
         rows: Vec::new(),
+        peak_before_watchers: None,
     };
     import(&mut bench, total, messages).await?;
     let ceiling = health_ceiling(&mut bench).await;
     first_at_risk_listing(&mut bench).await?;
     for (name, job) in JOBS {
         if name.is_none_or(|name| bench.args.wants(name)) {
+            if name.is_some_and(|name| name.contains("watchers")) {
+                let peak = bench.server().peak_rss_mib();
+                bench.peak_before_watchers.get_or_insert(peak);
+            }
             job(&mut bench).await?;
         }
     }
@@ -1026,7 +1033,10 @@ fn report(
             r.note
         );
     }
-    println!("\nserver peak RSS: {rss:.0} MiB; {place}: {disk:.0} MiB");
+    let before = bench.peak_before_watchers.map_or(String::new(), |mib| {
+        format!(" ({mib:.0} MiB before the watcher rows)")
+    });
+    println!("\nserver peak RSS: {rss:.0} MiB{before}; {place}: {disk:.0} MiB");
 
     let json = serde_json::json!({
         "scale": format!("{:?}", args.scale).to_lowercase(),
@@ -1036,6 +1046,7 @@ fn report(
         "connections": args.connections,
         "seconds_per_run": args.seconds,
         "server_peak_rss_mib": rss,
+        "server_peak_rss_before_watchers_mib": bench.peak_before_watchers,
         "store_mib": disk,
         "jobs": bench.rows.iter().map(|r| serde_json::json!({
             "job": r.job, "rate_per_s": r.rate, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
