@@ -48,12 +48,14 @@ enum Scale {
     Medium,
     Large,
     Xlarge,
+    Huge,
 }
 
 /// Measure Lodestone's main jobs over the real gRPC stack.
 #[derive(Parser)]
 struct Args {
-    /// Network size: medium (10k components), large (50k), xlarge (200k).
+    /// Network size: medium (10k components), large (50k), xlarge (200k),
+    /// huge (500k: ten times large).
     #[arg(long, value_enum, default_value = "large")]
     scale: Scale,
     /// Seed of the generated network.
@@ -420,6 +422,7 @@ fn generated(args: &Args) -> (Generated, Vec<pb::ImportRecordsRequest>) {
         Scale::Medium => Size::MEDIUM,
         Scale::Large => Size::LARGE,
         Scale::Xlarge => Size::XLARGE,
+        Scale::Huge => Size::HUGE,
     };
     eprintln!(
         "generating the {:?} network ({size:?}, seed {})",

@@ -38,6 +38,13 @@ impl Size {
         lines: 4_000,
         licenses: 80_000,
     };
+    /// Ten times the large network, to see how cost grows with size.
+    pub const HUGE: Size = Size {
+        suppliers: 100_000,
+        components: 500_000,
+        lines: 10_000,
+        licenses: 200_000,
+    };
 }
 
 /// SplitMix64: tiny, fast, and the same sequence on every platform and
