@@ -139,18 +139,12 @@ impl Gate {
                 }
             },
         };
-        if access == Access::Write && !client.role.may_write() {
-            let (service, method) = service_and_method(path);
-            return Err(refused(
-                "role",
-                status::permission_denied(
-                    &client.name,
-                    client.role,
-                    &format!("{service}/{method}"),
-                ),
-            ));
-        }
-        if access == Access::Admin && client.role != Role::Admin {
+        let role_permits = match access {
+            Access::Write => client.role.may_write(),
+            Access::Admin => client.role == Role::Admin,
+            Access::Open | Access::Read | Access::Stream => true,
+        };
+        if !role_permits {
             let (service, method) = service_and_method(path);
             return Err(refused(
                 "role",
