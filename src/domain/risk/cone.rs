@@ -498,12 +498,7 @@ impl<'a> Sim<'a> {
         let base = self.base;
         let flat = &base.structure.flat;
         self.outage = outage;
-        self.windows.clear();
-        self.windows
-            .extend(self.suppliers.iter().map(|&s| match outage {
-                Some((supplier, first, end)) if supplier == s => (first, end),
-                _ => base.outages.window(s),
-            }));
+        self.windows = self.suppliers.iter().map(|&s| self.window(s)).collect();
         self.out.fill(false);
         self.covered.fill(true);
         self.arrived = 0;
@@ -530,11 +525,17 @@ impl<'a> Sim<'a> {
         if s == NO_SUPPLIER {
             return false;
         }
-        let (first, end) = match self.outage {
+        let (first, end) = self.window(s);
+        first <= day && day < end
+    }
+
+    /// The day numbers supplier `s` is out, `[first, end)`: the change's
+    /// outage, or the base scenario's.
+    fn window(&self, s: u32) -> (i32, i32) {
+        match self.outage {
             Some((supplier, first, end)) if supplier == s => (first, end),
             _ => self.base.outages.window(s),
-        };
-        first <= day && day < end
+        }
     }
 
     /// Whether pool `p` is covered on the day simulated last.

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicBool;
 use rayon::prelude::*;
 
 use super::cone::{self, Base, Change, Cone, Scratch};
-use super::simulate::{first_difference, with_grants, Evaluation, Usable};
+use super::simulate::{covers_otherwise, with_grants, Evaluation, Usable};
 use super::structure::Structure;
 use super::{day_number, LicenseOverride, Scenario, REVIEW_DAYS};
 use crate::domain::date::Date;
@@ -326,7 +326,7 @@ fn sample(
             granted.iter().map(|(l, o)| (*l, o)),
             scenario,
         );
-        let differs = first_difference(
+        let differs = covers_otherwise(
             structure,
             pool as usize,
             usable.clone(),
@@ -335,7 +335,7 @@ fn sample(
             evaluation.horizon_days,
             evaluation.history.uncovered_row(pool as usize),
         );
-        if differs.is_some() {
+        if differs {
             changed.push((pool, usable));
         }
     }

@@ -462,10 +462,10 @@ pub fn with_grants<'a>(
     list
 }
 
-/// The first day on which pool `p` alone, from its licences `usable`, is
-/// covered otherwise than `uncovered` (bits by day, as
-/// [`History::uncovered_row`] keeps them) says; `None` when never.
-pub fn first_difference(
+/// Whether pool `p` alone, from its licences `usable`, is uncovered on
+/// other days than `uncovered` (bits by day, as [`History::uncovered_row`]
+/// keeps them) says. Stops at the first day that differs.
+pub fn covers_otherwise(
     structure: &Structure,
     p: usize,
     mut usable: Vec<Usable>,
@@ -473,9 +473,9 @@ pub fn first_difference(
     as_of: Date,
     horizon_days: u32,
     uncovered: &[u64],
-) -> Option<u32> {
+) -> bool {
     let start = day_number(as_of);
-    (0..horizon_days).find(|&t| {
+    (0..horizon_days).any(|t| {
         let covered = cover_alone(structure, p, &mut usable, outages, start + t as i32);
         let was = uncovered[(t / 64) as usize] >> (t % 64) & 1 == 1;
         covered == was
